@@ -1,0 +1,212 @@
+//! What happened, as reported by the code that made it happen.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// A stable, dotted event type such as `auth.login.succeeded`.
+///
+/// The set is open (later features add types) but every value is checked to be lowercase
+/// dotted words so that SIEM rules written against it keep matching.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EventType(String);
+
+impl EventType {
+    pub fn new(s: &str) -> Result<Self, InvalidEventType> {
+        let ok = !s.is_empty()
+            && s.len() <= 64
+            && s.split('.').count() >= 2
+            && s.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            });
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(InvalidEventType(s.to_owned()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for EventType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for EventType {
+    type Error = InvalidEventType;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::new(&s)
+    }
+}
+
+impl From<EventType> for String {
+    fn from(e: EventType) -> String {
+        e.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid audit event type {0:?}: expected lowercase dotted words such as auth.login.succeeded")]
+pub struct InvalidEventType(pub String);
+
+/// Known event types. Kept as constants so a typo is a compile error, not a silent new type.
+pub mod types {
+    pub const ADMIN_BOOTSTRAP_ISSUED: &str = "admin.bootstrap.issued";
+    pub const ADMIN_BOOTSTRAP_REDEEMED: &str = "admin.bootstrap.redeemed";
+    pub const ADMIN_BOOTSTRAP_REFUSED: &str = "admin.bootstrap.refused";
+    pub const ADMIN_USER_CREATED: &str = "admin.user.created";
+    pub const ADMIN_FACTOR_ADDED: &str = "admin.factor.added";
+    pub const AUDIT_CHECKPOINT_SIGNED: &str = "audit.checkpoint.signed";
+    pub const AUDIT_RETENTION_PRUNED: &str = "audit.retention.pruned";
+    pub const AUDIT_EXPORTED: &str = "audit.exported";
+    pub const AUDIT_VERIFIED: &str = "audit.verified";
+    pub const KEYS_ROTATED: &str = "keys.kek.rotated";
+    pub const KEYS_SIGNING_CREATED: &str = "keys.signing.created";
+    pub const SYSTEM_STARTED: &str = "system.node.started";
+    pub const SYSTEM_STOPPED: &str = "system.node.stopped";
+    pub const AUTH_LOGIN_SUCCEEDED: &str = "auth.login.succeeded";
+    pub const AUTH_LOGIN_FAILED: &str = "auth.login.failed";
+    pub const AUTH_FACTOR_FAILED: &str = "auth.factor.failed";
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+/// One security-relevant event, before it is sealed into the chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    pub at: OffsetDateTime,
+    pub event_type: EventType,
+    /// The person the event is about (a user id or username).
+    pub subject: Option<String>,
+    /// The administrator or service acting, when it is not the subject.
+    pub actor: Option<String>,
+    /// Authentication method references (RFC 8176 values) involved.
+    pub factors: Vec<String>,
+    pub outcome: Outcome,
+    pub reason: Option<String>,
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub device_id: Option<String>,
+    /// Ties together the events of one login or one request.
+    pub correlation_id: Option<String>,
+    /// Event-specific data; never secrets.
+    pub details: serde_json::Map<String, serde_json::Value>,
+}
+
+impl AuditEvent {
+    /// An event with only the mandatory parts; the builder methods fill in the rest.
+    pub fn new(at: OffsetDateTime, event_type: &str, outcome: Outcome) -> Result<Self, InvalidEventType> {
+        let checked = EventType::new(event_type)?;
+        let mut e = Self::known(at, "system.unknown", outcome);
+        e.event_type = checked;
+        Ok(e)
+    }
+
+    /// For event types from [`types`], which are valid by construction.
+    pub fn known(at: OffsetDateTime, event_type: &'static str, outcome: Outcome) -> Self {
+        Self {
+            at,
+            event_type: EventType(event_type.to_owned()),
+            subject: None,
+            actor: None,
+            factors: Vec::new(),
+            outcome,
+            reason: None,
+            client_ip: None,
+            user_agent: None,
+            device_id: None,
+            correlation_id: None,
+            details: serde_json::Map::new(),
+        }
+    }
+
+    pub fn subject(mut self, s: impl Into<String>) -> Self {
+        self.subject = Some(s.into());
+        self
+    }
+    pub fn actor(mut self, s: impl Into<String>) -> Self {
+        self.actor = Some(s.into());
+        self
+    }
+    pub fn reason(mut self, s: impl Into<String>) -> Self {
+        self.reason = Some(s.into());
+        self
+    }
+    pub fn factor(mut self, amr: impl Into<String>) -> Self {
+        self.factors.push(amr.into());
+        self
+    }
+    pub fn client_ip(mut self, ip: Option<IpAddr>) -> Self {
+        self.client_ip = ip;
+        self
+    }
+    pub fn user_agent(mut self, ua: Option<String>) -> Self {
+        self.user_agent = ua;
+        self
+    }
+    pub fn device_id(mut self, d: Option<String>) -> Self {
+        self.device_id = d;
+        self
+    }
+    pub fn correlation_id(mut self, c: impl Into<String>) -> Self {
+        self.correlation_id = Some(c.into());
+        self
+    }
+    pub fn detail(mut self, k: &str, v: impl Into<serde_json::Value>) -> Self {
+        self.details.insert(k.to_owned(), v.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_types_are_dotted_lowercase_words() {
+        assert!(EventType::new("auth.login.succeeded").is_ok());
+        assert!(EventType::new("a.b_2").is_ok());
+        for bad in ["", "auth", "Auth.login", "auth..login", "auth.login ", "auth.lo-gin", ".a.b"] {
+            assert!(EventType::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn every_known_type_is_valid() {
+        use types::*;
+        for t in [
+            ADMIN_BOOTSTRAP_ISSUED, ADMIN_BOOTSTRAP_REDEEMED, ADMIN_BOOTSTRAP_REFUSED, ADMIN_USER_CREATED,
+            ADMIN_FACTOR_ADDED, AUDIT_CHECKPOINT_SIGNED, AUDIT_RETENTION_PRUNED, AUDIT_EXPORTED,
+            AUDIT_VERIFIED, KEYS_ROTATED, KEYS_SIGNING_CREATED, SYSTEM_STARTED, SYSTEM_STOPPED,
+            AUTH_LOGIN_SUCCEEDED, AUTH_LOGIN_FAILED, AUTH_FACTOR_FAILED,
+        ] {
+            assert!(EventType::new(t).is_ok(), "{t}");
+        }
+    }
+}
