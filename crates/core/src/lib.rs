@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod identity;
+pub mod keys;
 pub mod passphrase;
 pub mod secrets;
 pub mod settings;
