@@ -1,1 +1,126 @@
-fn main() {}
+//! `wardgate`: the server and its administration, one binary.
+
+mod admin;
+mod audit;
+mod config_cmd;
+mod keys;
+mod settings_load;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Multi-factor authentication, single sign-on, access policy and a tamper-evident audit
+/// trail in front of clinical systems.
+#[derive(Parser)]
+#[command(name = "wardgate", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command shares, so administration works against the same store as `serve`.
+#[derive(Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// TOML configuration file.
+    #[arg(long, global = true, env = "WARDGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (default ./wardgate-data).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Database: postgres://… for several nodes; default SQLite in the data directory.
+    #[arg(long, global = true)]
+    pub database: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, global = true)]
+    pub log_format: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server.
+    Serve(ServeArgs),
+    /// Check or show the configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Administration that works directly against the store.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
+    /// Key-encryption keys.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// The tamper-evident audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+#[derive(Args, Default)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// TLS is terminated by a trusted reverse proxy; requires --trusted-proxy.
+    #[arg(long)]
+    pub behind_proxy: bool,
+    /// A proxy address or CIDR whose X-Forwarded-For is believed (repeatable).
+    #[arg(long = "trusted-proxy")]
+    pub trusted_proxies: Vec<String>,
+    /// PEM certificate chain.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Make a self-signed certificate (for trying Wardgate out only).
+    #[arg(long)]
+    pub dev_tls: bool,
+}
+
+/// A command's failure: one line for stderr, and the exit code.
+pub struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Failure {
+    pub fn new(message: impl std::fmt::Display) -> Self {
+        Self { message: message.to_string(), code: 1 }
+    }
+}
+
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self::new(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("wardgate: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => admin::serve(&cli.global, &args).await,
+            Command::Config(c) => config_cmd::run(&cli.global, c),
+            Command::Admin(c) => admin::run(&cli.global, c).await,
+            Command::Keys(c) => keys::run(&cli.global, c).await,
+            Command::Audit(c) => audit::run(&cli.global, c).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            // One line: operators grep for it and scripts show it verbatim.
+            eprintln!("wardgate: error: {}", f.message.replace('\n', " "));
+            ExitCode::from(f.code)
+        }
+    }
+}

@@ -1,1 +1,18 @@
+//! Wardgate's HTTP layer and node runtime: routes, pages, TLS, metrics, problem documents,
+//! and the wiring that turns settings into a running node.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod app;
+mod bootstrap;
+pub mod context;
+pub mod datadir;
+pub mod installation;
+pub mod node;
+mod ops;
+pub mod problem;
+mod serve;
+pub mod telemetry;
+pub mod tls;
+
+pub use installation::{Installation, InstallationError, OpenMode};
+pub use node::{Node, NodeError};

@@ -97,7 +97,7 @@ async fn run(
                 }
             }
             _ = tick.tick() => {
-                checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, None).await;
+                checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, None, false).await;
                 continue;
             }
         }
@@ -116,7 +116,7 @@ async fn run(
                 for r in replies {
                     let _ = r.send(Ok(h));
                 }
-                checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, Some(h)).await;
+                checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, Some(h), false).await;
             }
             Err(e) => {
                 metrics::counter!("wardgate_audit_write_failures_total").increment(1);
@@ -129,8 +129,8 @@ async fn run(
         }
         events.clear();
     }
-    // Shutdown: pin whatever was written since the last checkpoint.
-    checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, None).await;
+    // Shutdown: pin whatever was written since the last checkpoint, schedule or not.
+    checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, None, true).await;
 }
 
 async fn checkpoint_if_due(
@@ -139,6 +139,7 @@ async fn checkpoint_if_due(
     config: &AuditWriterConfig,
     last: &mut Option<(i64, OffsetDateTime)>,
     known_head: Option<ChainHead>,
+    force: bool,
 ) {
     let now = (config.clock)();
     // Without a head from our own append (timer, shutdown), read it from the store:
@@ -150,7 +151,8 @@ async fn checkpoint_if_due(
             Err(_) => return,
         },
     };
-    if !config.checkpoints.due(*last, head.seq, now) {
+    let grown = last.is_none_or(|(seq, _)| head.seq > seq) && head.seq > 0;
+    if !(config.checkpoints.due(*last, head.seq, now) || (force && grown)) {
         return;
     }
     let cp = signer.sign(head, now);

@@ -1,1 +1,14 @@
+//! Wardgate's storage layer: one contract ([`Store`]), two implementations (SQLite, the
+//! embedded default, and PostgreSQL for several nodes), and the audit group committer.
+//!
+//! Invariant: every state change that an auditor cares about is written in the same
+//! transaction as its audit record. Callers pass the [`AuditEvent`] to the mutating method;
+//! there is no way to change users, factors, keys or bootstrap links without one.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod audit_writer;
+mod contract;
+mod error;
+
+pub use contract::{AuditMark, AuditMarks, SealedColumn, SealedRef, Store};
+pub use error::StoreError;

@@ -1,0 +1,302 @@
+//! `wardgate audit verify|export|tail|prune`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Subcommand, ValueEnum};
+use time::OffsetDateTime;
+use wardgate_core::audit::chain::ChainBreak;
+use wardgate_core::audit::event::types;
+use wardgate_core::audit::{AuditEvent, AuditRecord, ChainHead, ChainVerifier, Checkpoint, Outcome, StoredRecord};
+use wardgate_server::{Installation, OpenMode};
+use wardgate_store::{AuditMark, Store};
+
+use crate::{Failure, GlobalArgs, settings_load};
+
+const PAGE: u32 = 20_000;
+/// Exit code for a broken chain, distinct from "could not run".
+const EXIT_TAMPERED: u8 = 3;
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole hash chain and every checkpoint signature.
+    Verify,
+    /// Write records in a SIEM format (docs/audit-schema.md).
+    Export {
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+        /// Only records at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Print the latest records, then follow new ones.
+    Tail {
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+        /// How many existing records to print first.
+        #[arg(long, short = 'n', default_value_t = 10)]
+        lines: u32,
+        /// Print and exit instead of following.
+        #[arg(long)]
+        no_follow: bool,
+    },
+    /// Delete records older than the retention period that are exported and verified.
+    Prune {
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Syslog,
+}
+
+pub async fn run(global: &GlobalArgs, cmd: AuditCommand) -> Result<(), Failure> {
+    let settings = settings_load::load(global, None)?;
+    let retention_days = settings.audit.retention_days;
+    let inst = Installation::open(settings, OpenMode::Existing).await?;
+    match cmd {
+        AuditCommand::Verify => verify(&inst).await,
+        AuditCommand::Export { format, since, until, output } => {
+            export(&*inst.store, format, parse_time(since.as_deref())?, parse_time(until.as_deref())?, output).await
+        }
+        AuditCommand::Tail { format, lines, no_follow } => tail(&*inst.store, format, lines, !no_follow).await,
+        AuditCommand::Prune { dry_run } => prune(&inst, retention_days, dry_run).await,
+    }
+}
+
+/// Checkpoints whose signature verifies under a key that is provably ours. The first one
+/// that does not is itself a break at its sequence number.
+async fn trusted_checkpoints(inst: &Installation, anchor: ChainHead) -> Result<Vec<Checkpoint>, Failure> {
+    let keys = inst.trusted_checkpoint_keys().await?;
+    let mut good = Vec::new();
+    for cp in inst.store.checkpoints(anchor.seq.saturating_sub(1)).await? {
+        let ok = keys.get(&cp.key_id).is_some_and(|k| cp.verify(k));
+        if !ok {
+            return Err(broken(ChainBreak {
+                seq: cp.seq,
+                kind: wardgate_core::audit::chain::BreakKind::CheckpointMismatch,
+            }, "checkpoint signature is invalid or made with an unknown key"));
+        }
+        good.push(cp);
+    }
+    if anchor != ChainHead::GENESIS && !good.iter().any(|c| c.head() == anchor) {
+        return Err(broken(
+            ChainBreak { seq: anchor.seq + 1, kind: wardgate_core::audit::chain::BreakKind::BadLink },
+            "the retention anchor does not match a signed checkpoint",
+        ));
+    }
+    Ok(good)
+}
+
+fn broken(b: ChainBreak, extra: &str) -> Failure {
+    Failure { message: format!("{b} ({extra}); first bad sequence number: {}", b.seq), code: EXIT_TAMPERED }
+}
+
+async fn verify(inst: &Installation) -> Result<(), Failure> {
+    let store = &inst.store;
+    let anchor = store.audit_anchor().await?;
+    let head = store.audit_head().await?;
+    let checkpoints = trusted_checkpoints(inst, anchor).await?;
+    let last_cp = checkpoints.last().map(|c| c.seq).unwrap_or(anchor.seq);
+    let mut v = ChainVerifier::new(anchor, &checkpoints);
+    let bar = indicatif::ProgressBar::new(head.seq.saturating_sub(anchor.seq).max(0) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} records ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    // Read the next page while hashing this one: the database and the CPU work in parallel.
+    let mut next = fetch(store, anchor.seq);
+    loop {
+        let page = next.await.map_err(|e| Failure::new(format!("audit read failed: {e}")))??;
+        let Some(last) = page.last().map(|r| r.seq) else { break };
+        next = fetch(store, last);
+        for r in &page {
+            if let Err(b) = v.push(r) {
+                bar.abandon();
+                record_verification(&**store, Outcome::Failure, Some(b.seq)).await;
+                return Err(broken(b, "altered, deleted, inserted or reordered"));
+            }
+        }
+        bar.set_position(v.verified());
+    }
+    bar.finish_and_clear();
+    let verified = v.verified();
+    let tip = v.finish().map_err(|b| broken(b, "the log ends before a signed checkpoint"))?;
+    store.raise_audit_mark(AuditMark::Verified, tip.seq).await?;
+    println!(
+        "audit log intact: {verified} records (sequence {}..{}), {} signed checkpoints, head {}",
+        anchor.seq + 1,
+        tip.seq,
+        checkpoints.len(),
+        hex::encode(tip.hash)
+    );
+    if tip.seq > last_cp {
+        println!("note: {} newest record(s) are not yet under a signed checkpoint", tip.seq - last_cp);
+    }
+    record_verification(&**store, Outcome::Success, None).await;
+    Ok(())
+}
+
+fn fetch(store: &std::sync::Arc<dyn Store>, after: i64) -> tokio::task::JoinHandle<Result<Vec<StoredRecord>, wardgate_store::StoreError>> {
+    let store = std::sync::Arc::clone(store);
+    tokio::spawn(async move { store.audit_records(after, PAGE).await })
+}
+
+/// The check itself is evidence; failing to record it does not change its result.
+async fn record_verification(store: &dyn Store, outcome: Outcome, first_bad: Option<i64>) {
+    let mut e = AuditEvent::known(OffsetDateTime::now_utc(), types::AUDIT_VERIFIED, outcome)
+        .actor(format!("cli:{}", crate::admin::whoami()));
+    if let Some(seq) = first_bad {
+        e = e.detail("first_bad_seq", seq);
+    }
+    if let Err(err) = store.append_audit(&[e]).await {
+        eprintln!("wardgate: warning: could not record the verification: {err}");
+    }
+}
+
+fn render(format: Format, r: &StoredRecord) -> Result<String, Failure> {
+    match format {
+        Format::Jsonl => Ok(r.body.clone()),
+        Format::Syslog => {
+            let rec: AuditRecord = serde_json::from_str(&r.body)
+                .map_err(|e| Failure::new(format!("record {} is unreadable: {e}", r.seq)))?;
+            Ok(wardgate_core::audit::syslog::render(&rec, &r.body, &hex::encode(&r.hash)))
+        }
+    }
+}
+
+async fn export(
+    store: &dyn Store,
+    format: Format,
+    since: Option<OffsetDateTime>,
+    until: Option<OffsetDateTime>,
+    output: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let mut out: Box<dyn std::io::Write> = match &output {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| Failure::new(format!("cannot write {}: {e}", p.display())))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let mut after = match since {
+        Some(t) => match store.audit_first_seq_at(wardgate_core::unix_micros(t)).await? {
+            Some(seq) => seq - 1,
+            None => return Ok(()),
+        },
+        None => store.audit_anchor().await?.seq,
+    };
+    let until_us = until.map(wardgate_core::unix_micros);
+    let mut written = 0u64;
+    'pages: loop {
+        let page = store.audit_records(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            if until_us.is_some_and(|u| r.ts_us >= u) {
+                break 'pages;
+            }
+            let line = render(format, r)?;
+            if let Err(e) = writeln!(out, "{line}") {
+                // `… | head` closes the pipe early: that is the reader's choice, not an error.
+                if e.kind() == std::io::ErrorKind::BrokenPipe {
+                    return Ok(());
+                }
+                return Err(Failure::new(format!("write failed: {e}")));
+            }
+            written += 1;
+        }
+    }
+    out.flush().map_err(|e| Failure::new(format!("write failed: {e}")))?;
+    // Only a complete export from the start may let retention delete what it covered.
+    if since.is_none() && until.is_none() && written > 0 {
+        store.raise_audit_mark(AuditMark::Exported, after).await?;
+    }
+    if output.is_some() {
+        eprintln!("exported {written} record(s)");
+    }
+    Ok(())
+}
+
+async fn tail(store: &dyn Store, format: Format, lines: u32, follow: bool) -> Result<(), Failure> {
+    let head = store.audit_head().await?;
+    let anchor = store.audit_anchor().await?;
+    let mut after = (head.seq - i64::from(lines)).max(anchor.seq);
+    let stdout = std::io::stdout();
+    loop {
+        let page = store.audit_records(after, PAGE).await?;
+        for r in &page {
+            let mut lock = stdout.lock();
+            if writeln!(lock, "{}", render(format, r)?).and_then(|_| lock.flush()).is_err() {
+                return Ok(());
+            }
+            after = r.seq;
+        }
+        if !follow {
+            return Ok(());
+        }
+        if page.is_empty() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            }
+        }
+    }
+}
+
+async fn prune(inst: &Installation, retention_days: u64, dry_run: bool) -> Result<(), Failure> {
+    let store = &inst.store;
+    let now = OffsetDateTime::now_utc();
+    let cutoff = wardgate_core::unix_micros(now - time::Duration::days(retention_days as i64));
+    let marks = store.audit_marks().await?;
+    let limit = marks.exported_seq.min(marks.verified_seq);
+    let anchor = store.audit_anchor().await?;
+    let checkpoints = trusted_checkpoints(inst, anchor).await?;
+    // The newest signed checkpoint that is exported, verified and past retention.
+    let mut target = None;
+    for cp in checkpoints.iter().rev().filter(|c| c.seq <= limit && c.seq > anchor.seq) {
+        let rec = store.audit_records(cp.seq - 1, 1).await?;
+        if rec.first().is_some_and(|r| r.seq == cp.seq && r.ts_us < cutoff) {
+            target = Some(cp.clone());
+            break;
+        }
+    }
+    let Some(cp) = target else {
+        println!(
+            "nothing to prune: records are deleted only when older than {retention_days} days, exported (up to {}), verified (up to {}) and under a signed checkpoint",
+            marks.exported_seq, marks.verified_seq
+        );
+        return Ok(());
+    };
+    if dry_run {
+        println!("would delete records {}..{}", anchor.seq + 1, cp.seq);
+        return Ok(());
+    }
+    let event = AuditEvent::known(now, types::AUDIT_RETENTION_PRUNED, Outcome::Success)
+        .actor(format!("cli:{}", crate::admin::whoami()))
+        .detail("through_seq", cp.seq)
+        .detail("retention_days", retention_days);
+    let n = store.prune_audit(&cp, &event).await?;
+    println!("deleted {n} record(s) through sequence {}; the chain now starts from that signed checkpoint", cp.seq);
+    Ok(())
+}
+
+fn parse_time(s: Option<&str>) -> Result<Option<OffsetDateTime>, Failure> {
+    let Some(s) = s else { return Ok(None) };
+    if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(Some(t));
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt)
+        .map(|d| Some(d.midnight().assume_utc()))
+        .map_err(|_| Failure::new(format!("{s:?} is not a time: use RFC 3339 (2026-11-28T07:00:00Z) or a date (2026-11-28)")))
+}

@@ -1,0 +1,320 @@
+//! The `wardgate` binary as an operator runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_wardgate");
+
+fn wardgate(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("WARDGATE_CONFIG")
+        .env_remove("WARDGATE_DATABASE")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A started `wardgate serve`, with what it printed.
+struct Served {
+    child: Child,
+    base: String,
+    bootstrap: Option<String>,
+}
+
+fn serve(data: &Path) -> Served {
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let base = first.strip_prefix("Wardgate listening on ").unwrap().split(' ').next().unwrap().to_owned();
+    let next = lines.next().unwrap().unwrap();
+    let bootstrap = if next.starts_with("Enroll the first administrator") {
+        Some(lines.next().unwrap().unwrap().trim().to_owned())
+    } else {
+        None
+    };
+    Served { child, base, bootstrap }
+}
+
+impl Served {
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "serve exited with {status}");
+    }
+}
+
+/// An installation with a few dozen audit records, stopped.
+fn installation() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    serve(&data).stop();
+    for _ in 0..3 {
+        assert!(wardgate(&data, &["admin", "bootstrap"]).status.success());
+    }
+    serve(&data).stop();
+    (dir, data)
+}
+
+fn sql(data: &Path, statements: &[&str]) {
+    let db = data.join("wardgate.db");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        for s in statements {
+            sqlx::query(s).execute(&mut c).await.unwrap();
+        }
+        c.close().await.unwrap();
+    });
+}
+
+fn verify_fails_at(data: &Path, seq: i64) {
+    let o = wardgate(data, &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(3), "verify should fail: {}{}", stdout(&o), stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("first bad sequence number: {seq}")), "{err}");
+    assert_eq!(err.trim_end().lines().filter(|l| l.starts_with("wardgate: error")).count(), 1, "{err}");
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let o = Command::new(BIN).arg("--help").output().unwrap();
+    let out = stdout(&o);
+    for cmd in ["serve", "config", "admin", "keys", "audit"] {
+        assert!(out.contains(cmd), "{cmd} missing from --help:\n{out}");
+    }
+}
+
+#[test]
+fn serve_starts_on_an_empty_data_dir_prints_the_link_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh");
+    let s = serve(&data);
+    let link = s.bootstrap.clone().expect("bootstrap link printed on first start");
+    assert!(link.starts_with(&format!("{}/bootstrap?token=", s.base)), "{link}");
+    s.stop();
+    assert!(data.join("wardgate.db").exists());
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.join("master.key")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    // A second start does not print a new link while the first is unused.
+    let s = serve(&data);
+    assert!(s.bootstrap.is_none());
+    s.stop();
+    let o = wardgate(&data, &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("audit log intact"), "{}", stdout(&o));
+}
+
+#[test]
+fn verify_names_the_first_altered_deleted_or_swapped_record() {
+    let (_dir, data) = installation();
+    let o = wardgate(&data, &["audit", "verify"]);
+    assert!(o.status.success(), "untouched log verifies: {}", stderr(&o));
+
+    // One field of one record.
+    let (_d1, altered) = copy(&data);
+    sql(&altered, &["UPDATE audit_log SET body = replace(body, '\"outcome\":\"success\"', '\"outcome\":\"failure\"') WHERE seq = 5"]);
+    verify_fails_at(&altered, 5);
+
+    // One record deleted.
+    let (_d2, deleted) = copy(&data);
+    sql(&deleted, &["DELETE FROM audit_log WHERE seq = 4"]);
+    verify_fails_at(&deleted, 4);
+
+    // Two records swapped (everything but their position).
+    let (_d3, swapped) = copy(&data);
+    sql(
+        &swapped,
+        &[
+            "CREATE TEMP TABLE s AS SELECT * FROM audit_log WHERE seq IN (3, 6)",
+            "UPDATE audit_log SET body = (SELECT body FROM s WHERE seq = 6), hash = (SELECT hash FROM s WHERE seq = 6), ts_us = (SELECT ts_us FROM s WHERE seq = 6), event_type = (SELECT event_type FROM s WHERE seq = 6) WHERE seq = 3",
+            "UPDATE audit_log SET body = (SELECT body FROM s WHERE seq = 3), hash = (SELECT hash FROM s WHERE seq = 3), ts_us = (SELECT ts_us FROM s WHERE seq = 3), event_type = (SELECT event_type FROM s WHERE seq = 3) WHERE seq = 6",
+        ],
+    );
+    verify_fails_at(&swapped, 3);
+
+    // The tail cut off below a signed checkpoint.
+    let (_d4, truncated) = copy(&data);
+    sql(&truncated, &["DELETE FROM audit_log WHERE seq >= 8"]);
+    verify_fails_at(&truncated, 8);
+}
+
+fn copy(data: &Path) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let to = dir.path().join("data");
+    std::fs::create_dir(&to).unwrap();
+    for e in std::fs::read_dir(data).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    (dir, to)
+}
+
+#[test]
+fn export_writes_lines_anyone_can_chain_with_sha256() {
+    use sha2::Digest as _;
+    let (_dir, data) = installation();
+    let o = wardgate(&data, &["audit", "export", "--format", "jsonl"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() >= 10);
+    for pair in lines.windows(2) {
+        let next: serde_json::Value = serde_json::from_str(pair[1]).unwrap();
+        assert_eq!(next["prev"], hex::encode(sha2::Sha256::digest(pair[0].as_bytes())));
+    }
+    let o = wardgate(&data, &["audit", "export", "--format", "syslog", "--since", "2000-01-01"]);
+    let out = stdout(&o);
+    let first = out.lines().next().unwrap();
+    assert!(first.starts_with("<85>1 ") && first.contains(" wardgate - keys.signing.created [wardgate@32473 seq=\"1\""), "{first}");
+    let o = wardgate(&data, &["audit", "export", "--until", "2000-01-01"]);
+    assert!(o.status.success() && stdout(&o).is_empty());
+    let o = wardgate(&data, &["audit", "export", "--since", "yesterday-ish"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("is not a time"));
+}
+
+#[test]
+fn config_check_reports_every_problem_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wardgate.toml");
+    std::fs::write(&cfg, "[server]\nlisten = \"0.0.0.0:80\"\ncolour = \"blue\"\n[audit]\nretention_days = 7\n").unwrap();
+    let o = Command::new(BIN).args(["config", "check"]).arg(&cfg).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let name = cfg.display().to_string();
+    assert!(out.contains(&format!("{name}:2: server.listen:")), "{out}");
+    assert!(out.contains(&format!("{name}:3: server.colour: unknown key")), "{out}");
+    assert!(out.contains(&format!("{name}:5: audit.retention_days:")), "{out}");
+    std::fs::write(&cfg, "[server]\nlisten = \"127.0.0.1:9000\"\n").unwrap();
+    let o = Command::new(BIN).args(["config", "check"]).arg(&cfg).output().unwrap();
+    assert!(o.status.success(), "{}", stdout(&o));
+}
+
+#[test]
+fn config_show_layers_file_environment_and_flags_and_masks_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("wardgate.toml");
+    std::fs::write(&cfg, "database = \"postgres://wg:hunter2hunter2@db.internal/wardgate\"\n[audit]\ncheckpoint_every = 50\n").unwrap();
+    let o = Command::new(BIN)
+        .args(["--config"])
+        .arg(&cfg)
+        .args(["--log-format", "json", "config", "show"])
+        .env("WARDGATE_AUDIT_CHECKPOINT_EVERY", "77")
+        .env("WARDGATE_SERVER_LISTEN", "127.0.0.1:9999")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("checkpoint_every = 77"), "env beats file:\n{out}");
+    assert!(out.contains("listen = \"127.0.0.1:9999\""), "{out}");
+    assert!(out.contains("format = \"json\""), "flag applies:\n{out}");
+    assert!(!out.contains("hunter2"), "secret shown:\n{out}");
+    let o = Command::new(BIN).args(["config", "show"]).env("WARDGATE_AUDIT_CHECKPOINT_EVERY", "lots").output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("WARDGATE_AUDIT_CHECKPOINT_EVERY"), "{}", stderr(&o));
+}
+
+fn digest(p: &Path) -> Vec<u8> {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(std::fs::read(p).unwrap()).to_vec()
+}
+
+#[test]
+fn a_malformed_config_file_stops_serve_with_one_line_and_touches_nothing() {
+    let (_dir, data) = installation();
+    let before = digest(&data.join("wardgate.db"));
+    let cfg = data.parent().unwrap().join("bad.toml");
+    std::fs::write(&cfg, "[server\nlisten = 1").unwrap();
+    let o = Command::new(BIN).arg("--config").arg(&cfg).arg("--data-dir").arg(&data).arg("serve").output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("bad.toml:1") && err.contains("not valid TOML"), "{err}");
+    assert_eq!(digest(&data.join("wardgate.db")), before);
+}
+
+#[test]
+fn a_truncated_database_gives_one_clear_message_and_is_left_as_it_was() {
+    let (_dir, data) = installation();
+    let db = data.join("wardgate.db");
+    let bytes = std::fs::read(&db).unwrap();
+    std::fs::write(&db, &bytes[..100]).unwrap();
+    let _ = std::fs::remove_file(data.join("wardgate.db-wal"));
+    let _ = std::fs::remove_file(data.join("wardgate.db-shm"));
+    let before = digest(&db);
+    for args in [&["audit", "verify"][..], &["serve", "--listen", "127.0.0.1:0"][..]] {
+        let o = wardgate(&data, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("damaged or not a Wardgate database"), "{err}");
+    }
+    assert_eq!(digest(&db), before, "the damaged file is evidence: never rewritten");
+}
+
+#[test]
+fn a_missing_key_file_stops_everything_instead_of_making_a_new_key() {
+    let (_dir, data) = installation();
+    std::fs::remove_file(data.join("master.key")).unwrap();
+    let before = digest(&data.join("wardgate.db"));
+    for args in [&["serve", "--listen", "127.0.0.1:0"][..], &["audit", "verify"][..], &["keys", "rotate"][..]] {
+        let o = wardgate(&data, args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let err = stderr(&o);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("master.key is missing") && err.contains("restore"), "{err}");
+    }
+    assert!(!data.join("master.key").exists());
+    assert_eq!(digest(&data.join("wardgate.db")), before);
+}
+
+#[test]
+fn key_rotation_rewraps_secrets_and_the_log_still_verifies() {
+    let (_dir, data) = installation();
+    let old = std::fs::read_to_string(data.join("master.key")).unwrap();
+    let o = wardgate(&data, &["keys", "rotate", "--grace-secs", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("1 secret(s) re-wrapped"), "{}", stdout(&o));
+    let new = std::fs::read_to_string(data.join("master.key")).unwrap();
+    let key_lines = |s: &str| s.lines().filter(|l| l.starts_with("wgk1.")).map(String::from).collect::<Vec<_>>();
+    assert_eq!(key_lines(&new).len(), 1, "old key retired");
+    assert_ne!(key_lines(&new), key_lines(&old));
+    // Checkpoint keys still open under the new key-encryption key, so signatures still count.
+    let o = wardgate(&data, &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = wardgate(&data, &["audit", "export"]);
+    assert!(stdout(&o).contains("keys.kek.rotated"));
+    // A server starts on the rotated installation.
+    serve(&data).stop();
+}
+
+#[test]
+fn admin_commands_refuse_a_directory_that_was_never_set_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = wardgate(&dir.path().join("nothing"), &["audit", "verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("no Wardgate installation"), "{}", stderr(&o));
+    assert!(!dir.path().join("nothing").exists());
+}

@@ -1,0 +1,264 @@
+//! Enrolling the first administrator through the one-time link printed at first start.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Deserialize;
+use wardgate_core::audit::event::types;
+use wardgate_core::audit::{AuditEvent, Outcome};
+use wardgate_core::identity::{Factor, FactorKind, User, Username};
+use wardgate_core::{passphrase, token};
+use wardgate_store::StoreError;
+
+use crate::app::AppState;
+use crate::context::ClientContext;
+use crate::problem::{ApiForm, ApiJson, Problem};
+
+/// `__Host-` pins the cookie to this origin: Secure, Path=/, no Domain.
+const CSRF_COOKIE: &str = "__Host-wardgate-csrf";
+
+#[derive(Template)]
+#[template(path = "bootstrap.html")]
+struct FormPage<'a> {
+    token: &'a str,
+    csrf: &'a str,
+    username: &'a str,
+    display_name: &'a str,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+#[derive(Deserialize)]
+pub struct PageQuery {
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FormBody {
+    token: String,
+    csrf: String,
+    username: String,
+    display_name: String,
+    passphrase: String,
+    passphrase_confirm: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JsonBody {
+    token: String,
+    username: String,
+    display_name: String,
+    passphrase: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RedeemError {
+    #[error("{0}")]
+    Username(#[from] wardgate_core::identity::InvalidUsername),
+    #[error("full name must be 1-128 characters")]
+    DisplayName,
+    #[error("{0}")]
+    Passphrase(#[from] passphrase::PassphraseError),
+    #[error("the two passphrases differ")]
+    Mismatch,
+    #[error("this enrollment link is invalid, used or expired; run `wardgate admin bootstrap` on the server for a new one")]
+    Link,
+    #[error("the request could not be recorded")]
+    Unavailable,
+}
+
+impl RedeemError {
+    fn problem(&self) -> Problem {
+        match self {
+            RedeemError::Link => Problem::new(StatusCode::GONE, "bootstrap-link-invalid", "Enrollment link invalid, used or expired")
+                .detail(self.to_string()),
+            RedeemError::Unavailable => Problem::unavailable(self.to_string()),
+            _ => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "A field is not acceptable").detail(self.to_string()),
+        }
+    }
+}
+
+fn render(t: &impl Template, status: StatusCode) -> Response {
+    match t.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "template failed");
+            Problem::internal().into_response()
+        }
+    }
+}
+
+fn invalid_link_page() -> Response {
+    render(
+        &MessagePage {
+            title: "This link cannot be used",
+            message: "The enrollment link is invalid, already used or expired. An operator can print a new one on the server with `wardgate admin bootstrap`.",
+        },
+        StatusCode::GONE,
+    )
+}
+
+pub async fn page(State(state): State<AppState>, Query(q): Query<PageQuery>) -> Response {
+    let now = (state.clock)();
+    let pending = match state.store.bootstrap_pending(now).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "bootstrap page: store unavailable");
+            return Problem::unavailable("the database is unreachable").into_response();
+        }
+    };
+    if !pending || q.token.len() != 43 {
+        return invalid_link_page();
+    }
+    let Ok(csrf) = token::generate() else { return Problem::internal().into_response() };
+    let mut resp = render(
+        &FormPage { token: &q.token, csrf: &csrf, username: "", display_name: "", error: None },
+        StatusCode::OK,
+    );
+    set_csrf_cookie(&mut resp, &csrf);
+    resp
+}
+
+pub async fn submit_form(
+    State(state): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(form): ApiForm<FormBody>,
+) -> Response {
+    let cookie = cookie_value(&headers, CSRF_COOKIE).unwrap_or_default();
+    if cookie.is_empty() || !token::ct_eq(cookie.as_bytes(), form.csrf.as_bytes()) {
+        return Problem::new(StatusCode::FORBIDDEN, "csrf", "The form has expired; reload the page and try again").into_response();
+    }
+    if form.passphrase != form.passphrase_confirm {
+        return form_error(&form, RedeemError::Mismatch);
+    }
+    match redeem(&state, &ctx, &form.token, &form.username, &form.display_name, &form.passphrase).await {
+        Ok(user) => render(
+            &MessagePage {
+                title: "Administrator created",
+                message: &format!("{} can now sign in as {}. This link no longer works.", user.display_name, user.username),
+            },
+            StatusCode::CREATED,
+        ),
+        Err(RedeemError::Link) => invalid_link_page(),
+        Err(RedeemError::Unavailable) => Problem::unavailable("the request could not be recorded").into_response(),
+        Err(e) => form_error(&form, e),
+    }
+}
+
+fn form_error(form: &FormBody, e: RedeemError) -> Response {
+    render(
+        &FormPage {
+            token: &form.token,
+            csrf: &form.csrf,
+            username: &form.username,
+            display_name: &form.display_name,
+            error: Some(e.to_string()),
+        },
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+}
+
+pub async fn submit_json(State(state): State<AppState>, ctx: ClientContext, ApiJson(body): ApiJson<JsonBody>) -> Response {
+    match redeem(&state, &ctx, &body.token, &body.username, &body.display_name, &body.passphrase).await {
+        Ok(user) => (
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({"id": user.id, "username": user.username.as_str(), "is_admin": true})),
+        )
+            .into_response(),
+        Err(e) => e.problem().into_response(),
+    }
+}
+
+async fn redeem(
+    state: &AppState,
+    ctx: &ClientContext,
+    link: &str,
+    username: &str,
+    display_name: &str,
+    passphrase_text: &str,
+) -> Result<User, RedeemError> {
+    let now = (state.clock)();
+    let username = Username::parse(username)?;
+    let display_name = display_name.trim();
+    if display_name.is_empty() || display_name.chars().count() > 128 {
+        return Err(RedeemError::DisplayName);
+    }
+    passphrase::check_new(passphrase_text, username.as_str())?;
+    let event = |t, outcome| {
+        AuditEvent::known(now, t, outcome)
+            .subject(username.as_str())
+            .client_ip(ctx.ip)
+            .user_agent(ctx.user_agent.clone())
+            .correlation_id(ctx.request_id.clone())
+    };
+    // Argon2id is deliberately slow: keep it off the async workers.
+    let pass = passphrase_text.to_owned();
+    let phc = tokio::task::spawn_blocking(move || passphrase::hash(&pass))
+        .await
+        .map_err(|_| RedeemError::Unavailable)??;
+    let id = token::random_id().map_err(|_| RedeemError::Unavailable)?;
+    let factor_id = token::random_id().map_err(|_| RedeemError::Unavailable)?;
+    let user = User {
+        id: id.clone(),
+        username: username.clone(),
+        display_name: display_name.to_owned(),
+        is_admin: true,
+        disabled: false,
+        created_at: now,
+    };
+    let factor = Factor {
+        id: factor_id,
+        user_id: id,
+        kind: FactorKind::Passphrase,
+        label: "Passphrase".into(),
+        secret: phc,
+        created_at: now,
+        last_used_at: None,
+    };
+    let ok = event(types::ADMIN_BOOTSTRAP_REDEEMED, Outcome::Success).factor("pwd").detail("user_id", user.id.clone());
+    match state.store.redeem_bootstrap(&token::digest(link), now, &user, &[factor], &ok).await {
+        Ok(()) => Ok(user),
+        Err(StoreError::BootstrapInvalid | StoreError::AdminExists | StoreError::UsernameTaken) => {
+            let refused = event(types::ADMIN_BOOTSTRAP_REFUSED, Outcome::Denied).reason("invalid, used or expired link");
+            // The refusal is evidence too; if it cannot be recorded the caller still only sees a refusal.
+            if let Err(e) = state.audit.append(refused).await {
+                tracing::error!(error = %e, "could not record refused bootstrap attempt");
+            }
+            Err(RedeemError::Link)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "bootstrap redemption failed");
+            Err(RedeemError::Unavailable)
+        }
+    }
+}
+
+fn set_csrf_cookie(resp: &mut Response, value: &str) {
+    let cookie = format!("{CSRF_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict");
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        resp.headers_mut().append(header::SET_COOKIE, v);
+    }
+}
+
+/// The value of one cookie from the `Cookie` header (RFC 6265 §4.2.1: `name=value; …`).
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}

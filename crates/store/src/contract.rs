@@ -1,0 +1,154 @@
+//! The storage contract every backend implements, and the conformance suite proves.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use wardgate_core::audit::{AuditEvent, ChainHead, Checkpoint, StoredRecord};
+use wardgate_core::identity::{Factor, User, Username};
+use wardgate_core::keys::SigningKeyRecord;
+
+use crate::StoreError;
+
+/// Progress markers that retention pruning respects: a record is deleted only once it has
+/// been both exported and verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditMark {
+    Exported,
+    Verified,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuditMarks {
+    /// Highest sequence number written out by `audit export` (0: none).
+    pub exported_seq: i64,
+    /// Highest sequence number that `audit verify` found intact (0: none).
+    pub verified_seq: i64,
+}
+
+/// Which column holds a sealed secret; used by KEK rotation to re-wrap every one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedColumn {
+    FactorSecret,
+    SigningKeyPrivate,
+}
+
+/// One sealed value, where it lives and the context its AEAD is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRef {
+    pub column: SealedColumn,
+    pub id: String,
+    pub context: String,
+    pub sealed: String,
+}
+
+/// Everything Wardgate keeps. Implementations are cheap to clone behind an `Arc` and safe
+/// to share between tasks; several processes (a server and the CLI, or several nodes on
+/// PostgreSQL) may use one database at once.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `"sqlite"` or `"postgres"`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    /// The node name written into audit records appended through this handle.
+    fn node(&self) -> &str;
+
+    /// Cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- installation metadata -------------------------------------------------------
+
+    async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError>;
+    /// Sets `key` only if it has no value yet; returns the value now stored.
+    async fn meta_init(&self, key: &str, value: &str) -> Result<String, StoreError>;
+
+    /// A counter bumped by every administrative change. Running nodes poll it to pick up
+    /// changes made by the CLI or by other nodes within a second.
+    async fn revision(&self) -> Result<i64, StoreError>;
+
+    // --- audit log ---------------------------------------------------------------------
+
+    /// Appends `events` in order as one durable transaction (group commit) and returns
+    /// the new chain head. Concurrent appenders, in this process or others, never fork
+    /// the chain: the head is read and advanced under the database's write lock.
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<ChainHead, StoreError>;
+
+    async fn audit_head(&self) -> Result<ChainHead, StoreError>;
+
+    /// Where verification starts: genesis, or the checkpoint retention pruned up to.
+    async fn audit_anchor(&self) -> Result<ChainHead, StoreError>;
+
+    /// Up to `limit` records with `seq > after_seq`, in sequence order.
+    async fn audit_records(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredRecord>, StoreError>;
+
+    /// The first sequence number whose timestamp is `>= ts_us` (for `--since`).
+    async fn audit_first_seq_at(&self, ts_us: i64) -> Result<Option<i64>, StoreError>;
+
+    /// Number of records currently held.
+    async fn audit_count(&self) -> Result<i64, StoreError>;
+
+    async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
+
+    /// All checkpoints with `seq > after_seq`, in sequence order.
+    async fn checkpoints(&self, after_seq: i64) -> Result<Vec<Checkpoint>, StoreError>;
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
+
+    async fn audit_marks(&self) -> Result<AuditMarks, StoreError>;
+
+    /// Raises a mark (never lowers it).
+    async fn raise_audit_mark(&self, mark: AuditMark, seq: i64) -> Result<(), StoreError>;
+
+    /// Deletes records with `seq <= through.seq`, makes `through` the new anchor, and
+    /// appends `event` — all in one transaction. Returns how many records were deleted.
+    /// The caller has checked retention, marks and the checkpoint's signature.
+    async fn prune_audit(&self, through: &Checkpoint, event: &AuditEvent) -> Result<u64, StoreError>;
+
+    // --- signing keys and sealed secrets --------------------------------------------
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Keys of one purpose, newest first.
+    async fn signing_keys(&self, purpose: &str) -> Result<Vec<SigningKeyRecord>, StoreError>;
+
+    /// Every sealed value in the store.
+    async fn sealed_values(&self) -> Result<Vec<SealedRef>, StoreError>;
+
+    /// Replaces one sealed value if it still equals `old.sealed` (compare-and-swap, so a
+    /// concurrent change is never overwritten). Returns whether it was replaced.
+    async fn replace_sealed(&self, old: &SealedRef, new_sealed: &str) -> Result<bool, StoreError>;
+
+    // --- users and factors ---------------------------------------------------------------
+
+    async fn create_user(&self, user: &User, factors: &[Factor], event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn user_by_username(&self, username: &Username) -> Result<Option<User>, StoreError>;
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
+
+    async fn count_admins(&self) -> Result<i64, StoreError>;
+
+    async fn add_factor(&self, factor: &Factor, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn factors_of(&self, user_id: &str) -> Result<Vec<Factor>, StoreError>;
+
+    // --- first administrator ----------------------------------------------------------------
+
+    /// Stores the digest of a new bootstrap token, replacing any earlier one.
+    /// Fails with [`StoreError::AdminExists`] once an administrator exists.
+    async fn issue_bootstrap(&self, digest: &[u8; 32], expires_at: OffsetDateTime, event: &AuditEvent)
+    -> Result<(), StoreError>;
+
+    /// Whether an unexpired bootstrap token is waiting.
+    async fn bootstrap_pending(&self, now: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// Atomically: the token matches and is unexpired and no administrator exists → the
+    /// administrator is created, the token deleted and `event` appended. Otherwise
+    /// [`StoreError::BootstrapInvalid`] (or [`StoreError::AdminExists`]) and nothing changes.
+    async fn redeem_bootstrap(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+        admin: &User,
+        factors: &[Factor],
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+}

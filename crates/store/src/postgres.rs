@@ -1,0 +1,613 @@
+//! The shared backend: several nodes, one PostgreSQL database.
+//!
+//! The audit chain is serialised by the database, not by any node: every transaction that
+//! appends starts by locking the single `audit_head` row (`SELECT … FOR UPDATE`), and only
+//! then reads the head, seals its events after it and moves it. Administrative changes
+//! take the same lock first, so on PostgreSQL — as on SQLite — they are applied one at a
+//! time, in chain order, which also makes check-then-act steps such as "no administrator
+//! exists yet" safe across nodes.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
+use sqlx::{Connection as _, PgPool, Postgres, Transaction};
+use time::OffsetDateTime;
+use wardgate_core::audit::record::seal_batch;
+use wardgate_core::audit::{AuditEvent, ChainHead, Checkpoint, StoredRecord};
+use wardgate_core::identity::{Factor, User, Username};
+use wardgate_core::keys::SigningKeyRecord;
+
+use crate::common::{self, micros};
+use crate::{AuditMark, AuditMarks, SealedColumn, SealedRef, Store, StoreError};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/postgres/0001_initial.sql"))];
+
+pub struct PostgresStore {
+    pool: PgPool,
+    node: String,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    // The URL is left out on purpose: it may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("node", &self.node).finish()
+    }
+}
+
+impl PostgresStore {
+    /// Connects and migrates. Several nodes may do this at once: the migrator holds a
+    /// PostgreSQL advisory lock while it works.
+    pub async fn open(url: &str, node: &str) -> Result<PostgresStore, StoreError> {
+        // Messages never repeat the URL, which may carry a password.
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?
+            .application_name("wardgate");
+        // One plain connection first: it fails at once when the server is down (a pool
+        // would retry until its acquire timeout), and it is where the migrator runs.
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        let migrated = common::migrator(MIGRATIONS).run(&mut conn).await;
+        let _ = conn.close().await;
+        migrated.map_err(|e| common::migrate_error(e, err))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        tracing::debug!(node, "opened PostgreSQL store");
+        Ok(PostgresStore { pool, node: node.to_owned() })
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin().await.map_err(err)
+    }
+
+    /// Begins a transaction holding the chain lock, and returns the head as it is now.
+    async fn begin_chain(&self) -> Result<(Transaction<'static, Postgres>, ChainHead), StoreError> {
+        let mut tx = self.begin().await?;
+        let row: (i64, Vec<u8>) = match sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await
+        {
+            Ok(row) => row,
+            Err(e) => return common::finish(tx, Err(err(e)), err).await,
+        };
+        match common::head(row, "audit head hash") {
+            Ok(head) => Ok((tx, head)),
+            Err(e) => common::finish(tx, Err(e), err).await,
+        }
+    }
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    common::sqlx_error(e)
+}
+
+/// Seals `events` after `head` and stores them. `head` must have been read under the chain
+/// lock in this same transaction ([`PostgresStore::begin_chain`]). Every mutating method
+/// goes through here, so a state change and its audit record commit together.
+async fn append_after(
+    conn: &mut PgConnection,
+    node: &str,
+    head: ChainHead,
+    events: &[AuditEvent],
+) -> Result<ChainHead, StoreError> {
+    let sealed = seal_batch(&head, node, events);
+    let Some(new_head) = sealed.last().map(|r| r.head()) else {
+        return Ok(head);
+    };
+    let n = sealed.len();
+    let (mut seqs, mut ts, mut types, mut bodies, mut hashes) =
+        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    for r in sealed {
+        seqs.push(r.seq);
+        ts.push(r.ts_us);
+        types.push(r.event_type);
+        bodies.push(r.body);
+        hashes.push(r.hash.to_vec());
+    }
+    // One statement of five array parameters, whatever the batch size: no bind-parameter
+    // limit to chunk around, and the statement is prepared once per connection.
+    sqlx::query(
+        "INSERT INTO audit_log (seq, ts_us, event_type, body, hash) \
+         SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BYTEA[])",
+    )
+    .bind(seqs)
+    .bind(ts)
+    .bind(types)
+    .bind(bodies)
+    .bind(hashes)
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(new_head.seq)
+        .bind(new_head.hash.to_vec())
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+    Ok(new_head)
+}
+
+async fn bump_revision(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::query("UPDATE revision SET value = value + 1 WHERE id = 1").execute(conn).await.map_err(err)?;
+    Ok(())
+}
+
+async fn count_admins_in(conn: &mut PgConnection) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT count(*) FROM users WHERE is_admin").fetch_one(conn).await.map_err(err)
+}
+
+async fn insert_user(conn: &mut PgConnection, user: &User, factors: &[Factor]) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO users (id, username, display_name, is_admin, disabled, created_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&user.id)
+    .bind(user.username.as_str())
+    .bind(&user.display_name)
+    .bind(user.is_admin)
+    .bind(user.disabled)
+    .bind(micros(user.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    for factor in factors {
+        insert_factor(conn, factor).await?;
+    }
+    Ok(())
+}
+
+async fn insert_factor(conn: &mut PgConnection, f: &Factor) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO factors (id, user_id, kind, label, secret, created_at_us, last_used_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&f.id)
+    .bind(&f.user_id)
+    .bind(f.kind.as_str())
+    .bind(&f.label)
+    .bind(&f.secret)
+    .bind(micros(f.created_at))
+    .bind(f.last_used_at.map(micros))
+    .execute(conn)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn meta_init(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let mut tx = self.begin().await?;
+        let r = async {
+            // DO NOTHING waits for a concurrent inserter to finish, and the SELECT (a new
+            // statement, so a new snapshot under READ COMMITTED) then sees its value.
+            sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn revision(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT value FROM revision WHERE id = 1").fetch_one(&self.pool).await.map_err(err)
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<ChainHead, StoreError> {
+        if events.is_empty() {
+            return self.audit_head().await;
+        }
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = append_after(&mut tx, &self.node, head, events).await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn audit_head(&self) -> Result<ChainHead, StoreError> {
+        let row = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        common::head(row, "audit head hash")
+    }
+
+    async fn audit_anchor(&self) -> Result<ChainHead, StoreError> {
+        let row = sqlx::query_as("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        common::head(row, "audit anchor hash")
+    }
+
+    async fn audit_records(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows: Vec<common::RecordRow> = sqlx::query_as(
+            "SELECT seq, ts_us, event_type, body, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(rows.into_iter().map(common::record).collect())
+    }
+
+    async fn audit_first_seq_at(&self, ts_us: i64) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("SELECT min(seq) FROM audit_log WHERE ts_us >= $1")
+            .bind(ts_us)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn audit_count(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT count(*) FROM audit_log").fetch_one(&self.pool).await.map_err(err)
+    }
+
+    async fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let r = async {
+            let inserted = sqlx::query(
+                "INSERT INTO audit_checkpoints (seq, hash, ts_us, node, key_id, signature) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING",
+            )
+            .bind(cp.seq)
+            .bind(cp.hash.to_vec())
+            .bind(cp.ts_us)
+            .bind(&cp.node)
+            .bind(&cp.key_id)
+            .bind(cp.signature.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if inserted == 0 {
+                // Another node checkpointed the same head: fine if it is the same chain.
+                let stored: Vec<u8> = sqlx::query_scalar("SELECT hash FROM audit_checkpoints WHERE seq = $1")
+                    .bind(cp.seq)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                if stored.as_slice() != cp.hash.as_slice() {
+                    return Err(StoreError::Corrupt(format!(
+                        "a different checkpoint for audit record {} is already stored",
+                        cp.seq
+                    )));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn checkpoints(&self, after_seq: i64) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows: Vec<common::CheckpointRow> = sqlx::query_as(
+            "SELECT seq, hash, ts_us, node, key_id, signature FROM audit_checkpoints WHERE seq > $1 ORDER BY seq",
+        )
+        .bind(after_seq)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(common::checkpoint).collect()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let row: Option<common::CheckpointRow> = sqlx::query_as(
+            "SELECT seq, hash, ts_us, node, key_id, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.map(common::checkpoint).transpose()
+    }
+
+    async fn audit_marks(&self) -> Result<AuditMarks, StoreError> {
+        let (exported_seq, verified_seq): (i64, i64) =
+            sqlx::query_as("SELECT exported_seq, verified_seq FROM audit_marks WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(AuditMarks { exported_seq, verified_seq })
+    }
+
+    async fn raise_audit_mark(&self, mark: AuditMark, seq: i64) -> Result<(), StoreError> {
+        let sql = match mark {
+            AuditMark::Exported => "UPDATE audit_marks SET exported_seq = GREATEST(exported_seq, $1) WHERE id = 1",
+            AuditMark::Verified => "UPDATE audit_marks SET verified_seq = GREATEST(verified_seq, $1) WHERE id = 1",
+        };
+        sqlx::query(sql).bind(seq).execute(&self.pool).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn prune_audit(&self, through: &Checkpoint, event: &AuditEvent) -> Result<u64, StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let anchor = common::head(
+                sqlx::query_as("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?,
+                "audit anchor hash",
+            )?;
+            let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+                .bind(through.seq)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            common::check_prune_target(anchor, head, stored, through)?;
+            let deleted = sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
+                .bind(through.seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            sqlx::query("UPDATE audit_anchor SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(through.seq)
+                .bind(through.hash.to_vec())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await?;
+            Ok(deleted)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            sqlx::query(
+                "INSERT INTO signing_keys (id, purpose, public_key, private_sealed, created_at_us) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&key.id)
+            .bind(&key.purpose)
+            .bind(key.public_key.to_vec())
+            .bind(&key.private_sealed)
+            .bind(micros(key.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn signing_keys(&self, purpose: &str) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let rows: Vec<common::SigningKeyRow> = sqlx::query_as(
+            "SELECT id, purpose, public_key, private_sealed, created_at_us FROM signing_keys \
+             WHERE purpose = $1 ORDER BY created_at_us DESC, id DESC",
+        )
+        .bind(purpose)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(common::signing_key).collect()
+    }
+
+    async fn sealed_values(&self) -> Result<Vec<SealedRef>, StoreError> {
+        let factors: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, secret FROM factors WHERE substr(secret, 1, 4) = $1 ORDER BY id")
+                .bind(common::SEALED_PREFIX)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        let keys: Vec<(String, String)> = sqlx::query_as("SELECT id, private_sealed FROM signing_keys ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        let factors = factors.into_iter().map(|(id, sealed)| SealedRef {
+            column: SealedColumn::FactorSecret,
+            context: Factor::seal_context(&id),
+            id,
+            sealed,
+        });
+        let keys = keys.into_iter().map(|(id, sealed)| SealedRef {
+            column: SealedColumn::SigningKeyPrivate,
+            context: SigningKeyRecord::seal_context(&id),
+            id,
+            sealed,
+        });
+        Ok(factors.chain(keys).collect())
+    }
+
+    async fn replace_sealed(&self, old: &SealedRef, new_sealed: &str) -> Result<bool, StoreError> {
+        // Under READ COMMITTED an UPDATE re-checks its WHERE against the latest committed
+        // row, so the comparison with `old.sealed` is a true compare-and-swap.
+        let sql = match old.column {
+            SealedColumn::FactorSecret => "UPDATE factors SET secret = $1 WHERE id = $2 AND secret = $3",
+            SealedColumn::SigningKeyPrivate => {
+                "UPDATE signing_keys SET private_sealed = $1 WHERE id = $2 AND private_sealed = $3"
+            }
+        };
+        let mut tx = self.begin().await?;
+        let r = async {
+            let replaced = sqlx::query(sql)
+                .bind(new_sealed)
+                .bind(&old.id)
+                .bind(&old.sealed)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected()
+                == 1;
+            if replaced {
+                bump_revision(&mut tx).await?;
+            }
+            Ok(replaced)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn create_user(&self, user: &User, factors: &[Factor], event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            insert_user(&mut tx, user, factors).await?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn user_by_username(&self, username: &Username) -> Result<Option<User>, StoreError> {
+        let row: Option<common::UserRow> = sqlx::query_as(
+            "SELECT id, username, display_name, is_admin, disabled, created_at_us FROM users WHERE username = $1",
+        )
+        .bind(username.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.map(common::user).transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        let row: Option<common::UserRow> = sqlx::query_as(
+            "SELECT id, username, display_name, is_admin, disabled, created_at_us FROM users WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.map(common::user).transpose()
+    }
+
+    async fn count_admins(&self) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        count_admins_in(&mut conn).await
+    }
+
+    async fn add_factor(&self, factor: &Factor, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            insert_factor(&mut tx, factor).await?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn factors_of(&self, user_id: &str) -> Result<Vec<Factor>, StoreError> {
+        let rows: Vec<common::FactorRow> = sqlx::query_as(
+            "SELECT id, user_id, kind, label, secret, created_at_us, last_used_at_us FROM factors \
+             WHERE user_id = $1 ORDER BY created_at_us, id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(common::factor).collect()
+    }
+
+    async fn issue_bootstrap(
+        &self,
+        digest: &[u8; 32],
+        expires_at: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            if count_admins_in(&mut tx).await? > 0 {
+                return Err(StoreError::AdminExists);
+            }
+            sqlx::query(
+                "INSERT INTO bootstrap (id, digest, expires_at_us) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, expires_at_us = excluded.expires_at_us",
+            )
+            .bind(digest.to_vec())
+            .bind(micros(expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn bootstrap_pending(&self, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM bootstrap WHERE expires_at_us > $1")
+            .bind(micros(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(n > 0)
+    }
+
+    async fn redeem_bootstrap(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+        admin: &User,
+        factors: &[Factor],
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        // The chain lock taken first serialises this with every other redemption and
+        // administrative change, so the token is used once and only while no admin exists.
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let expires_at_us: Option<i64> = sqlx::query_scalar("SELECT expires_at_us FROM bootstrap WHERE digest = $1")
+                .bind(digest.to_vec())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            match expires_at_us {
+                Some(exp) if micros(now) < exp => {}
+                _ => return Err(StoreError::BootstrapInvalid),
+            }
+            if count_admins_in(&mut tx).await? > 0 {
+                return Err(StoreError::AdminExists);
+            }
+            insert_user(&mut tx, admin, factors).await?;
+            sqlx::query("DELETE FROM bootstrap WHERE id = 1").execute(&mut *tx).await.map_err(err)?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+}

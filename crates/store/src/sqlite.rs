@@ -1,0 +1,712 @@
+//! The embedded backend: one SQLite file, shared by the server and the CLI.
+//!
+//! Durability: WAL with `synchronous=FULL`, so a commit is on disk before `append_audit`
+//! returns. Concurrency: every write transaction starts with `BEGIN IMMEDIATE`, taking the
+//! file's write lock before the audit head is read, so two processes cannot both read the
+//! same head and fork the chain. Within one process writers also queue on a mutex, which
+//! is fairer and cheaper than SQLite's sleeping busy handler.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection as _, QueryBuilder, Sqlite, SqlitePool, Transaction};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, MutexGuard};
+use wardgate_core::audit::record::seal_batch;
+use wardgate_core::audit::{AuditEvent, ChainHead, Checkpoint, StoredRecord};
+use wardgate_core::identity::{Factor, User, Username};
+use wardgate_core::keys::SigningKeyRecord;
+
+use crate::common::{self, micros};
+use crate::{AuditMark, AuditMarks, SealedColumn, SealedRef, Store, StoreError};
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/sqlite/0001_initial.sql"))];
+
+/// Rows per INSERT: 5 parameters each stays far below SQLite's 32766-parameter limit, and a
+/// typical group-commit batch goes in one statement.
+const INSERT_CHUNK: usize = 1000;
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// SQLite primary result codes (the low byte of the extended code sqlx reports).
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
+const SQLITE_CORRUPT: i32 = 11;
+const SQLITE_FULL: i32 = 13;
+const SQLITE_CANTOPEN: i32 = 14;
+const SQLITE_NOTADB: i32 = 26;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    node: String,
+    path: PathBuf,
+    writer: Mutex<()>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).field("node", &self.node).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) and migrates the database at `path`. A file that is not
+    /// an intact Wardgate database is refused with [`StoreError::Corrupt`] and left as it is.
+    pub async fn open(path: &Path, node: &str) -> Result<SqliteStore, StoreError> {
+        check_header(path)?;
+        probe(path).await?;
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|e| at_path(path, e))?;
+        let store = SqliteStore { pool, node: node.to_owned(), path: path.to_owned(), writer: Mutex::new(()) };
+        if let Err(e) = store.prepare().await {
+            store.pool.close().await;
+            return Err(e);
+        }
+        tracing::debug!(path = %path.display(), node, "opened SQLite store");
+        Ok(store)
+    }
+
+    /// Closes every connection, checkpointing the WAL into the main file.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn prepare(&self) -> Result<(), StoreError> {
+        // Reading the schema is also the first real read of the file, where SQLite notices
+        // a damaged header.
+        let (tables, ours): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'), \
+                    (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| at_path(&self.path, e))?;
+        if tables > 0 && ours == 0 {
+            return Err(StoreError::Corrupt(format!(
+                "{} holds tables of some other application, not a Wardgate database",
+                self.path.display()
+            )));
+        }
+        let migrator = common::migrator(MIGRATIONS);
+        // Two processes creating a new file at once can collide inside the migrator (it has
+        // no lock on SQLite); the loser finds the schema in place when it tries again.
+        let mut attempt = 0;
+        loop {
+            match migrator.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(e) => match common::migrate_error(e, |e| at_path(&self.path, e)) {
+                    e @ StoreError::Corrupt(_) => return Err(e),
+                    e if attempt >= 3 => return Err(e),
+                    e => {
+                        tracing::debug!(error = %e, "schema migration collided; retrying");
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Takes the in-process writer slot, then the file's write lock.
+    async fn write(&self) -> Result<(MutexGuard<'_, ()>, Transaction<'static, Sqlite>), StoreError> {
+        let guard = self.writer.lock().await;
+        let tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        Ok((guard, tx))
+    }
+}
+
+/// Refuses a file that is not SQLite at all before SQLite opens it, so that nothing (not
+/// even a journal-mode change) is ever written into someone's damaged or foreign file.
+fn check_header(path: &Path) -> Result<(), StoreError> {
+    let mut file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::Unavailable(format!("cannot read {}: {e}", path.display()))),
+    };
+    let mut header = Vec::with_capacity(100);
+    (&mut file)
+        .take(100)
+        .read_to_end(&mut header)
+        .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", path.display())))?;
+    // An empty file is what `touch` leaves; SQLite makes a new database of it.
+    if header.is_empty() {
+        return Ok(());
+    }
+    if header.len() < 100 || !header.starts_with(b"SQLite format 3\0") {
+        return Err(StoreError::Corrupt(format!(
+            "{} is not a SQLite database (truncated or overwritten); restore it from a backup",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the schema of an existing file without writing anything, not even the `-wal` and
+/// `-shm` files a read-write open creates, so that a damaged file is reported with nothing
+/// added beside it. Skipped when a WAL is present: the main file alone may then lag behind
+/// (a checkpoint cut short), and only a normal open, which replays the WAL, can judge it.
+async fn probe(path: &Path) -> Result<(), StoreError> {
+    if !path.exists() || sibling(path, "-wal").exists() {
+        return Ok(());
+    }
+    let options = SqliteConnectOptions::new().filename(path).read_only(true).immutable(true);
+    let result = match SqliteConnection::connect_with(&options).await {
+        Ok(mut conn) => {
+            let r = sqlx::query("SELECT count(*) FROM sqlite_schema").execute(&mut conn).await.map(|_| ());
+            let _ = conn.close().await;
+            r
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Err(e) if matches!(primary_code(&e), Some(SQLITE_CORRUPT | SQLITE_NOTADB)) => Err(at_path(path, e)),
+        // Anything else (permissions, say) is for the real open to report.
+        _ => Ok(()),
+    }
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn primary_code(e: &sqlx::Error) -> Option<i32> {
+    let code = e.as_database_error()?.code()?;
+    code.parse::<i32>().ok().map(|c| c & 0xff)
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    match primary_code(&e) {
+        Some(SQLITE_CORRUPT | SQLITE_NOTADB) => StoreError::Corrupt(e.to_string()),
+        Some(SQLITE_BUSY | SQLITE_LOCKED) => {
+            StoreError::Unavailable(format!("database stayed locked by another process: {e}"))
+        }
+        Some(SQLITE_FULL) => StoreError::Unavailable(format!("disk full: {e}")),
+        _ => common::sqlx_error(e),
+    }
+}
+
+fn at_path(path: &Path, e: sqlx::Error) -> StoreError {
+    match primary_code(&e) {
+        Some(SQLITE_CORRUPT | SQLITE_NOTADB) => StoreError::Corrupt(format!(
+            "{} is damaged or not a SQLite database ({e}); restore it from a backup",
+            path.display()
+        )),
+        Some(SQLITE_CANTOPEN) => StoreError::Unavailable(format!("cannot open {}: {e}", path.display())),
+        _ => err(e),
+    }
+}
+
+async fn read_head(conn: &mut SqliteConnection, table: Head) -> Result<ChainHead, StoreError> {
+    let sql = match table {
+        Head::Head => "SELECT seq, hash FROM audit_head WHERE id = 1",
+        Head::Anchor => "SELECT seq, hash FROM audit_anchor WHERE id = 1",
+    };
+    let row: (i64, Vec<u8>) = sqlx::query_as(sql).fetch_one(conn).await.map_err(err)?;
+    common::head(row, "audit head hash")
+}
+
+#[derive(Clone, Copy)]
+enum Head {
+    Head,
+    Anchor,
+}
+
+/// Seals `events` after the current head and stores them; the caller holds the write lock
+/// (BEGIN IMMEDIATE) so the head cannot move underneath. Every mutating method goes through
+/// here, so a state change and its audit record commit together.
+async fn append_in(conn: &mut SqliteConnection, node: &str, events: &[AuditEvent]) -> Result<ChainHead, StoreError> {
+    let head = read_head(conn, Head::Head).await?;
+    let sealed = seal_batch(&head, node, events);
+    let Some(new_head) = sealed.last().map(|r| r.head()) else {
+        return Ok(head);
+    };
+    for chunk in sealed.chunks(INSERT_CHUNK) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO audit_log (seq, ts_us, event_type, body, hash) ");
+        qb.push_values(chunk, |mut row, r| {
+            row.push_bind(r.seq)
+                .push_bind(r.ts_us)
+                .push_bind(r.event_type.clone())
+                .push_bind(r.body.clone())
+                .push_bind(r.hash.to_vec());
+        });
+        // Only full chunks repeat; caching every odd-sized statement would evict useful ones.
+        qb.build().persistent(chunk.len() == INSERT_CHUNK).execute(&mut *conn).await.map_err(err)?;
+    }
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(new_head.seq)
+        .bind(new_head.hash.to_vec())
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+    Ok(new_head)
+}
+
+async fn bump_revision(conn: &mut SqliteConnection) -> Result<(), StoreError> {
+    sqlx::query("UPDATE revision SET value = value + 1 WHERE id = 1").execute(conn).await.map_err(err)?;
+    Ok(())
+}
+
+async fn count_admins_in(conn: &mut SqliteConnection) -> Result<i64, StoreError> {
+    sqlx::query_scalar("SELECT count(*) FROM users WHERE is_admin").fetch_one(conn).await.map_err(err)
+}
+
+async fn insert_user(conn: &mut SqliteConnection, user: &User, factors: &[Factor]) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO users (id, username, display_name, is_admin, disabled, created_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&user.id)
+    .bind(user.username.as_str())
+    .bind(&user.display_name)
+    .bind(user.is_admin)
+    .bind(user.disabled)
+    .bind(micros(user.created_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?;
+    for factor in factors {
+        insert_factor(conn, factor).await?;
+    }
+    Ok(())
+}
+
+async fn insert_factor(conn: &mut SqliteConnection, f: &Factor) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO factors (id, user_id, kind, label, secret, created_at_us, last_used_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&f.id)
+    .bind(&f.user_id)
+    .bind(f.kind.as_str())
+    .bind(&f.label)
+    .bind(&f.secret)
+    .bind(micros(f.created_at))
+    .bind(f.last_used_at.map(micros))
+    .execute(conn)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn meta_get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn meta_init(&self, key: &str, value: &str) -> Result<String, StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
+                .bind(key)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn revision(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT value FROM revision WHERE id = 1").fetch_one(&self.pool).await.map_err(err)
+    }
+
+    async fn append_audit(&self, events: &[AuditEvent]) -> Result<ChainHead, StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = append_in(&mut tx, &self.node, events).await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn audit_head(&self) -> Result<ChainHead, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        read_head(&mut conn, Head::Head).await
+    }
+
+    async fn audit_anchor(&self) -> Result<ChainHead, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        read_head(&mut conn, Head::Anchor).await
+    }
+
+    async fn audit_records(&self, after_seq: i64, limit: u32) -> Result<Vec<StoredRecord>, StoreError> {
+        let rows: Vec<common::RecordRow> = sqlx::query_as(
+            "SELECT seq, ts_us, event_type, body, hash FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(rows.into_iter().map(common::record).collect())
+    }
+
+    async fn audit_first_seq_at(&self, ts_us: i64) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("SELECT min(seq) FROM audit_log WHERE ts_us >= $1")
+            .bind(ts_us)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn audit_count(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT count(*) FROM audit_log").fetch_one(&self.pool).await.map_err(err)
+    }
+
+    async fn insert_checkpoint(&self, cp: &Checkpoint) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let inserted = sqlx::query(
+                "INSERT INTO audit_checkpoints (seq, hash, ts_us, node, key_id, signature) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (seq) DO NOTHING",
+            )
+            .bind(cp.seq)
+            .bind(cp.hash.to_vec())
+            .bind(cp.ts_us)
+            .bind(&cp.node)
+            .bind(&cp.key_id)
+            .bind(cp.signature.to_vec())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if inserted == 0 {
+                // Another node checkpointed the same head: fine if it is the same chain.
+                let stored: Vec<u8> = sqlx::query_scalar("SELECT hash FROM audit_checkpoints WHERE seq = $1")
+                    .bind(cp.seq)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                if stored.as_slice() != cp.hash.as_slice() {
+                    return Err(StoreError::Corrupt(format!(
+                        "a different checkpoint for audit record {} is already stored",
+                        cp.seq
+                    )));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn checkpoints(&self, after_seq: i64) -> Result<Vec<Checkpoint>, StoreError> {
+        let rows: Vec<common::CheckpointRow> = sqlx::query_as(
+            "SELECT seq, hash, ts_us, node, key_id, signature FROM audit_checkpoints WHERE seq > $1 ORDER BY seq",
+        )
+        .bind(after_seq)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(common::checkpoint).collect()
+    }
+
+    async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let row: Option<common::CheckpointRow> = sqlx::query_as(
+            "SELECT seq, hash, ts_us, node, key_id, signature FROM audit_checkpoints ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.map(common::checkpoint).transpose()
+    }
+
+    async fn audit_marks(&self) -> Result<AuditMarks, StoreError> {
+        let (exported_seq, verified_seq): (i64, i64) =
+            sqlx::query_as("SELECT exported_seq, verified_seq FROM audit_marks WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(AuditMarks { exported_seq, verified_seq })
+    }
+
+    async fn raise_audit_mark(&self, mark: AuditMark, seq: i64) -> Result<(), StoreError> {
+        let sql = match mark {
+            AuditMark::Exported => "UPDATE audit_marks SET exported_seq = max(exported_seq, $1) WHERE id = 1",
+            AuditMark::Verified => "UPDATE audit_marks SET verified_seq = max(verified_seq, $1) WHERE id = 1",
+        };
+        let (_guard, mut tx) = self.write().await?;
+        let r = sqlx::query(sql).bind(seq).execute(&mut *tx).await.map(|_| ()).map_err(err);
+        common::finish(tx, r, err).await
+    }
+
+    async fn prune_audit(&self, through: &Checkpoint, event: &AuditEvent) -> Result<u64, StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let anchor = read_head(&mut tx, Head::Anchor).await?;
+            let head = read_head(&mut tx, Head::Head).await?;
+            let stored: Option<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM audit_log WHERE seq = $1")
+                .bind(through.seq)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            common::check_prune_target(anchor, head, stored, through)?;
+            let deleted = sqlx::query("DELETE FROM audit_log WHERE seq <= $1")
+                .bind(through.seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            sqlx::query("UPDATE audit_anchor SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(through.seq)
+                .bind(through.hash.to_vec())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await?;
+            Ok(deleted)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord, event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            sqlx::query(
+                "INSERT INTO signing_keys (id, purpose, public_key, private_sealed, created_at_us) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&key.id)
+            .bind(&key.purpose)
+            .bind(key.public_key.to_vec())
+            .bind(&key.private_sealed)
+            .bind(micros(key.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn signing_keys(&self, purpose: &str) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let rows: Vec<common::SigningKeyRow> = sqlx::query_as(
+            "SELECT id, purpose, public_key, private_sealed, created_at_us FROM signing_keys \
+             WHERE purpose = $1 ORDER BY created_at_us DESC, id DESC",
+        )
+        .bind(purpose)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(common::signing_key).collect()
+    }
+
+    async fn sealed_values(&self) -> Result<Vec<SealedRef>, StoreError> {
+        let factors: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, secret FROM factors WHERE substr(secret, 1, 4) = $1 ORDER BY id")
+                .bind(common::SEALED_PREFIX)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        let keys: Vec<(String, String)> = sqlx::query_as("SELECT id, private_sealed FROM signing_keys ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        let factors = factors.into_iter().map(|(id, sealed)| SealedRef {
+            column: SealedColumn::FactorSecret,
+            context: Factor::seal_context(&id),
+            id,
+            sealed,
+        });
+        let keys = keys.into_iter().map(|(id, sealed)| SealedRef {
+            column: SealedColumn::SigningKeyPrivate,
+            context: SigningKeyRecord::seal_context(&id),
+            id,
+            sealed,
+        });
+        Ok(factors.chain(keys).collect())
+    }
+
+    async fn replace_sealed(&self, old: &SealedRef, new_sealed: &str) -> Result<bool, StoreError> {
+        let sql = match old.column {
+            SealedColumn::FactorSecret => "UPDATE factors SET secret = $1 WHERE id = $2 AND secret = $3",
+            SealedColumn::SigningKeyPrivate => {
+                "UPDATE signing_keys SET private_sealed = $1 WHERE id = $2 AND private_sealed = $3"
+            }
+        };
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let replaced = sqlx::query(sql)
+                .bind(new_sealed)
+                .bind(&old.id)
+                .bind(&old.sealed)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected()
+                == 1;
+            if replaced {
+                bump_revision(&mut tx).await?;
+            }
+            Ok(replaced)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn create_user(&self, user: &User, factors: &[Factor], event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            insert_user(&mut tx, user, factors).await?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn user_by_username(&self, username: &Username) -> Result<Option<User>, StoreError> {
+        const SQL: &str =
+            "SELECT id, username, display_name, is_admin, disabled, created_at_us FROM users WHERE username = $1";
+        let row: Option<common::UserRow> = sqlx::query_as(SQL)
+            .bind(username.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(common::user).transpose()
+    }
+
+    async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        const SQL: &str =
+            "SELECT id, username, display_name, is_admin, disabled, created_at_us FROM users WHERE id = $1";
+        let row: Option<common::UserRow> =
+            sqlx::query_as(SQL).bind(id).fetch_optional(&self.pool).await.map_err(err)?;
+        row.map(common::user).transpose()
+    }
+
+    async fn count_admins(&self) -> Result<i64, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        count_admins_in(&mut conn).await
+    }
+
+    async fn add_factor(&self, factor: &Factor, event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            insert_factor(&mut tx, factor).await?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn factors_of(&self, user_id: &str) -> Result<Vec<Factor>, StoreError> {
+        let rows: Vec<common::FactorRow> = sqlx::query_as(
+            "SELECT id, user_id, kind, label, secret, created_at_us, last_used_at_us FROM factors \
+             WHERE user_id = $1 ORDER BY created_at_us, id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(common::factor).collect()
+    }
+
+    async fn issue_bootstrap(
+        &self,
+        digest: &[u8; 32],
+        expires_at: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            if count_admins_in(&mut tx).await? > 0 {
+                return Err(StoreError::AdminExists);
+            }
+            sqlx::query(
+                "INSERT INTO bootstrap (id, digest, expires_at_us) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO UPDATE SET digest = excluded.digest, expires_at_us = excluded.expires_at_us",
+            )
+            .bind(digest.to_vec())
+            .bind(micros(expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn bootstrap_pending(&self, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM bootstrap WHERE expires_at_us > $1")
+            .bind(micros(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(n > 0)
+    }
+
+    async fn redeem_bootstrap(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+        admin: &User,
+        factors: &[Factor],
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let expires_at_us: Option<i64> = sqlx::query_scalar("SELECT expires_at_us FROM bootstrap WHERE digest = $1")
+                .bind(digest.to_vec())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            match expires_at_us {
+                Some(exp) if micros(now) < exp => {}
+                _ => return Err(StoreError::BootstrapInvalid),
+            }
+            if count_admins_in(&mut tx).await? > 0 {
+                return Err(StoreError::AdminExists);
+            }
+            insert_user(&mut tx, admin, factors).await?;
+            sqlx::query("DELETE FROM bootstrap WHERE id = 1").execute(&mut *tx).await.map_err(err)?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+}

@@ -1,0 +1,878 @@
+//! The storage conformance suite: every case runs against SQLite (a fresh file) and against
+//! PostgreSQL (a fresh schema in the database named by `WARDGATE_TEST_POSTGRES_URL`).
+//!
+//! Each case is an `async fn(&Env)` written once; `conformance!` turns it into one test per
+//! backend. Without the environment variable the PostgreSQL tests say so and pass.
+
+use std::collections::HashSet;
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use futures_util::FutureExt as _;
+use sqlx::Connection as _;
+use time::OffsetDateTime;
+use time::macros::datetime;
+use wardgate_core::audit::event::types;
+use wardgate_core::audit::record::seal_batch;
+use wardgate_core::audit::{AuditEvent, AuditRecord, ChainHead, ChainVerifier, CheckpointSigner, Outcome};
+use wardgate_core::identity::{Factor, FactorKind, User, Username};
+use wardgate_core::keys::{PURPOSE_AUDIT_CHECKPOINT, SigningKeyRecord};
+use wardgate_core::secrets::{Kek, Keyring};
+use wardgate_core::settings::DatabaseLocation;
+use wardgate_core::unix_micros;
+use wardgate_store::{AuditMark, AuditMarks, PostgresStore, SealedColumn, SealedRef, SqliteStore, Store, StoreError};
+
+// --- harness ------------------------------------------------------------------------------
+
+enum Backend {
+    Sqlite { _dir: tempfile::TempDir, path: PathBuf },
+    Postgres { base_url: String, url: String, schema: String },
+}
+
+struct Env {
+    backend: Backend,
+    /// The first handle, node "node-a".
+    store: Arc<dyn Store>,
+}
+
+impl Env {
+    async fn sqlite() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wardgate.db");
+        let store = Arc::new(SqliteStore::open(&path, "node-a").await.unwrap());
+        Env { backend: Backend::Sqlite { _dir: dir, path }, store }
+    }
+
+    async fn postgres() -> Option<Env> {
+        let base_url = match std::env::var("WARDGATE_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => url,
+            _ => {
+                eprintln!("PostgreSQL half skipped: WARDGATE_TEST_POSTGRES_URL is unset");
+                return None;
+            }
+        };
+        let schema = format!("wg_t_{:016x}", random_u64());
+        let mut admin = sqlx::PgConnection::connect(&base_url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.unwrap();
+        admin.close().await.unwrap();
+        let sep = if base_url.contains('?') { '&' } else { '?' };
+        let url = format!("{base_url}{sep}options=-c%20search_path%3D{schema}");
+        let store = Arc::new(PostgresStore::open(&url, "node-a").await.unwrap());
+        Some(Env { backend: Backend::Postgres { base_url, url, schema }, store })
+    }
+
+    fn is_sqlite(&self) -> bool {
+        matches!(self.backend, Backend::Sqlite { .. })
+    }
+
+    /// Another handle on the same database: for SQLite a second pool on the file (as the
+    /// CLI beside the server), for PostgreSQL a second node.
+    async fn open(&self, node: &str) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match &self.backend {
+            Backend::Sqlite { path, .. } => Arc::new(SqliteStore::open(path, node).await?),
+            Backend::Postgres { url, .. } => Arc::new(PostgresStore::open(url, node).await?),
+        })
+    }
+
+    /// Runs SQL behind the store's back.
+    async fn raw_exec(&self, sqlite: &'static str, postgres: &'static str) {
+        match &self.backend {
+            Backend::Sqlite { path, .. } => {
+                let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+                let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+                sqlx::query(sqlite).execute(&mut c).await.unwrap();
+                c.close().await.unwrap();
+            }
+            Backend::Postgres { url, .. } => {
+                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+                sqlx::query(postgres).execute(&mut c).await.unwrap();
+                c.close().await.unwrap();
+            }
+        }
+    }
+
+    async fn finish(self) {
+        drop(self.store);
+        if let Backend::Postgres { base_url, schema, .. } = self.backend {
+            let mut admin = sqlx::PgConnection::connect(&base_url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            admin.close().await.unwrap();
+        }
+    }
+}
+
+fn random_u64() -> u64 {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.finish()
+}
+
+/// Runs a case, then cleans up (dropping the PostgreSQL schema) even if the case panicked.
+async fn run<F>(env: Env, case: F)
+where
+    F: for<'a> FnOnce(&'a Env) -> futures_util::future::BoxFuture<'a, ()>,
+{
+    let outcome = std::panic::AssertUnwindSafe(case(&env)).catch_unwind().await;
+    env.finish().await;
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    crate::run(crate::Env::sqlite().await, |env| Box::pin(super::$name(env))).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(env) = crate::Env::postgres().await {
+                        crate::run(env, |env| Box::pin(super::$name(env))).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    fresh_store_is_empty,
+    append_and_read_back,
+    chain_verifies_after_many_appends,
+    concurrent_appenders_never_fork_the_chain,
+    checkpoints_insert_list_latest,
+    audit_marks_only_rise,
+    prune_moves_the_anchor_and_the_rest_still_verifies,
+    prune_refuses_a_checkpoint_off_the_chain,
+    meta_init_sets_only_once,
+    revision_bumps_on_admin_changes_only,
+    users_create_and_look_up,
+    factors_add_and_list,
+    signing_keys_newest_first_per_purpose,
+    bootstrap_issue_and_redeem,
+    bootstrap_replaced_and_refused_once_an_admin_exists,
+    bootstrap_redeemed_once_under_a_race,
+    sealed_values_and_compare_and_swap,
+    newer_schema_is_refused,
+);
+
+// --- fixtures -----------------------------------------------------------------------------
+
+const T0: OffsetDateTime = datetime!(2026-11-28 07:00:00 UTC);
+
+fn secs(n: i64) -> time::Duration {
+    time::Duration::seconds(n)
+}
+
+fn ev(i: usize) -> AuditEvent {
+    AuditEvent::known(T0 + secs(i as i64), types::AUTH_LOGIN_FAILED, Outcome::Failure)
+        .subject(format!("user{i}"))
+        .reason("bad passphrase")
+}
+
+fn admin_ev(t: &'static str) -> AuditEvent {
+    AuditEvent::known(T0, t, Outcome::Success).actor("root")
+}
+
+fn user(id: &str, name: &str, is_admin: bool) -> User {
+    User {
+        id: id.into(),
+        username: Username::parse(name).unwrap(),
+        display_name: format!("{name} (display)"),
+        is_admin,
+        disabled: false,
+        // Sub-second, to show microseconds survive the round trip.
+        created_at: T0 + time::Duration::microseconds(123_456),
+    }
+}
+
+fn factor(id: &str, user_id: &str, kind: FactorKind, secret: &str, at: i64) -> Factor {
+    Factor {
+        id: id.into(),
+        user_id: user_id.into(),
+        kind,
+        label: format!("{id} label"),
+        secret: secret.into(),
+        created_at: T0 + secs(at),
+        last_used_at: None,
+    }
+}
+
+const PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+
+fn signer() -> CheckpointSigner {
+    CheckpointSigner::new("k1".into(), "node-a".into(), ed25519_dalek::SigningKey::from_bytes(&[7; 32]))
+}
+
+fn key(id: &str, purpose: &str, at: i64, sealed: &str) -> SigningKeyRecord {
+    SigningKeyRecord {
+        id: id.into(),
+        purpose: purpose.into(),
+        public_key: [at as u8; 32],
+        private_sealed: sealed.into(),
+        created_at: T0 + secs(at),
+    }
+}
+
+/// Reads the whole chain from the anchor and verifies it; returns (head, records verified).
+async fn verify_all(s: &dyn Store) -> (ChainHead, u64) {
+    let anchor = s.audit_anchor().await.unwrap();
+    let cps = s.checkpoints(anchor.seq).await.unwrap();
+    let mut v = ChainVerifier::new(anchor, &cps);
+    let mut after = anchor.seq;
+    loop {
+        let page = s.audit_records(after, 500).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in &page {
+            v.push(r).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    let verified = v.verified();
+    let head = v.finish().unwrap();
+    assert_eq!(head, s.audit_head().await.unwrap());
+    (head, verified)
+}
+
+async fn head_at(s: &dyn Store, seq: i64) -> ChainHead {
+    let r = s.audit_records(seq - 1, 1).await.unwrap().remove(0);
+    assert_eq!(r.seq, seq);
+    ChainHead { seq, hash: r.hash.try_into().unwrap() }
+}
+
+async fn last_type(s: &dyn Store) -> String {
+    let head = s.audit_head().await.unwrap();
+    s.audit_records(head.seq - 1, 1).await.unwrap().remove(0).event_type
+}
+
+/// What an auditor would see change: used to show a refused operation changed nothing.
+async fn snapshot(s: &dyn Store) -> (ChainHead, i64, i64, i64, bool) {
+    (
+        s.audit_head().await.unwrap(),
+        s.audit_count().await.unwrap(),
+        s.revision().await.unwrap(),
+        s.count_admins().await.unwrap(),
+        s.bootstrap_pending(T0).await.unwrap(),
+    )
+}
+
+// --- cases --------------------------------------------------------------------------------
+
+async fn fresh_store_is_empty(env: &Env) {
+    let s = &*env.store;
+    assert_eq!(s.backend(), if env.is_sqlite() { "sqlite" } else { "postgres" });
+    assert_eq!(s.node(), "node-a");
+    s.ping().await.unwrap();
+    assert_eq!(s.audit_head().await.unwrap(), ChainHead::GENESIS);
+    assert_eq!(s.audit_anchor().await.unwrap(), ChainHead::GENESIS);
+    assert_eq!(s.audit_count().await.unwrap(), 0);
+    assert!(s.audit_records(0, 10).await.unwrap().is_empty());
+    assert_eq!(s.audit_first_seq_at(0).await.unwrap(), None);
+    assert_eq!(s.revision().await.unwrap(), 0);
+    assert_eq!(s.audit_marks().await.unwrap(), AuditMarks::default());
+    assert!(s.checkpoints(0).await.unwrap().is_empty());
+    assert_eq!(s.latest_checkpoint().await.unwrap(), None);
+    assert_eq!(s.count_admins().await.unwrap(), 0);
+    assert!(!s.bootstrap_pending(T0).await.unwrap());
+    assert!(s.sealed_values().await.unwrap().is_empty());
+    assert_eq!(s.meta_get("installation_id").await.unwrap(), None);
+    // Opening an already migrated database again is fine.
+    let again = env.open("node-b").await.unwrap();
+    assert_eq!(again.node(), "node-b");
+    assert_eq!(verify_all(&*again).await, (ChainHead::GENESIS, 0));
+}
+
+async fn append_and_read_back(env: &Env) {
+    let s = &*env.store;
+    let events: Vec<_> = (0..3).map(ev).collect();
+    let expected = seal_batch(&ChainHead::GENESIS, "node-a", &events);
+    let head = s.append_audit(&events).await.unwrap();
+    assert_eq!(head, expected[2].head());
+    assert_eq!(s.audit_head().await.unwrap(), head);
+    assert_eq!(s.append_audit(&[]).await.unwrap(), head);
+
+    let recs = s.audit_records(0, 10).await.unwrap();
+    assert_eq!(recs.len(), 3);
+    for (r, e) in recs.iter().zip(&expected) {
+        assert_eq!((r.seq, r.ts_us, &r.event_type, &r.body), (e.seq, e.ts_us, &e.event_type, &e.body));
+        assert_eq!(r.hash, e.hash.to_vec());
+    }
+    let body: AuditRecord = serde_json::from_str(&recs[1].body).unwrap();
+    assert_eq!((body.seq, body.node.as_str(), body.subject.as_deref()), (2, "node-a", Some("user1")));
+
+    assert_eq!(s.audit_records(1, 1).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
+    assert!(s.audit_records(3, 10).await.unwrap().is_empty());
+    assert!(s.audit_records(0, 0).await.unwrap().is_empty());
+    assert_eq!(s.audit_count().await.unwrap(), 3);
+
+    let t0 = unix_micros(T0);
+    assert_eq!(s.audit_first_seq_at(0).await.unwrap(), Some(1));
+    assert_eq!(s.audit_first_seq_at(t0 + 1_000_000).await.unwrap(), Some(2));
+    assert_eq!(s.audit_first_seq_at(t0 + 500_000).await.unwrap(), Some(2));
+    assert_eq!(s.audit_first_seq_at(t0 + 2_000_001).await.unwrap(), None);
+
+    // Plain appends are not administrative changes, and the anchor stays at genesis.
+    assert_eq!(s.revision().await.unwrap(), 0);
+    assert_eq!(s.audit_anchor().await.unwrap(), ChainHead::GENESIS);
+
+    // A second handle continues the same chain.
+    let b = env.open("node-b").await.unwrap();
+    let head = b.append_audit(&[ev(3)]).await.unwrap();
+    assert_eq!(head, seal_batch(&expected[2].head(), "node-b", &[ev(3)])[0].head());
+    assert_eq!(s.audit_head().await.unwrap(), head);
+}
+
+async fn chain_verifies_after_many_appends(env: &Env) {
+    let s = &*env.store;
+    let mut n = 0;
+    // Sizes around and beyond the backends' insert chunking.
+    for size in [1, 7, 1000, 999, 1001, 2500] {
+        let events: Vec<_> = (n..n + size).map(ev).collect();
+        n += size;
+        assert_eq!(s.append_audit(&events).await.unwrap().seq, n as i64);
+    }
+    assert_eq!(s.audit_count().await.unwrap(), n as i64);
+    let (head, verified) = verify_all(s).await;
+    assert_eq!((head.seq, verified), (n as i64, n as u64));
+}
+
+async fn concurrent_appenders_never_fork_the_chain(env: &Env) {
+    const TASKS_A: usize = 16;
+    const TASKS_B: usize = 8;
+    const PER_TASK: usize = 50;
+    let b = env.open("node-b").await.unwrap();
+    let mut tasks = Vec::new();
+    for (store, count) in [(Arc::clone(&env.store), TASKS_A), (b, TASKS_B)] {
+        for t in 0..count {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let mut seqs = Vec::with_capacity(PER_TASK);
+                for i in 0..PER_TASK {
+                    seqs.push(store.append_audit(&[ev(t * 1000 + i)]).await.unwrap().seq);
+                }
+                seqs
+            }));
+        }
+    }
+    let mut all = HashSet::new();
+    for t in tasks {
+        for seq in t.await.unwrap() {
+            assert!(all.insert(seq), "sequence {seq} handed out twice");
+        }
+    }
+    let total = ((TASKS_A + TASKS_B) * PER_TASK) as i64;
+    assert_eq!(all, (1..=total).collect::<HashSet<_>>());
+    let (head, verified) = verify_all(&*env.store).await;
+    assert_eq!((head.seq, verified), (total, total as u64));
+    let mut per_node = std::collections::BTreeMap::<String, usize>::new();
+    for r in env.store.audit_records(0, u32::MAX).await.unwrap() {
+        let body: AuditRecord = serde_json::from_str(&r.body).unwrap();
+        *per_node.entry(body.node).or_default() += 1;
+    }
+    assert_eq!(per_node.into_iter().collect::<Vec<_>>(), [
+        ("node-a".to_owned(), TASKS_A * PER_TASK),
+        ("node-b".to_owned(), TASKS_B * PER_TASK)
+    ]);
+}
+
+async fn checkpoints_insert_list_latest(env: &Env) {
+    let s = &*env.store;
+    s.append_audit(&(0..10).map(ev).collect::<Vec<_>>()).await.unwrap();
+    let signer = signer();
+    let cp = |h: ChainHead, at: i64| signer.sign(h, T0 + secs(at));
+    let (cp3, cp5, cp7) = (cp(head_at(s, 3).await, 3), cp(head_at(s, 5).await, 5), cp(head_at(s, 7).await, 7));
+    for c in [&cp7, &cp3, &cp5] {
+        s.insert_checkpoint(c).await.unwrap();
+    }
+    assert_eq!(s.checkpoints(0).await.unwrap(), [cp3.clone(), cp5.clone(), cp7.clone()]);
+    assert_eq!(s.checkpoints(3).await.unwrap(), [cp5.clone(), cp7.clone()]);
+    assert!(s.checkpoints(7).await.unwrap().is_empty());
+    let latest = s.latest_checkpoint().await.unwrap().unwrap();
+    assert_eq!(latest, cp7);
+    assert!(latest.verify(&signer.verifying_key()));
+
+    // Another node signing the same head is the same fact; a different hash is not.
+    let again = CheckpointSigner::new("k2".into(), "node-b".into(), ed25519_dalek::SigningKey::from_bytes(&[8; 32]))
+        .sign(cp5.head(), T0 + secs(99));
+    s.insert_checkpoint(&again).await.unwrap();
+    let forged = signer.sign(ChainHead { seq: 5, hash: [9; 32] }, T0);
+    assert!(matches!(s.insert_checkpoint(&forged).await, Err(StoreError::Corrupt(_))));
+    assert_eq!(s.checkpoints(0).await.unwrap(), [cp3, cp5, cp7]);
+    assert_eq!(verify_all(s).await.0.seq, 10);
+}
+
+async fn audit_marks_only_rise(env: &Env) {
+    let s = &*env.store;
+    let marks = |e, v| AuditMarks { exported_seq: e, verified_seq: v };
+    s.raise_audit_mark(AuditMark::Exported, 5).await.unwrap();
+    assert_eq!(s.audit_marks().await.unwrap(), marks(5, 0));
+    s.raise_audit_mark(AuditMark::Verified, 3).await.unwrap();
+    assert_eq!(s.audit_marks().await.unwrap(), marks(5, 3));
+    s.raise_audit_mark(AuditMark::Exported, 2).await.unwrap();
+    s.raise_audit_mark(AuditMark::Verified, 0).await.unwrap();
+    assert_eq!(s.audit_marks().await.unwrap(), marks(5, 3));
+    s.raise_audit_mark(AuditMark::Verified, 10).await.unwrap();
+    assert_eq!(s.audit_marks().await.unwrap(), marks(5, 10));
+    assert_eq!(env.open("node-b").await.unwrap().audit_marks().await.unwrap(), marks(5, 10));
+}
+
+async fn prune_moves_the_anchor_and_the_rest_still_verifies(env: &Env) {
+    let s = &*env.store;
+    s.append_audit(&(0..10).map(ev).collect::<Vec<_>>()).await.unwrap();
+    let signer = signer();
+    let cp6 = signer.sign(head_at(s, 6).await, T0);
+    let cp9 = signer.sign(head_at(s, 9).await, T0);
+    s.insert_checkpoint(&cp6).await.unwrap();
+    s.insert_checkpoint(&cp9).await.unwrap();
+
+    let pruned = AuditEvent::known(T0 + secs(60), types::AUDIT_RETENTION_PRUNED, Outcome::Success).detail("through", 6);
+    assert_eq!(s.prune_audit(&cp6, &pruned).await.unwrap(), 6);
+    assert_eq!(s.audit_anchor().await.unwrap(), cp6.head());
+    assert_eq!(s.audit_head().await.unwrap().seq, 11);
+    assert_eq!(s.audit_count().await.unwrap(), 5);
+    let seqs: Vec<_> = s.audit_records(0, 100).await.unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [7, 8, 9, 10, 11]);
+    assert_eq!(last_type(s).await, types::AUDIT_RETENTION_PRUNED);
+    assert_eq!(s.audit_first_seq_at(0).await.unwrap(), Some(7));
+    assert_eq!(s.revision().await.unwrap(), 1);
+    // Verified from the new anchor, against the checkpoint beyond it.
+    assert_eq!(verify_all(s).await, (s.audit_head().await.unwrap(), 5));
+
+    // Pruning further, and the chain keeps growing from there.
+    assert_eq!(s.prune_audit(&cp9, &pruned).await.unwrap(), 3);
+    s.append_audit(&[ev(50)]).await.unwrap();
+    let seqs: Vec<_> = s.audit_records(0, 100).await.unwrap().iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, [10, 11, 12, 13]);
+    assert_eq!(verify_all(s).await.1, 4);
+    assert_eq!(s.audit_anchor().await.unwrap(), cp9.head());
+}
+
+async fn prune_refuses_a_checkpoint_off_the_chain(env: &Env) {
+    let s = &*env.store;
+    s.append_audit(&(0..10).map(ev).collect::<Vec<_>>()).await.unwrap();
+    let signer = signer();
+    let pruned = AuditEvent::known(T0, types::AUDIT_RETENTION_PRUNED, Outcome::Success);
+    let before = snapshot(s).await;
+    let wrong_hash = signer.sign(ChainHead { seq: 4, hash: [1; 32] }, T0);
+    assert!(matches!(s.prune_audit(&wrong_hash, &pruned).await, Err(StoreError::Corrupt(_))));
+    let beyond_head = signer.sign(ChainHead { seq: 11, hash: [1; 32] }, T0);
+    assert!(matches!(s.prune_audit(&beyond_head, &pruned).await, Err(StoreError::NotFound)));
+    assert_eq!(snapshot(s).await, before);
+    assert_eq!(s.audit_anchor().await.unwrap(), ChainHead::GENESIS);
+
+    // Once pruned to 6, going back to 4 would lose the anchor.
+    s.prune_audit(&signer.sign(head_at(s, 6).await, T0), &pruned).await.unwrap();
+    let cp4 = signer.sign(ChainHead { seq: 4, hash: [2; 32] }, T0);
+    assert!(matches!(s.prune_audit(&cp4, &pruned).await, Err(StoreError::NotFound)));
+    assert_eq!(verify_all(s).await.1, 5);
+}
+
+async fn meta_init_sets_only_once(env: &Env) {
+    let s = &*env.store;
+    assert_eq!(s.meta_init("installation_id", "first").await.unwrap(), "first");
+    assert_eq!(s.meta_init("installation_id", "second").await.unwrap(), "first");
+    assert_eq!(s.meta_get("installation_id").await.unwrap().as_deref(), Some("first"));
+    assert_eq!(s.meta_get("other").await.unwrap(), None);
+
+    // Racing initialisers all get the one value that won.
+    let b = env.open("node-b").await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 { Arc::clone(&env.store) } else { Arc::clone(&b) };
+            tokio::spawn(async move { store.meta_init("race", &format!("v{i}")).await.unwrap() })
+        })
+        .collect();
+    let mut won = HashSet::new();
+    for t in tasks {
+        won.insert(t.await.unwrap());
+    }
+    assert_eq!(won.len(), 1);
+    assert_eq!(s.meta_get("race").await.unwrap(), won.into_iter().next());
+}
+
+async fn revision_bumps_on_admin_changes_only(env: &Env) {
+    let s = &*env.store;
+    let b = env.open("node-b").await.unwrap();
+    assert_eq!(s.revision().await.unwrap(), 0);
+    s.create_user(&user("u1", "alice", false), &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
+    assert_eq!(b.revision().await.unwrap(), 1);
+    let f = factor("f1", "u1", FactorKind::Totp, "wg1.aa.bb.cc", 1);
+    s.add_factor(&f, &admin_ev(types::ADMIN_FACTOR_ADDED)).await.unwrap();
+    assert_eq!(b.revision().await.unwrap(), 2);
+    let k = key("k1", PURPOSE_AUDIT_CHECKPOINT, 1, "wg1.x.y.z");
+    s.insert_signing_key(&k, &admin_ev(types::KEYS_SIGNING_CREATED)).await.unwrap();
+    assert_eq!(b.revision().await.unwrap(), 3);
+    b.issue_bootstrap(&[1; 32], T0 + secs(3600), &admin_ev(types::ADMIN_BOOTSTRAP_ISSUED)).await.unwrap();
+    assert_eq!(s.revision().await.unwrap(), 4);
+    let sealed = s.sealed_values().await.unwrap();
+    assert!(s.replace_sealed(&sealed[0], "wg1.new.new.new").await.unwrap());
+    assert_eq!(s.revision().await.unwrap(), 5);
+
+    // Neither refused changes nor routine writes move it.
+    let dup = s.create_user(&user("u2", "alice", false), &[], &admin_ev(types::ADMIN_USER_CREATED)).await;
+    assert!(matches!(dup, Err(StoreError::UsernameTaken)));
+    assert!(!s.replace_sealed(&sealed[0], "wg1.stale.stale.stale").await.unwrap());
+    s.append_audit(&[ev(1)]).await.unwrap();
+    s.raise_audit_mark(AuditMark::Exported, 1).await.unwrap();
+    s.insert_checkpoint(&signer().sign(head_at(s, 1).await, T0)).await.unwrap();
+    s.meta_init("k", "v").await.unwrap();
+    assert_eq!(b.revision().await.unwrap(), 5);
+    // Each administrative change left exactly one audit record.
+    assert_eq!(s.audit_count().await.unwrap(), 5);
+}
+
+async fn users_create_and_look_up(env: &Env) {
+    let s = &*env.store;
+    let alice = user("u-alice", "alice", false);
+    let factors = [
+        factor("f-pass", "u-alice", FactorKind::Passphrase, PHC, 1),
+        factor("f-totp", "u-alice", FactorKind::Totp, "wg1.k.n.c", 2),
+    ];
+    let created = admin_ev(types::ADMIN_USER_CREATED).subject("u-alice");
+    s.create_user(&alice, &factors, &created).await.unwrap();
+    assert_eq!(s.user_by_username(&Username::parse("alice").unwrap()).await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.user_by_username(&Username::parse("ALICE").unwrap()).await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.user_by_id("u-alice").await.unwrap(), Some(alice.clone()));
+    assert_eq!(s.user_by_username(&Username::parse("bob").unwrap()).await.unwrap(), None);
+    assert_eq!(s.user_by_id("u-nobody").await.unwrap(), None);
+    assert_eq!(s.factors_of("u-alice").await.unwrap(), factors);
+    assert_eq!(last_type(s).await, types::ADMIN_USER_CREATED);
+    let body: AuditRecord = serde_json::from_str(&s.audit_records(0, 1).await.unwrap()[0].body).unwrap();
+    assert_eq!(body.subject.as_deref(), Some("u-alice"));
+    assert_eq!(s.count_admins().await.unwrap(), 0);
+
+    // Taken name: refused, and neither the user, its factors nor an audit record appear.
+    let before = snapshot(s).await;
+    let imposter = user("u-imposter", "alice", true);
+    let f = [factor("f-imp", "u-imposter", FactorKind::Totp, "wg1.a.b.c", 1)];
+    let r = s.create_user(&imposter, &f, &admin_ev(types::ADMIN_USER_CREATED)).await;
+    assert!(matches!(r, Err(StoreError::UsernameTaken)), "{r:?}");
+    assert_eq!(snapshot(s).await, before);
+    assert_eq!(s.user_by_id("u-imposter").await.unwrap(), None);
+    assert!(s.factors_of("u-imposter").await.unwrap().is_empty());
+
+    let root = User { disabled: true, ..user("u-root", "root", true) };
+    s.create_user(&root, &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
+    s.create_user(&user("u-carol", "carol", false), &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
+    assert_eq!(s.count_admins().await.unwrap(), 1);
+    assert_eq!(s.user_by_id("u-root").await.unwrap(), Some(root));
+}
+
+async fn factors_add_and_list(env: &Env) {
+    let s = &*env.store;
+    s.create_user(&user("u1", "alice", false), &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
+    let mut later = factor("f-b", "u1", FactorKind::Webauthn, "wg1.w.w.w", 20);
+    later.last_used_at = Some(T0 + time::Duration::microseconds(5_000_001));
+    let earlier = factor("f-z", "u1", FactorKind::RecoveryCodes, "wg1.r.r.r", 10);
+    s.add_factor(&later, &admin_ev(types::ADMIN_FACTOR_ADDED)).await.unwrap();
+    s.add_factor(&earlier, &admin_ev(types::ADMIN_FACTOR_ADDED)).await.unwrap();
+    assert_eq!(s.factors_of("u1").await.unwrap(), [earlier, later]);
+    assert_eq!(last_type(s).await, types::ADMIN_FACTOR_ADDED);
+
+    let before = snapshot(s).await;
+    let orphan = factor("f-o", "u-missing", FactorKind::Totp, "wg1.o.o.o", 1);
+    let r = s.add_factor(&orphan, &admin_ev(types::ADMIN_FACTOR_ADDED)).await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert_eq!(snapshot(s).await, before);
+    assert!(s.factors_of("u-missing").await.unwrap().is_empty());
+}
+
+async fn signing_keys_newest_first_per_purpose(env: &Env) {
+    let s = &*env.store;
+    let k1 = key("k1", PURPOSE_AUDIT_CHECKPOINT, 1, "wg1.k1.n.c");
+    let k2 = key("k2", PURPOSE_AUDIT_CHECKPOINT, 2, "wg1.k2.n.c");
+    let other = key("k3", "token-signing", 3, "wg1.k3.n.c");
+    for k in [&k1, &other, &k2] {
+        s.insert_signing_key(k, &admin_ev(types::KEYS_SIGNING_CREATED)).await.unwrap();
+    }
+    assert_eq!(s.signing_keys(PURPOSE_AUDIT_CHECKPOINT).await.unwrap(), [k2, k1.clone()]);
+    assert_eq!(s.signing_keys("token-signing").await.unwrap(), [other]);
+    assert!(s.signing_keys("nothing").await.unwrap().is_empty());
+    assert_eq!(s.audit_count().await.unwrap(), 3);
+    assert_eq!(last_type(s).await, types::KEYS_SIGNING_CREATED);
+    let r = s.insert_signing_key(&k1, &admin_ev(types::KEYS_SIGNING_CREATED)).await;
+    assert!(r.is_err());
+    assert_eq!(s.audit_count().await.unwrap(), 3);
+}
+
+async fn bootstrap_issue_and_redeem(env: &Env) {
+    let s = &*env.store;
+    let digest = [1u8; 32];
+    let expires = T0 + secs(3600);
+    s.issue_bootstrap(&digest, expires, &admin_ev(types::ADMIN_BOOTSTRAP_ISSUED)).await.unwrap();
+    assert!(s.bootstrap_pending(T0).await.unwrap());
+    assert!(!s.bootstrap_pending(expires).await.unwrap());
+    assert_eq!(last_type(s).await, types::ADMIN_BOOTSTRAP_ISSUED);
+
+    let root = user("u-root", "root", true);
+    let factors = [factor("f-root", "u-root", FactorKind::Passphrase, PHC, 0)];
+    let redeemed = admin_ev(types::ADMIN_BOOTSTRAP_REDEEMED);
+    let before = snapshot(s).await;
+    for (d, now) in [([2u8; 32], T0), (digest, expires), (digest, expires + secs(1))] {
+        let r = s.redeem_bootstrap(&d, now, &root, &factors, &redeemed).await;
+        assert!(matches!(r, Err(StoreError::BootstrapInvalid)), "{r:?}");
+    }
+    assert_eq!(snapshot(s).await, before);
+    assert_eq!(s.user_by_id("u-root").await.unwrap(), None);
+
+    s.redeem_bootstrap(&digest, expires - secs(1), &root, &factors, &redeemed).await.unwrap();
+    assert_eq!(s.user_by_username(&root.username).await.unwrap(), Some(root.clone()));
+    assert_eq!(s.factors_of("u-root").await.unwrap(), factors);
+    assert_eq!(s.count_admins().await.unwrap(), 1);
+    assert!(!s.bootstrap_pending(T0).await.unwrap());
+    assert_eq!(last_type(s).await, types::ADMIN_BOOTSTRAP_REDEEMED);
+    assert_eq!(s.revision().await.unwrap(), before.2 + 1);
+    assert_eq!(s.audit_count().await.unwrap(), before.1 + 1);
+
+    // Used once only; and no new link once an administrator exists.
+    let after = snapshot(s).await;
+    let again = user("u-root2", "root2", true);
+    let r = s.redeem_bootstrap(&digest, T0, &again, &[], &redeemed).await;
+    assert!(matches!(r, Err(StoreError::BootstrapInvalid)), "{r:?}");
+    let r = s.issue_bootstrap(&[3; 32], expires, &admin_ev(types::ADMIN_BOOTSTRAP_ISSUED)).await;
+    assert!(matches!(r, Err(StoreError::AdminExists)), "{r:?}");
+    assert_eq!(snapshot(s).await, after);
+    assert_eq!(s.user_by_id("u-root2").await.unwrap(), None);
+}
+
+async fn bootstrap_replaced_and_refused_once_an_admin_exists(env: &Env) {
+    let s = &*env.store;
+    let b = env.open("node-b").await.unwrap();
+    let expires = T0 + secs(3600);
+    let issued = admin_ev(types::ADMIN_BOOTSTRAP_ISSUED);
+    s.issue_bootstrap(&[1; 32], expires, &issued).await.unwrap();
+    b.issue_bootstrap(&[2; 32], expires, &issued).await.unwrap();
+    let root = user("u-root", "root", true);
+    let redeemed = admin_ev(types::ADMIN_BOOTSTRAP_REDEEMED);
+    let r = s.redeem_bootstrap(&[1; 32], T0, &root, &[], &redeemed).await;
+    assert!(matches!(r, Err(StoreError::BootstrapInvalid)), "replaced token still worked: {r:?}");
+
+    // An administrator appears some other way while the link is pending.
+    s.create_user(&user("u-admin", "admin", true), &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
+    let before = snapshot(s).await;
+    assert!(before.4, "the link is still pending");
+    let r = b.redeem_bootstrap(&[2; 32], T0, &root, &[], &redeemed).await;
+    assert!(matches!(r, Err(StoreError::AdminExists)), "{r:?}");
+    assert_eq!(snapshot(s).await, before);
+    assert_eq!(s.user_by_id("u-root").await.unwrap(), None);
+}
+
+async fn bootstrap_redeemed_once_under_a_race(env: &Env) {
+    let b = env.open("node-b").await.unwrap();
+    env.store.issue_bootstrap(&[1; 32], T0 + secs(3600), &admin_ev(types::ADMIN_BOOTSTRAP_ISSUED)).await.unwrap();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = if i % 2 == 0 { Arc::clone(&env.store) } else { Arc::clone(&b) };
+            tokio::spawn(async move {
+                let admin = user(&format!("u-root{i}"), &format!("root{i}"), true);
+                store.redeem_bootstrap(&[1; 32], T0, &admin, &[], &admin_ev(types::ADMIN_BOOTSTRAP_REDEEMED)).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(StoreError::BootstrapInvalid) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(env.store.count_admins().await.unwrap(), 1);
+    assert_eq!(env.store.audit_count().await.unwrap(), 2);
+    assert_eq!(verify_all(&*env.store).await.1, 2);
+}
+
+async fn sealed_values_and_compare_and_swap(env: &Env) {
+    let s = &*env.store;
+    let ring = Keyring::generate().unwrap();
+    let totp_sealed = ring.seal(&Factor::seal_context("f-totp"), b"JBSWY3DPEHPK3PXP").unwrap();
+    let key_sealed = ring.seal(&SigningKeyRecord::seal_context("k1"), &[7; 32]).unwrap();
+    let factors = [
+        factor("f-pass", "u1", FactorKind::Passphrase, PHC, 1),
+        factor("f-totp", "u1", FactorKind::Totp, &totp_sealed, 2),
+    ];
+    s.create_user(&user("u1", "alice", false), &factors, &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
+    s.insert_signing_key(&key("k1", PURPOSE_AUDIT_CHECKPOINT, 1, &key_sealed), &admin_ev(types::KEYS_SIGNING_CREATED))
+        .await
+        .unwrap();
+    let totp_ref = SealedRef {
+        column: SealedColumn::FactorSecret,
+        id: "f-totp".into(),
+        context: "factor:f-totp:secret".into(),
+        sealed: totp_sealed.clone(),
+    };
+    let key_ref = SealedRef {
+        column: SealedColumn::SigningKeyPrivate,
+        id: "k1".into(),
+        context: "signing_key:k1:private".into(),
+        sealed: key_sealed.clone(),
+    };
+    assert_eq!(s.sealed_values().await.unwrap(), [totp_ref.clone(), key_ref.clone()]);
+
+    // Rotation: re-wrap under a new KEK, compare-and-swap each value.
+    let ring = ring.with_new_active(Kek::generate().unwrap());
+    let new_totp = ring.rewrap(&totp_ref.context, &totp_ref.sealed).unwrap().unwrap();
+    let new_key = ring.rewrap(&key_ref.context, &key_ref.sealed).unwrap().unwrap();
+    assert!(s.replace_sealed(&totp_ref, &new_totp).await.unwrap());
+    assert!(s.replace_sealed(&key_ref, &new_key).await.unwrap());
+    // A stale `old` (someone else already replaced it) changes nothing.
+    assert!(!s.replace_sealed(&totp_ref, "wg1.stale.x.y").await.unwrap());
+    let missing = SealedRef { id: "f-missing".into(), ..totp_ref.clone() };
+    assert!(!s.replace_sealed(&missing, "wg1.x.y.z").await.unwrap());
+
+    let stored = s.factors_of("u1").await.unwrap();
+    assert_eq!(stored[0].secret, PHC);
+    assert_eq!(stored[1].secret, new_totp);
+    assert_eq!(ring.retire_inactive().open(&totp_ref.context, &stored[1].secret).unwrap().as_slice(), b"JBSWY3DPEHPK3PXP");
+    assert_eq!(s.signing_keys(PURPOSE_AUDIT_CHECKPOINT).await.unwrap()[0].private_sealed, new_key);
+    let now: Vec<_> = s.sealed_values().await.unwrap().into_iter().map(|r| r.sealed).collect();
+    assert_eq!(now, [new_totp, new_key]);
+}
+
+async fn newer_schema_is_refused(env: &Env) {
+    env.raw_exec(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', 1, x'00', 0)",
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', true, '\\x00'::bytea, 0)",
+    )
+    .await;
+    match env.open("node-b").await {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains("newer version"), "{msg}"),
+        Err(other) => panic!("expected Corrupt, got {other:?}"),
+        Ok(_) => panic!("a newer schema was accepted"),
+    }
+}
+
+// --- SQLite files -------------------------------------------------------------------------
+
+fn file_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
+#[tokio::test]
+async fn sqlite_file_never_holds_a_plaintext_factor_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wardgate.db");
+    let store = SqliteStore::open(&path, "node-a").await.unwrap();
+    let plaintext = b"KNOWNPLAINTEXTTOTPSECRET234567AB";
+    let ring = Keyring::generate().unwrap();
+    let sealed = ring.seal(&Factor::seal_context("f-totp"), plaintext).unwrap();
+    let f = factor("f-totp", "u1", FactorKind::Totp, &sealed, 1);
+    store.create_user(&user("u1", "alice", false), &[f], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
+
+    // While open (the row may still be only in the WAL) and after close (checkpointed).
+    let open_bytes = [file_bytes(&path), file_bytes(&wal_path(&path))].concat();
+    assert!(contains(&open_bytes, sealed.as_bytes()), "sealed value not found: looking at the wrong bytes");
+    assert!(!contains(&open_bytes, plaintext));
+    store.close().await;
+    let closed_bytes = file_bytes(&path);
+    assert!(contains(&closed_bytes, sealed.as_bytes()));
+    assert!(!contains(&closed_bytes, plaintext));
+
+    let store = SqliteStore::open(&path, "node-a").await.unwrap();
+    let back = store.factors_of("u1").await.unwrap().remove(0).secret;
+    assert_eq!(ring.open(&Factor::seal_context("f-totp"), &back).unwrap().as_slice(), plaintext);
+}
+
+async fn assert_refused_untouched(path: &Path) {
+    let before = file_bytes(path);
+    let siblings_before: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    match SqliteStore::open(path, "node-a").await {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains(&path.display().to_string()), "{msg}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(file_bytes(path), before, "the damaged file was modified");
+    let siblings_after: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(siblings_after.len(), siblings_before.len(), "{siblings_after:?}");
+}
+
+#[tokio::test]
+async fn sqlite_garbage_file_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wardgate.db");
+    std::fs::write(&path, b"this is not a database, it is a shopping list\n".repeat(100)).unwrap();
+    assert_refused_untouched(&path).await;
+    std::fs::write(&path, b"SQLite format 3\0short").unwrap();
+    assert_refused_untouched(&path).await;
+}
+
+#[tokio::test]
+async fn sqlite_truncated_database_is_refused_and_left_alone() {
+    for keep in [100, 4096, 3 * 4096 + 17] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wardgate.db");
+        let store = SqliteStore::open(&path, "node-a").await.unwrap();
+        store.append_audit(&(0..500).map(ev).collect::<Vec<_>>()).await.unwrap();
+        store.close().await;
+        assert!(!wal_path(&path).exists());
+        assert!(file_bytes(&path).len() > keep * 2);
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(keep as u64).unwrap();
+        assert_refused_untouched(&path).await;
+    }
+}
+
+#[tokio::test]
+async fn sqlite_database_of_another_application_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+    let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
+    sqlx::query("CREATE TABLE recipes (name TEXT)").execute(&mut c).await.unwrap();
+    c.close().await.unwrap();
+    match SqliteStore::open(&path, "node-a").await {
+        Err(StoreError::Corrupt(msg)) => assert!(msg.contains("not a Wardgate database"), "{msg}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_data_survives_reopening_and_open_picks_the_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub").join("wardgate.db");
+    assert!(matches!(SqliteStore::open(&path, "n").await, Err(StoreError::Unavailable(_))), "missing directory");
+    std::fs::create_dir(path.parent().unwrap()).unwrap();
+    let store = wardgate_store::open(&DatabaseLocation::Sqlite(path.clone()), "node-a").await.unwrap();
+    assert_eq!(store.backend(), "sqlite");
+    let head = store.append_audit(&(0..5).map(ev).collect::<Vec<_>>()).await.unwrap();
+    drop(store);
+    let store = SqliteStore::open(&path, "node-a").await.unwrap();
+    assert_eq!(store.audit_head().await.unwrap(), head);
+    assert_eq!(verify_all(&store).await, (head, 5));
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_unavailable() {
+    let r = PostgresStore::open("postgres://wardgate:secret-password@127.0.0.1:1/nothing", "node-a").await;
+    match r {
+        Err(StoreError::Unavailable(msg)) => assert!(!msg.contains("secret-password"), "{msg}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let r = wardgate_store::open(&DatabaseLocation::Postgres("postgres://127.0.0.1:1/x".into()), "n").await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))));
+}
