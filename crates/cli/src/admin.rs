@@ -19,6 +19,9 @@ pub enum AdminCommand {
 pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), Failure> {
     let settings = settings_load::load(global, Some(args))?;
     init_logging(&settings.log.format, &settings.log.level);
+    // Listen for signals before announcing anything: a supervisor that reads our first
+    // line and stops us at once must get an orderly shutdown, not the default kill.
+    let shutdown = shutdown_signal()?;
     let node = Node::start(settings).await?;
     println!("Wardgate listening on {} ({} store)", node.base_url, node.store.backend());
     if let Some(cert) = &node.dev_cert {
@@ -27,9 +30,11 @@ pub async fn serve(global: &GlobalArgs, args: &ServeArgs) -> Result<(), Failure>
     if let Some(url) = &node.bootstrap_url {
         println!("Enroll the first administrator (link works once, expires in 24 h):\n  {url}");
     } else if node.bootstrap_pending {
-        println!("An enrollment link for the first administrator is still unused; print a new one with `wardgate admin bootstrap`.");
+        println!(
+            "An enrollment link for the first administrator is still unused; print a new one with `wardgate admin bootstrap`."
+        );
     }
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down: finishing requests and flushing the audit log");
     node.stop().await;
     Ok(())
@@ -46,12 +51,17 @@ pub async fn run(global: &GlobalArgs, cmd: AdminCommand) -> Result<(), Failure> 
                 .to_owned();
             let inst = Installation::open(settings, OpenMode::Existing).await?;
             if inst.store.count_admins().await? > 0 {
-                return Err(Failure::new("an administrator already exists; enroll further people through the admin console"));
+                return Err(Failure::new(
+                    "an administrator already exists; enroll further people through the admin console",
+                ));
             }
             let actor = format!("cli:{}", whoami());
             let (url, expires) =
                 wardgate_server::node::issue_bootstrap(&*inst.store, &base, OffsetDateTime::now_utc(), &actor).await?;
-            println!("Enroll the first administrator (link works once, expires {}):", wardgate_core::audit::record::format_ts(expires));
+            println!(
+                "Enroll the first administrator (link works once, expires {}):",
+                wardgate_core::audit::record::format_ts(expires)
+            );
             println!("  {url}");
             Ok(())
         }
@@ -79,21 +89,23 @@ fn init_logging(format: &str, level: &str) {
     let _ = if format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
-async fn shutdown_signal() {
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term =
+            signal(SignalKind::terminate()).map_err(|e| Failure::new(format!("cannot handle SIGTERM: {e}")))?;
+        let mut int =
+            signal(SignalKind::interrupt()).map_err(|e| Failure::new(format!("cannot handle SIGINT: {e}")))?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
             }
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+        })
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -82,10 +82,10 @@ async fn trusted_checkpoints(inst: &Installation, anchor: ChainHead) -> Result<V
     for cp in inst.store.checkpoints(anchor.seq.saturating_sub(1)).await? {
         let ok = keys.get(&cp.key_id).is_some_and(|k| cp.verify(k));
         if !ok {
-            return Err(broken(ChainBreak {
-                seq: cp.seq,
-                kind: wardgate_core::audit::chain::BreakKind::CheckpointMismatch,
-            }, "checkpoint signature is invalid or made with an unknown key"));
+            return Err(broken(
+                ChainBreak { seq: cp.seq, kind: wardgate_core::audit::chain::BreakKind::CheckpointMismatch },
+                "checkpoint signature is invalid or made with an unknown key",
+            ));
         }
         good.push(cp);
     }
@@ -147,7 +147,10 @@ async fn verify(inst: &Installation) -> Result<(), Failure> {
     Ok(())
 }
 
-fn fetch(store: &std::sync::Arc<dyn Store>, after: i64) -> tokio::task::JoinHandle<Result<Vec<StoredRecord>, wardgate_store::StoreError>> {
+fn fetch(
+    store: &std::sync::Arc<dyn Store>,
+    after: i64,
+) -> tokio::task::JoinHandle<Result<Vec<StoredRecord>, wardgate_store::StoreError>> {
     let store = std::sync::Arc::clone(store);
     tokio::spawn(async move { store.audit_records(after, PAGE).await })
 }
@@ -296,7 +299,7 @@ fn parse_time(s: Option<&str>) -> Result<Option<OffsetDateTime>, Failure> {
         return Ok(Some(t));
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &fmt)
-        .map(|d| Some(d.midnight().assume_utc()))
-        .map_err(|_| Failure::new(format!("{s:?} is not a time: use RFC 3339 (2026-11-28T07:00:00Z) or a date (2026-11-28)")))
+    time::Date::parse(s, &fmt).map(|d| Some(d.midnight().assume_utc())).map_err(|_| {
+        Failure::new(format!("{s:?} is not a time: use RFC 3339 (2026-11-28T07:00:00Z) or a date (2026-11-28)"))
+    })
 }

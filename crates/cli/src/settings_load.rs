@@ -69,9 +69,7 @@ pub fn load(global: &GlobalArgs, serve: Option<&ServeArgs>) -> Result<Settings, 
     if let Some(path) = &global.config {
         let problems = check_file(path);
         if !problems.is_empty() {
-            return Err(Failure::new(
-                problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "),
-            ));
+            return Err(Failure::new(problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")));
         }
         b = b.add_source(File::from(path.as_path()).format(FileFormat::Toml));
     }
@@ -115,10 +113,8 @@ pub fn load(global: &GlobalArgs, serve: Option<&ServeArgs>) -> Result<Settings, 
         let kind = known.get(key).copied().unwrap_or(Kind::Text);
         b = set(b, key, kind, &value)?;
     }
-    let settings: Settings = b
-        .build()
-        .and_then(|c| c.try_deserialize())
-        .map_err(|e| Failure::new(format!("configuration: {e}")))?;
+    let settings: Settings =
+        b.build().and_then(|c| c.try_deserialize()).map_err(|e| Failure::new(format!("configuration: {e}")))?;
     let problems = settings.validate();
     if !problems.is_empty() {
         return Err(Failure::new(format!(
@@ -170,7 +166,8 @@ impl std::fmt::Display for FileProblem {
 /// Every problem in `path`: syntax, unknown keys, wrong kinds, then invalid values.
 pub fn check_file(path: &Path) -> Vec<FileProblem> {
     let file = path.display().to_string();
-    let problem = |line, key: &str, message: String| FileProblem { file: file.clone(), line, key: key.to_owned(), message };
+    let problem =
+        |line, key: &str, message: String| FileProblem { file: file.clone(), line, key: key.to_owned(), message };
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => return vec![problem(0, "", format!("cannot read: {e}"))],
@@ -189,11 +186,26 @@ pub fn check_file(path: &Path) -> Vec<FileProblem> {
     let mut lines = BTreeMap::new();
     let mut problems = Vec::new();
     walk_table(doc.as_table(), "", &text, &known, &mut lines, &mut problems);
-    let mut problems: Vec<FileProblem> = problems.into_iter().map(|(line, key, msg)| problem(line, &key, msg)).collect();
-    if problems.is_empty() {
+    // Drop what is already reported so the values that remain are still checked.
+    let mut cleaned: toml_edit::DocumentMut = doc.into_mut();
+    for (_, key, _) in &problems {
+        match key.rsplit_once('.') {
+            None => {
+                cleaned.remove(key);
+            }
+            Some((section, leaf)) => {
+                if let Some(t) = cleaned.get_mut(section).and_then(|i| i.as_table_like_mut()) {
+                    t.remove(leaf);
+                }
+            }
+        }
+    }
+    let mut problems: Vec<FileProblem> =
+        problems.into_iter().map(|(line, key, msg)| problem(line, &key, msg)).collect();
+    {
         let merged = Config::builder()
             .add_source(Config::try_from(&Settings::default()).unwrap_or_default())
-            .add_source(File::from_str(&text, FileFormat::Toml))
+            .add_source(File::from_str(&cleaned.to_string(), FileFormat::Toml))
             .build()
             .and_then(|c| c.try_deserialize::<Settings>());
         match merged {
@@ -221,12 +233,8 @@ fn walk_table(
 ) {
     for (key, item) in table.iter() {
         let path = if prefix.is_empty() { key.to_owned() } else { format!("{prefix}.{key}") };
-        let line = table
-            .key(key)
-            .and_then(|k| k.span())
-            .or_else(|| item.span())
-            .map(|s| line_of(text, s.start))
-            .unwrap_or(0);
+        let line =
+            table.key(key).and_then(|k| k.span()).or_else(|| item.span()).map(|s| line_of(text, s.start)).unwrap_or(0);
         lines.insert(path.clone(), line);
         let is_section = known.keys().any(|k| k.starts_with(&format!("{path}.")));
         if let Some(t) = item.as_table_like().filter(|_| is_section) {
@@ -254,16 +262,14 @@ fn walk_inner(
 ) {
     for (key, item) in table.iter() {
         let path = format!("{prefix}.{key}");
-        let line = table
-            .key(key)
-            .and_then(|k| k.span())
-            .or_else(|| item.span())
-            .map(|s| line_of(text, s.start))
-            .unwrap_or(0);
+        let line =
+            table.key(key).and_then(|k| k.span()).or_else(|| item.span()).map(|s| line_of(text, s.start)).unwrap_or(0);
         lines.insert(path.clone(), line);
         match known.get(&path) {
             None => problems.push((line, path, "unknown key".into())),
-            Some(kind) if !kind_matches(*kind, item) => problems.push((line, path, format!("expected {}", kind.name()))),
+            Some(kind) if !kind_matches(*kind, item) => {
+                problems.push((line, path, format!("expected {}", kind.name())))
+            }
             Some(_) => {}
         }
     }
@@ -324,7 +330,9 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_with_key_and_line() {
-        let (_d, p) = write("data_dir = \"/tmp/x\"\n\n[server]\nlisten = 8080\nbogus = true\n\n[audit]\nretention_days = \"long\"\n");
+        let (_d, p) = write(
+            "data_dir = \"/tmp/x\"\n\n[server]\nlisten = 8080\nbogus = true\n\n[audit]\nretention_days = \"long\"\n",
+        );
         let probs = check_file(&p);
         let got: Vec<_> = probs.iter().map(|p| (p.line, p.key.as_str())).collect();
         assert_eq!(got, [(4, "server.listen"), (5, "server.bogus"), (8, "audit.retention_days")]);

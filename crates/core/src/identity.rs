@@ -78,9 +78,7 @@ impl FactorKind {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Passphrase, Self::Totp, Self::Webauthn, Self::RecoveryCodes]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        [Self::Passphrase, Self::Totp, Self::Webauthn, Self::RecoveryCodes].into_iter().find(|k| k.as_str() == s)
     }
 
     /// The RFC 8176 `amr` value this factor contributes.

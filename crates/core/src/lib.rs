@@ -20,6 +20,5 @@ pub fn unix_micros(t: time::OffsetDateTime) -> i64 {
 
 /// Inverse of [`unix_micros`]; out-of-range values clamp to the epoch rather than panic.
 pub fn from_unix_micros(us: i64) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }

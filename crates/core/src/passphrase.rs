@@ -45,17 +45,12 @@ fn hasher() -> Argon2<'static> {
 
 /// An Argon2id PHC string with a fresh random salt.
 pub fn hash(passphrase: &str) -> Result<String, PassphraseError> {
-    hasher()
-        .hash_password(passphrase.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|_| PassphraseError::Hash)
+    hasher().hash_password(passphrase.as_bytes()).map(|h| h.to_string()).map_err(|_| PassphraseError::Hash)
 }
 
 /// Constant-time verification against a stored PHC string.
 pub fn verify(passphrase: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| hasher().verify_password(passphrase.as_bytes(), &h).is_ok())
-        .unwrap_or(false)
+    PasswordHash::new(phc).map(|h| hasher().verify_password(passphrase.as_bytes(), &h).is_ok()).unwrap_or(false)
 }
 
 #[cfg(test)]

@@ -110,11 +110,8 @@ impl Keyring {
 
     pub fn open(&self, context: &str, sealed: &str) -> Result<Zeroizing<Vec<u8>>, SecretError> {
         let (kek_id, nonce, ct) = parse_sealed(sealed)?;
-        let kek = self
-            .keys
-            .iter()
-            .find(|k| k.id == kek_id)
-            .ok_or_else(|| SecretError::UnknownKey(kek_id.to_owned()))?;
+        let kek =
+            self.keys.iter().find(|k| k.id == kek_id).ok_or_else(|| SecretError::UnknownKey(kek_id.to_owned()))?;
         let aad = aad(&kek.id, context);
         kek.cipher()
             .decrypt(&XNonce::from(nonce), Payload { msg: &ct, aad: &aad })
@@ -152,7 +149,8 @@ impl Keyring {
             }
             let err = |message: &str| SecretError::KeyFile { line: i + 1, message: message.into() };
             let mut parts = line.split('.');
-            let (Some(KEY_LINE_PREFIX), Some(id), Some(b64), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+            let (Some(KEY_LINE_PREFIX), Some(id), Some(b64), None) =
+                (parts.next(), parts.next(), parts.next(), parts.next())
             else {
                 return Err(err("expected wgk1.<id>.<base64 key>"));
             };
@@ -188,15 +186,12 @@ pub fn sealed_key_id(sealed: &str) -> Result<&str, SecretError> {
 
 fn parse_sealed(sealed: &str) -> Result<(&str, [u8; 24], Vec<u8>), SecretError> {
     let mut parts = sealed.split('.');
-    let (Some(SEALED_PREFIX), Some(id), Some(n), Some(c), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(SEALED_PREFIX), Some(id), Some(n), Some(c), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(SecretError::Malformed);
     };
-    let nonce: [u8; 24] = B64
-        .decode(n)
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or(SecretError::Malformed)?;
+    let nonce: [u8; 24] = B64.decode(n).ok().and_then(|v| v.try_into().ok()).ok_or(SecretError::Malformed)?;
     let ct = B64.decode(c).map_err(|_| SecretError::Malformed)?;
     Ok((id, nonce, ct))
 }

@@ -151,24 +151,28 @@ impl Settings {
         if self.data_dir.as_os_str().is_empty() {
             p.push(Problem::new("data_dir", "must not be empty"));
         }
-        if let Some(db) = &self.database {
-            if db.contains("://") && !(db.starts_with("postgres://") || db.starts_with("postgresql://") || db.starts_with("sqlite://")) {
-                p.push(Problem::new("database", "must be postgres://…, sqlite://… or a file path"));
-            }
+        if let Some(db) = &self.database
+            && db.contains("://")
+            && !(db.starts_with("postgres://") || db.starts_with("postgresql://") || db.starts_with("sqlite://"))
+        {
+            p.push(Problem::new("database", "must be postgres://…, sqlite://… or a file path"));
         }
-        if let Some(n) = &self.node_id {
-            if n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-                p.push(Problem::new("node_id", "must be 1-64 characters of letters, digits, '-', '_', '.'"));
-            }
+        if let Some(n) = &self.node_id
+            && (n.is_empty() || n.len() > 64 || !n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        {
+            p.push(Problem::new("node_id", "must be 1-64 characters of letters, digits, '-', '_', '.'"));
         }
-        if let Some(u) = &self.public_url {
-            if !(u.starts_with("https://") || u.starts_with("http://")) {
-                p.push(Problem::new("public_url", "must start with https:// or http://"));
-            }
+        if let Some(u) = &self.public_url
+            && !(u.starts_with("https://") || u.starts_with("http://"))
+        {
+            p.push(Problem::new("public_url", "must start with https:// or http://"));
         }
         let s = &self.server;
         match s.listen.parse::<SocketAddr>() {
-            Err(_) => p.push(Problem::new("server.listen", format!("{:?} is not an address such as 127.0.0.1:8080", s.listen))),
+            Err(_) => p.push(Problem::new(
+                "server.listen",
+                format!("{:?} is not an address such as 127.0.0.1:8080", s.listen),
+            )),
             Ok(addr) => {
                 let tls = s.dev_tls || s.tls_cert.is_some();
                 // HIPAA 164.312(e)(1): ePHI travels only over encrypted channels.
@@ -181,7 +185,10 @@ impl Settings {
             }
         }
         if s.tls_cert.is_some() != s.tls_key.is_some() {
-            p.push(Problem::new(if s.tls_cert.is_some() { "server.tls_key" } else { "server.tls_cert" }, "tls_cert and tls_key go together"));
+            p.push(Problem::new(
+                if s.tls_cert.is_some() { "server.tls_key" } else { "server.tls_cert" },
+                "tls_cert and tls_key go together",
+            ));
         }
         if s.dev_tls && s.tls_cert.is_some() {
             p.push(Problem::new("server.dev_tls", "choose either dev_tls or tls_cert/tls_key"));
@@ -191,7 +198,10 @@ impl Settings {
         }
         for (i, net) in s.trusted_proxies.iter().enumerate() {
             if parse_net(net).is_none() {
-                p.push(Problem::new(&format!("server.trusted_proxies[{i}]"), format!("{net:?} is not an address or CIDR")));
+                p.push(Problem::new(
+                    &format!("server.trusted_proxies[{i}]"),
+                    format!("{net:?} is not an address or CIDR"),
+                ));
             }
         }
         if !(1024..=16 * 1024 * 1024).contains(&s.max_body_bytes) {
@@ -222,9 +232,7 @@ impl Settings {
 }
 
 fn parse_net(s: &str) -> Option<ipnet::IpNet> {
-    s.parse::<ipnet::IpNet>()
-        .ok()
-        .or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
+    s.parse::<ipnet::IpNet>().ok().or_else(|| s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from))
 }
 
 #[cfg(test)]

@@ -71,7 +71,9 @@ enum RedeemError {
     Passphrase(#[from] passphrase::PassphraseError),
     #[error("the two passphrases differ")]
     Mismatch,
-    #[error("this enrollment link is invalid, used or expired; run `wardgate admin bootstrap` on the server for a new one")]
+    #[error(
+        "this enrollment link is invalid, used or expired; run `wardgate admin bootstrap` on the server for a new one"
+    )]
     Link,
     #[error("the request could not be recorded")]
     Unavailable,
@@ -80,10 +82,13 @@ enum RedeemError {
 impl RedeemError {
     fn problem(&self) -> Problem {
         match self {
-            RedeemError::Link => Problem::new(StatusCode::GONE, "bootstrap-link-invalid", "Enrollment link invalid, used or expired")
-                .detail(self.to_string()),
+            RedeemError::Link => {
+                Problem::new(StatusCode::GONE, "bootstrap-link-invalid", "Enrollment link invalid, used or expired")
+                    .detail(self.to_string())
+            }
             RedeemError::Unavailable => Problem::unavailable(self.to_string()),
-            _ => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "A field is not acceptable").detail(self.to_string()),
+            _ => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "A field is not acceptable")
+                .detail(self.to_string()),
         }
     }
 }
@@ -121,10 +126,8 @@ pub async fn page(State(state): State<AppState>, Query(q): Query<PageQuery>) -> 
         return invalid_link_page();
     }
     let Ok(csrf) = token::generate() else { return Problem::internal().into_response() };
-    let mut resp = render(
-        &FormPage { token: &q.token, csrf: &csrf, username: "", display_name: "", error: None },
-        StatusCode::OK,
-    );
+    let mut resp =
+        render(&FormPage { token: &q.token, csrf: &csrf, username: "", display_name: "", error: None }, StatusCode::OK);
     set_csrf_cookie(&mut resp, &csrf);
     resp
 }
@@ -137,7 +140,8 @@ pub async fn submit_form(
 ) -> Response {
     let cookie = cookie_value(&headers, CSRF_COOKIE).unwrap_or_default();
     if cookie.is_empty() || !token::ct_eq(cookie.as_bytes(), form.csrf.as_bytes()) {
-        return Problem::new(StatusCode::FORBIDDEN, "csrf", "The form has expired; reload the page and try again").into_response();
+        return Problem::new(StatusCode::FORBIDDEN, "csrf", "The form has expired; reload the page and try again")
+            .into_response();
     }
     if form.passphrase != form.passphrase_confirm {
         return form_error(&form, RedeemError::Mismatch);
@@ -146,7 +150,10 @@ pub async fn submit_form(
         Ok(user) => render(
             &MessagePage {
                 title: "Administrator created",
-                message: &format!("{} can now sign in as {}. This link no longer works.", user.display_name, user.username),
+                message: &format!(
+                    "{} can now sign in as {}. This link no longer works.",
+                    user.display_name, user.username
+                ),
             },
             StatusCode::CREATED,
         ),
@@ -169,7 +176,11 @@ fn form_error(form: &FormBody, e: RedeemError) -> Response {
     )
 }
 
-pub async fn submit_json(State(state): State<AppState>, ctx: ClientContext, ApiJson(body): ApiJson<JsonBody>) -> Response {
+pub async fn submit_json(
+    State(state): State<AppState>,
+    ctx: ClientContext,
+    ApiJson(body): ApiJson<JsonBody>,
+) -> Response {
     match redeem(&state, &ctx, &body.token, &body.username, &body.display_name, &body.passphrase).await {
         Ok(user) => (
             StatusCode::CREATED,
@@ -204,9 +215,8 @@ async fn redeem(
     };
     // Argon2id is deliberately slow: keep it off the async workers.
     let pass = passphrase_text.to_owned();
-    let phc = tokio::task::spawn_blocking(move || passphrase::hash(&pass))
-        .await
-        .map_err(|_| RedeemError::Unavailable)??;
+    let phc =
+        tokio::task::spawn_blocking(move || passphrase::hash(&pass)).await.map_err(|_| RedeemError::Unavailable)??;
     let id = token::random_id().map_err(|_| RedeemError::Unavailable)?;
     let factor_id = token::random_id().map_err(|_| RedeemError::Unavailable)?;
     let user = User {
@@ -230,7 +240,8 @@ async fn redeem(
     match state.store.redeem_bootstrap(&token::digest(link), now, &user, &[factor], &ok).await {
         Ok(()) => Ok(user),
         Err(StoreError::BootstrapInvalid | StoreError::AdminExists | StoreError::UsernameTaken) => {
-            let refused = event(types::ADMIN_BOOTSTRAP_REFUSED, Outcome::Denied).reason("invalid, used or expired link");
+            let refused =
+                event(types::ADMIN_BOOTSTRAP_REFUSED, Outcome::Denied).reason("invalid, used or expired link");
             // The refusal is evidence too; if it cannot be recorded the caller still only sees a refusal.
             if let Err(e) = state.audit.append(refused).await {
                 tracing::error!(error = %e, "could not record refused bootstrap attempt");

@@ -17,7 +17,9 @@ pub enum DataDirError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
-    #[error("key file {path} is missing, but the database was set up with one (first key id {kek}) and its secrets cannot be opened without it; restore the key file from backup (nothing was changed)")]
+    #[error(
+        "key file {path} is missing, but the database was set up with one (first key id {kek}) and its secrets cannot be opened without it; restore the key file from backup (nothing was changed)"
+    )]
     MissingKeyFile { path: PathBuf, kek: String },
     #[error("key file {path} is readable by other users (mode {mode:o}); run chmod 600 on it")]
     KeyFileExposed { path: PathBuf, mode: u32 },
@@ -53,10 +55,7 @@ pub fn read_keyring(path: &Path) -> Result<Keyring, DataDirError> {
 pub fn write_keyring(path: &Path, ring: &Keyring) -> Result<(), DataDirError> {
     let err = |source| DataDirError::Write { path: path.to_owned(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("master.key")
-    ));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("master.key")));
     let _ = std::fs::remove_file(&tmp);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
@@ -93,7 +92,8 @@ pub fn node_id(data_dir: &Path, configured: Option<&str>) -> Result<String, Data
         Err(source) => return Err(DataDirError::Read { path, source }),
     }
     let mut b = [0u8; 4];
-    getrandom::fill(&mut b).map_err(|e| DataDirError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
+    getrandom::fill(&mut b)
+        .map_err(|e| DataDirError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
     let id = format!("node-{}", hex::encode(b));
     std::fs::write(&path, format!("{id}\n")).map_err(|source| DataDirError::Write { path, source })?;
     Ok(id)

@@ -88,17 +88,17 @@ impl Installation {
         match mode {
             OpenMode::Create => datadir::ensure_dir(&settings.data_dir)?,
             OpenMode::Existing => {
-                if let DatabaseLocation::Sqlite(path) = &location {
-                    if !path.exists() {
-                        return Err(DataDirError::NotInstalled(settings.data_dir.clone()).into());
-                    }
+                if let DatabaseLocation::Sqlite(path) = &location
+                    && !path.exists()
+                {
+                    return Err(DataDirError::NotInstalled(settings.data_dir.clone()).into());
                 }
             }
         }
-        if let DatabaseLocation::Sqlite(path) = &location {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                datadir::ensure_dir(parent)?;
-            }
+        if let DatabaseLocation::Sqlite(path) = &location
+            && let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            datadir::ensure_dir(parent)?;
         }
         let node_id = if mode == OpenMode::Create || settings.data_dir.is_dir() {
             datadir::node_id(&settings.data_dir, settings.node_id.as_deref())?

@@ -96,7 +96,8 @@ impl Node {
         let listener = tokio::net::TcpListener::bind(&settings.server.listen)
             .await
             .map_err(|source| NodeError::Bind { addr: settings.server.listen.clone(), source })?;
-        let addr = listener.local_addr().map_err(|source| NodeError::Bind { addr: settings.server.listen.clone(), source })?;
+        let addr =
+            listener.local_addr().map_err(|source| NodeError::Bind { addr: settings.server.listen.clone(), source })?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         let base_url = settings
             .public_url
@@ -115,7 +116,8 @@ impl Node {
             .await
             .map_err(|e| NodeError::Audit(e.to_string()))?;
 
-        let (bootstrap_url, bootstrap_pending) = issue_bootstrap_if_needed(&*inst.store, &base_url, now, &inst.node_id).await?;
+        let (bootstrap_url, bootstrap_pending) =
+            issue_bootstrap_if_needed(&*inst.store, &base_url, now, &inst.node_id).await?;
 
         let state = AppState {
             store: Arc::clone(&inst.store),
@@ -147,7 +149,9 @@ impl Node {
                     match keyring.reload_if_changed() {
                         Ok(true) => tracing::info!("key file changed; reloaded key-encryption keys"),
                         Ok(false) => {}
-                        Err(e) => tracing::error!(error = %e, "key file changed but cannot be read; keeping the keys in memory"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "key file changed but cannot be read; keeping the keys in memory")
+                        }
                     }
                 }
             });
@@ -156,7 +160,8 @@ impl Node {
             })
             .await;
             reload.abort();
-            let bye = AuditEvent::known(clock(), types::SYSTEM_STOPPED, Outcome::Success).actor(format!("node:{node_id}"));
+            let bye =
+                AuditEvent::known(clock(), types::SYSTEM_STOPPED, Outcome::Success).actor(format!("node:{node_id}"));
             if let Err(e) = audit.append(bye).await {
                 tracing::error!(error = %e, "could not record node stop");
             }

@@ -15,7 +15,9 @@ pub async fn healthz() -> impl IntoResponse {
 /// The store answers; load balancers stop sending traffic when it does not.
 pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, Problem> {
     match state.store.ping().await {
-        Ok(()) => Ok(axum::Json(serde_json::json!({"status": "ready", "store": state.store.backend(), "node": state.node_id}))),
+        Ok(()) => Ok(axum::Json(
+            serde_json::json!({"status": "ready", "store": state.store.backend(), "node": state.node_id}),
+        )),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(Problem::unavailable("the database is unreachable"))

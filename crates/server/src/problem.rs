@@ -37,7 +37,8 @@ impl Problem {
     }
 
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service cannot handle this request now").detail(detail)
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "The service cannot handle this request now")
+            .detail(detail)
     }
 
     /// For failures whose cause must not leak (it is logged instead).
@@ -85,6 +86,12 @@ impl From<FormRejection> for Problem {
                 "unsupported-media-type",
                 "The request body must be application/x-www-form-urlencoded",
             ),
+            FormRejection::FailedToDeserializeFormBody(e) => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-field",
+                "A field is missing, unknown or of the wrong type",
+            )
+            .detail(e.body_text()),
             FormRejection::FailedToDeserializeForm(e) => Problem::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-field",

@@ -29,7 +29,8 @@ pub fn acceptor_from_pem(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsErro
     if certs.is_empty() {
         return Err(TlsError::Cert { path: cert.to_owned(), message: "no certificate in file".into() });
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key { path: key.to_owned(), message: e.to_string() })?;
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| TlsError::Key { path: key.to_owned(), message: e.to_string() })?;
     acceptor(certs, key_der)
 }
 

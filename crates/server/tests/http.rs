@@ -22,7 +22,12 @@ async fn start() -> Harness {
     settings.server.max_body_bytes = 4096;
     let node = Node::start(settings).await.unwrap();
     let base = node.base_url.clone();
-    Harness { node, base, http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(), _dir: dir }
+    Harness {
+        node,
+        base,
+        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        _dir: dir,
+    }
 }
 
 impl Harness {
@@ -87,7 +92,9 @@ async fn first_start_prints_a_one_time_link_that_enrolls_exactly_one_administrat
 async fn weak_passphrases_and_bad_usernames_are_refused_without_using_the_link() {
     let h = start().await;
     let token = h.token();
-    for (user, pass) in [("rsmith", "short"), ("rsmith", "rsmith rsmith rsmith"), ("bad name", "tidal cobalt lantern orchard")] {
+    for (user, pass) in
+        [("rsmith", "short"), ("rsmith", "rsmith rsmith rsmith"), ("bad name", "tidal cobalt lantern orchard")]
+    {
         let body = serde_json::json!({"token": token, "username": user, "display_name": "R", "passphrase": pass});
         let (status, p) = problem(h.http.post(h.url("/api/v1/bootstrap")).json(&body).send().await.unwrap()).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{user} {pass}: {p}");
@@ -175,7 +182,12 @@ async fn health_readiness_and_metrics_are_served() {
     assert_eq!(r["status"], "ready");
     assert_eq!(r["store"], "sqlite");
     let m = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    for name in ["wardgate_http_requests_total{", "wardgate_http_request_duration_seconds", "wardgate_login_outcomes_total", "wardgate_audit_chain_length"] {
+    for name in [
+        "wardgate_http_requests_total{",
+        "wardgate_http_request_duration_seconds",
+        "wardgate_login_outcomes_total",
+        "wardgate_audit_chain_length",
+    ] {
         assert!(m.contains(name), "{name} missing from metrics:\n{m}");
     }
     assert!(m.contains("route=\"/healthz\""), "requests are labelled by route template");

@@ -71,8 +71,8 @@ async fn fresh_postgres(url: &str) -> Option<String> {
     use sqlx::Connection as _;
     let mut c = sqlx::PgConnection::connect(url).await.ok()?;
     let schema = format!("wg_bench_{}", std::process::id());
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut c).await.ok()?;
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut c).await.ok()?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))).execute(&mut c).await.ok()?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut c).await.ok()?;
     let sep = if url.contains('?') { '&' } else { '?' };
     Some(format!("{url}{sep}options=-c%20search_path%3D{schema}"))
 }
@@ -94,7 +94,12 @@ fn appends(c: &mut Criterion) {
     for (name, location) in &backends {
         let store = rt.block_on(open(location));
         let (_w, handle) = rt.block_on(async { writer(Arc::clone(&store)) });
-        g.bench_function(*name, |b| b.to_async(&rt).iter_custom(|iters| { let h = handle.clone(); async move { concurrent_appends(&h, iters).await } }));
+        g.bench_function(*name, |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let h = handle.clone();
+                async move { concurrent_appends(&h, iters).await }
+            })
+        });
     }
     g.finish();
 }

@@ -59,7 +59,11 @@ pub struct AuditWriter {
 }
 
 impl AuditWriter {
-    pub fn spawn(store: Arc<dyn Store>, signer: Arc<CheckpointSigner>, config: AuditWriterConfig) -> (Self, AuditHandle) {
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        signer: Arc<CheckpointSigner>,
+        config: AuditWriterConfig,
+    ) -> (Self, AuditHandle) {
         // Bounded so that a stalled database pushes back on callers instead of growing memory.
         let (tx, rx) = mpsc::channel(config.max_batch.max(1) * 8);
         let task = tokio::spawn(run(store, signer, config, rx));

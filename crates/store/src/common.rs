@@ -92,8 +92,7 @@ pub(crate) fn micros(t: OffsetDateTime) -> i64 {
 
 pub(crate) fn bytes<const N: usize>(v: Vec<u8>, what: &str) -> Result<[u8; N], StoreError> {
     let len = v.len();
-    v.try_into()
-        .map_err(|_| StoreError::Malformed(format!("{what} is {len} bytes, expected {N}")))
+    v.try_into().map_err(|_| StoreError::Malformed(format!("{what} is {len} bytes, expected {N}")))
 }
 
 pub(crate) fn head((seq, hash): (i64, Vec<u8>), what: &str) -> Result<ChainHead, StoreError> {
@@ -121,15 +120,19 @@ pub(crate) fn checkpoint((seq, hash, ts_us, node, key_id, signature): Checkpoint
 
 pub(crate) type UserRow = (String, String, String, bool, bool, i64);
 
-pub(crate) fn user((id, username, display_name, is_admin, disabled, created_at_us): UserRow) -> Result<User, StoreError> {
-    let username = Username::parse(&username)
-        .map_err(|_| StoreError::Malformed(format!("user {id} has an invalid username")))?;
+pub(crate) fn user(
+    (id, username, display_name, is_admin, disabled, created_at_us): UserRow,
+) -> Result<User, StoreError> {
+    let username =
+        Username::parse(&username).map_err(|_| StoreError::Malformed(format!("user {id} has an invalid username")))?;
     Ok(User { id, username, display_name, is_admin, disabled, created_at: from_unix_micros(created_at_us) })
 }
 
 pub(crate) type FactorRow = (String, String, String, String, String, i64, Option<i64>);
 
-pub(crate) fn factor((id, user_id, kind, label, secret, created_at_us, last_used_at_us): FactorRow) -> Result<Factor, StoreError> {
+pub(crate) fn factor(
+    (id, user_id, kind, label, secret, created_at_us, last_used_at_us): FactorRow,
+) -> Result<Factor, StoreError> {
     let kind = FactorKind::parse(&kind)
         .ok_or_else(|| StoreError::Malformed(format!("factor {id} has unknown kind {kind:?}")))?;
     Ok(Factor {
@@ -172,11 +175,7 @@ pub(crate) fn check_prune_target(
     if through.seq < anchor.seq || through.seq > head.seq {
         return Err(StoreError::NotFound);
     }
-    let hash = if through.seq == anchor.seq {
-        Some(anchor.hash.to_vec())
-    } else {
-        stored_hash
-    };
+    let hash = if through.seq == anchor.seq { Some(anchor.hash.to_vec()) } else { stored_hash };
     match hash {
         Some(h) if h.as_slice() == through.hash.as_slice() => Ok(()),
         Some(_) => Err(StoreError::Corrupt(format!(

@@ -134,8 +134,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores the digest of a new bootstrap token, replacing any earlier one.
     /// Fails with [`StoreError::AdminExists`] once an administrator exists.
-    async fn issue_bootstrap(&self, digest: &[u8; 32], expires_at: OffsetDateTime, event: &AuditEvent)
-    -> Result<(), StoreError>;
+    async fn issue_bootstrap(
+        &self,
+        digest: &[u8; 32],
+        expires_at: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
 
     /// Whether an unexpired bootstrap token is waiting.
     async fn bootstrap_pending(&self, now: OffsetDateTime) -> Result<bool, StoreError>;

@@ -7,8 +7,25 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod audit_writer;
+mod common;
 mod contract;
 mod error;
+mod postgres;
+mod sqlite;
 
 pub use contract::{AuditMark, AuditMarks, SealedColumn, SealedRef, Store};
 pub use error::StoreError;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use std::sync::Arc;
+
+use wardgate_core::settings::DatabaseLocation;
+
+/// Opens the configured database, creating and migrating it as needed.
+pub async fn open(location: &DatabaseLocation, node: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match location {
+        DatabaseLocation::Sqlite(path) => Arc::new(SqliteStore::open(path, node).await?),
+        DatabaseLocation::Postgres(url) => Arc::new(PostgresStore::open(url, node).await?),
+    })
+}

@@ -44,18 +44,24 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?
             .application_name("wardgate");
-        // One plain connection first: it fails at once when the server is down (a pool
-        // would retry until its acquire timeout), and it is where the migrator runs.
-        let mut conn = PgConnection::connect_with(&options)
+        // One plain connection first: it fails at once when the server is down, where a
+        // pool would keep retrying until its acquire timeout.
+        PgConnection::connect_with(&options)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
-        let migrated = common::migrator(MIGRATIONS).run(&mut conn).await;
-        let _ = conn.close().await;
-        migrated.map_err(|e| common::migrate_error(e, err))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?
+            .close()
+            .await
+            .map_err(err)?;
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot connect to PostgreSQL: {e}")))?;
+        if let Err(e) = common::migrator(MIGRATIONS).run(&pool).await {
+            pool.close().await;
+            return Err(common::migrate_error(e, err));
+        }
         tracing::debug!(node, "opened PostgreSQL store");
         Ok(PostgresStore { pool, node: node.to_owned() })
     }
@@ -104,8 +110,13 @@ async fn append_after(
         return Ok(head);
     };
     let n = sealed.len();
-    let (mut seqs, mut ts, mut types, mut bodies, mut hashes) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut seqs, mut ts, mut types, mut bodies, mut hashes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for r in sealed {
         seqs.push(r.seq);
         ts.push(r.ts_us);
@@ -217,11 +228,7 @@ impl Store for PostgresStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
-            sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(err)
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(key).fetch_one(&mut *tx).await.map_err(err)
         }
         .await;
         common::finish(tx, r, err).await
@@ -241,10 +248,8 @@ impl Store for PostgresStore {
     }
 
     async fn audit_head(&self) -> Result<ChainHead, StoreError> {
-        let row = sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(err)?;
+        let row =
+            sqlx::query_as("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await.map_err(err)?;
         common::head(row, "audit head hash")
     }
 
@@ -590,11 +595,12 @@ impl Store for PostgresStore {
         // administrative change, so the token is used once and only while no admin exists.
         let (mut tx, head) = self.begin_chain().await?;
         let r = async {
-            let expires_at_us: Option<i64> = sqlx::query_scalar("SELECT expires_at_us FROM bootstrap WHERE digest = $1")
-                .bind(digest.to_vec())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
+            let expires_at_us: Option<i64> =
+                sqlx::query_scalar("SELECT expires_at_us FROM bootstrap WHERE digest = $1")
+                    .bind(digest.to_vec())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
             match expires_at_us {
                 Some(exp) if micros(now) < exp => {}
                 _ => return Err(StoreError::BootstrapInvalid),

@@ -88,19 +88,9 @@ impl SqliteStore {
     async fn prepare(&self) -> Result<(), StoreError> {
         // Reading the schema is also the first real read of the file, where SQLite notices
         // a damaged header.
-        let (tables, ours): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'), \
-                    (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '_sqlx_migrations')",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(|e| at_path(&self.path, e))?;
-        if tables > 0 && ours == 0 {
-            return Err(StoreError::Corrupt(format!(
-                "{} holds tables of some other application, not a Wardgate database",
-                self.path.display()
-            )));
-        }
+        let mut conn = self.pool.acquire().await.map_err(|e| at_path(&self.path, e))?;
+        refuse_foreign(&mut conn, &self.path).await?;
+        drop(conn);
         let migrator = common::migrator(MIGRATIONS);
         // Two processes creating a new file at once can collide inside the migrator (it has
         // no lock on SQLite); the loser finds the schema in place when it tries again.
@@ -157,26 +147,46 @@ fn check_header(path: &Path) -> Result<(), StoreError> {
 
 /// Reads the schema of an existing file without writing anything, not even the `-wal` and
 /// `-shm` files a read-write open creates, so that a damaged file is reported with nothing
-/// added beside it. Skipped when a WAL is present: the main file alone may then lag behind
-/// (a checkpoint cut short), and only a normal open, which replays the WAL, can judge it.
+/// added beside it. Skipped when a WAL or rollback journal is present — as whenever another
+/// process has the database open — because the main file alone may then lag behind or be
+/// mid-checkpoint, and only a normal, locking open that replays the log can judge it.
 async fn probe(path: &Path) -> Result<(), StoreError> {
-    if !path.exists() || sibling(path, "-wal").exists() {
+    if !path.exists() || sibling(path, "-wal").exists() || sibling(path, "-journal").exists() {
         return Ok(());
     }
     let options = SqliteConnectOptions::new().filename(path).read_only(true).immutable(true);
     let result = match SqliteConnection::connect_with(&options).await {
         Ok(mut conn) => {
-            let r = sqlx::query("SELECT count(*) FROM sqlite_schema").execute(&mut conn).await.map(|_| ());
+            let r = refuse_foreign(&mut conn, path).await;
             let _ = conn.close().await;
             r
         }
-        Err(e) => Err(e),
+        Err(e) => Err(at_path(path, e)),
     };
     match result {
-        Err(e) if matches!(primary_code(&e), Some(SQLITE_CORRUPT | SQLITE_NOTADB)) => Err(at_path(path, e)),
+        Err(e @ StoreError::Corrupt(_)) => Err(e),
         // Anything else (permissions, say) is for the real open to report.
         _ => Ok(()),
     }
+}
+
+/// Tables but no migration history: some other application's database, which must not
+/// have Wardgate's schema added to it.
+async fn refuse_foreign(conn: &mut SqliteConnection, path: &Path) -> Result<(), StoreError> {
+    let (tables, ours): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'), \
+                (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = '_sqlx_migrations')",
+    )
+    .fetch_one(conn)
+    .await
+    .map_err(|e| at_path(path, e))?;
+    if tables > 0 && ours == 0 {
+        return Err(StoreError::Corrupt(format!(
+            "{} holds tables of some other application, not a Wardgate database",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
@@ -237,7 +247,8 @@ async fn append_in(conn: &mut SqliteConnection, node: &str, events: &[AuditEvent
         return Ok(head);
     };
     for chunk in sealed.chunks(INSERT_CHUNK) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("INSERT INTO audit_log (seq, ts_us, event_type, body, hash) ");
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO audit_log (seq, ts_us, event_type, body, hash) ");
         qb.push_values(chunk, |mut row, r| {
             row.push_bind(r.seq)
                 .push_bind(r.ts_us)
@@ -336,11 +347,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(err)?;
-            sqlx::query_scalar("SELECT value FROM meta WHERE key = $1")
-                .bind(key)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(err)
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = $1").bind(key).fetch_one(&mut *tx).await.map_err(err)
         }
         .await;
         common::finish(tx, r, err).await
@@ -599,11 +606,8 @@ impl Store for SqliteStore {
     async fn user_by_username(&self, username: &Username) -> Result<Option<User>, StoreError> {
         const SQL: &str =
             "SELECT id, username, display_name, is_admin, disabled, created_at_us FROM users WHERE username = $1";
-        let row: Option<common::UserRow> = sqlx::query_as(SQL)
-            .bind(username.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
+        let row: Option<common::UserRow> =
+            sqlx::query_as(SQL).bind(username.as_str()).fetch_optional(&self.pool).await.map_err(err)?;
         row.map(common::user).transpose()
     }
 
@@ -689,11 +693,12 @@ impl Store for SqliteStore {
     ) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.write().await?;
         let r = async {
-            let expires_at_us: Option<i64> = sqlx::query_scalar("SELECT expires_at_us FROM bootstrap WHERE digest = $1")
-                .bind(digest.to_vec())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
+            let expires_at_us: Option<i64> =
+                sqlx::query_scalar("SELECT expires_at_us FROM bootstrap WHERE digest = $1")
+                    .bind(digest.to_vec())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
             match expires_at_us {
                 Some(exp) if micros(now) < exp => {}
                 _ => return Err(StoreError::BootstrapInvalid),

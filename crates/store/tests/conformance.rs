@@ -2,7 +2,8 @@
 //! PostgreSQL (a fresh schema in the database named by `WARDGATE_TEST_POSTGRES_URL`).
 //!
 //! Each case is an `async fn(&Env)` written once; `conformance!` turns it into one test per
-//! backend. Without the environment variable the PostgreSQL tests say so and pass.
+//! backend. Without the environment variable the PostgreSQL tests say so and pass, unless
+//! `WARDGATE_REQUIRE_POSTGRES=1` (as in CI), when they fail.
 
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
@@ -48,6 +49,10 @@ impl Env {
         let base_url = match std::env::var("WARDGATE_TEST_POSTGRES_URL") {
             Ok(url) if !url.is_empty() => url,
             _ => {
+                // CI sets this so that a missing URL fails instead of passing silently.
+                if std::env::var("WARDGATE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
+                    panic!("WARDGATE_REQUIRE_POSTGRES=1 but WARDGATE_TEST_POSTGRES_URL is unset");
+                }
                 eprintln!("PostgreSQL half skipped: WARDGATE_TEST_POSTGRES_URL is unset");
                 return None;
             }
@@ -383,10 +388,10 @@ async fn concurrent_appenders_never_fork_the_chain(env: &Env) {
         let body: AuditRecord = serde_json::from_str(&r.body).unwrap();
         *per_node.entry(body.node).or_default() += 1;
     }
-    assert_eq!(per_node.into_iter().collect::<Vec<_>>(), [
-        ("node-a".to_owned(), TASKS_A * PER_TASK),
-        ("node-b".to_owned(), TASKS_B * PER_TASK)
-    ]);
+    assert_eq!(
+        per_node.into_iter().collect::<Vec<_>>(),
+        [("node-a".to_owned(), TASKS_A * PER_TASK), ("node-b".to_owned(), TASKS_B * PER_TASK)]
+    );
 }
 
 async fn checkpoints_insert_list_latest(env: &Env) {
@@ -738,7 +743,10 @@ async fn sealed_values_and_compare_and_swap(env: &Env) {
     let stored = s.factors_of("u1").await.unwrap();
     assert_eq!(stored[0].secret, PHC);
     assert_eq!(stored[1].secret, new_totp);
-    assert_eq!(ring.retire_inactive().open(&totp_ref.context, &stored[1].secret).unwrap().as_slice(), b"JBSWY3DPEHPK3PXP");
+    assert_eq!(
+        ring.retire_inactive().open(&totp_ref.context, &stored[1].secret).unwrap().as_slice(),
+        b"JBSWY3DPEHPK3PXP"
+    );
     assert_eq!(s.signing_keys(PURPOSE_AUDIT_CHECKPOINT).await.unwrap()[0].private_sealed, new_key);
     let now: Vec<_> = s.sealed_values().await.unwrap().into_iter().map(|r| r.sealed).collect();
     assert_eq!(now, [new_totp, new_key]);
@@ -756,6 +764,37 @@ async fn newer_schema_is_refused(env: &Env) {
         Err(StoreError::Corrupt(msg)) => assert!(msg.contains("newer version"), "{msg}"),
         Err(other) => panic!("expected Corrupt, got {other:?}"),
         Ok(_) => panic!("a newer schema was accepted"),
+    }
+}
+
+/// Group-commit throughput: batches of 1000, as the audit writer produces under load.
+/// Run with `cargo test --release -p wardgate-store -- --ignored throughput --nocapture`;
+/// the targets are asserted only in optimised builds.
+async fn throughput(env: &Env, target_per_sec: f64) {
+    let batches: Vec<Vec<AuditEvent>> = (0..50).map(|b| (b * 1000..(b + 1) * 1000).map(ev).collect()).collect();
+    let started = std::time::Instant::now();
+    for batch in &batches {
+        env.store.append_audit(batch).await.unwrap();
+    }
+    let rate = 50_000.0 / started.elapsed().as_secs_f64();
+    eprintln!("{}: {rate:.0} appends/s in batches of 1000", env.store.backend());
+    assert_eq!(verify_all(&*env.store).await.1, 50_000);
+    if !cfg!(debug_assertions) {
+        assert!(rate >= target_per_sec, "{rate:.0}/s is below the {target_per_sec}/s target");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark"]
+async fn throughput_sqlite() {
+    run(Env::sqlite().await, |env| Box::pin(throughput(env, 50_000.0))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "benchmark"]
+async fn throughput_postgres() {
+    if let Some(env) = Env::postgres().await {
+        run(env, |env| Box::pin(throughput(env, 20_000.0))).await;
     }
 }
 
@@ -802,13 +841,15 @@ async fn sqlite_file_never_holds_a_plaintext_factor_secret() {
 
 async fn assert_refused_untouched(path: &Path) {
     let before = file_bytes(path);
-    let siblings_before: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let siblings_before: Vec<_> =
+        std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
     match SqliteStore::open(path, "node-a").await {
         Err(StoreError::Corrupt(msg)) => assert!(msg.contains(&path.display().to_string()), "{msg}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
     assert_eq!(file_bytes(path), before, "the damaged file was modified");
-    let siblings_after: Vec<_> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let siblings_after: Vec<_> =
+        std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(siblings_after.len(), siblings_before.len(), "{siblings_after:?}");
 }
 
@@ -845,10 +886,14 @@ async fn sqlite_database_of_another_application_is_refused() {
     let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
     sqlx::query("CREATE TABLE recipes (name TEXT)").execute(&mut c).await.unwrap();
     c.close().await.unwrap();
+    let before = file_bytes(&path);
     match SqliteStore::open(&path, "node-a").await {
         Err(StoreError::Corrupt(msg)) => assert!(msg.contains("not a Wardgate database"), "{msg}"),
         other => panic!("expected Corrupt, got {other:?}"),
     }
+    // Not even switched to WAL mode.
+    assert_eq!(file_bytes(&path), before);
+    assert!(!wal_path(&path).exists());
 }
 
 #[tokio::test]

@@ -79,11 +79,7 @@ impl ChainVerifier {
     pub fn new(anchor: ChainHead, checkpoints: &[Checkpoint]) -> Self {
         Self {
             head: anchor,
-            checkpoints: checkpoints
-                .iter()
-                .filter(|c| c.seq > anchor.seq)
-                .map(|c| (c.seq, c.hash))
-                .collect(),
+            checkpoints: checkpoints.iter().filter(|c| c.seq > anchor.seq).map(|c| (c.seq, c.hash)).collect(),
             verified: 0,
         }
     }
@@ -124,10 +120,10 @@ impl ChainVerifier {
         if links.ts != format_ts(crate::from_unix_micros(rec.ts_us)) {
             return Err(brk(BreakKind::ColumnMismatch("ts_us")));
         }
-        if let Some(cp) = self.checkpoints.get(&rec.seq) {
-            if *cp != hash {
-                return Err(brk(BreakKind::CheckpointMismatch));
-            }
+        if let Some(cp) = self.checkpoints.get(&rec.seq)
+            && *cp != hash
+        {
+            return Err(brk(BreakKind::CheckpointMismatch));
         }
         self.head = ChainHead { seq: rec.seq, hash };
         self.verified += 1;
@@ -158,7 +154,13 @@ mod tests {
             .collect();
         seal_batch(&ChainHead::GENESIS, "n", &events)
             .into_iter()
-            .map(|r| StoredRecord { seq: r.seq, ts_us: r.ts_us, event_type: r.event_type, body: r.body, hash: r.hash.to_vec() })
+            .map(|r| StoredRecord {
+                seq: r.seq,
+                ts_us: r.ts_us,
+                event_type: r.event_type,
+                body: r.body,
+                hash: r.hash.to_vec(),
+            })
             .collect()
     }
 
@@ -222,7 +224,10 @@ mod tests {
     fn altered_index_column_is_named() {
         let mut recs = chain(3);
         recs[1].event_type = "auth.login.succeeded".into();
-        assert_eq!(verify(&recs, &[]).unwrap_err(), ChainBreak { seq: 2, kind: BreakKind::ColumnMismatch("event_type") });
+        assert_eq!(
+            verify(&recs, &[]).unwrap_err(),
+            ChainBreak { seq: 2, kind: BreakKind::ColumnMismatch("event_type") }
+        );
         let mut recs = chain(3);
         recs[2].ts_us += 1;
         assert_eq!(verify(&recs, &[]).unwrap_err(), ChainBreak { seq: 3, kind: BreakKind::ColumnMismatch("ts_us") });

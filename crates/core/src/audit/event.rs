@@ -19,16 +19,9 @@ impl EventType {
             && s.len() <= 64
             && s.split('.').count() >= 2
             && s.split('.').all(|part| {
-                !part.is_empty()
-                    && part
-                        .bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             });
-        if ok {
-            Ok(Self(s.to_owned()))
-        } else {
-            Err(InvalidEventType(s.to_owned()))
-        }
+        if ok { Ok(Self(s.to_owned())) } else { Err(InvalidEventType(s.to_owned())) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -201,10 +194,22 @@ mod tests {
     fn every_known_type_is_valid() {
         use types::*;
         for t in [
-            ADMIN_BOOTSTRAP_ISSUED, ADMIN_BOOTSTRAP_REDEEMED, ADMIN_BOOTSTRAP_REFUSED, ADMIN_USER_CREATED,
-            ADMIN_FACTOR_ADDED, AUDIT_CHECKPOINT_SIGNED, AUDIT_RETENTION_PRUNED, AUDIT_EXPORTED,
-            AUDIT_VERIFIED, KEYS_ROTATED, KEYS_SIGNING_CREATED, SYSTEM_STARTED, SYSTEM_STOPPED,
-            AUTH_LOGIN_SUCCEEDED, AUTH_LOGIN_FAILED, AUTH_FACTOR_FAILED,
+            ADMIN_BOOTSTRAP_ISSUED,
+            ADMIN_BOOTSTRAP_REDEEMED,
+            ADMIN_BOOTSTRAP_REFUSED,
+            ADMIN_USER_CREATED,
+            ADMIN_FACTOR_ADDED,
+            AUDIT_CHECKPOINT_SIGNED,
+            AUDIT_RETENTION_PRUNED,
+            AUDIT_EXPORTED,
+            AUDIT_VERIFIED,
+            KEYS_ROTATED,
+            KEYS_SIGNING_CREATED,
+            SYSTEM_STARTED,
+            SYSTEM_STOPPED,
+            AUTH_LOGIN_SUCCEEDED,
+            AUTH_LOGIN_FAILED,
+            AUTH_FACTOR_FAILED,
         ] {
             assert!(EventType::new(t).is_ok(), "{t}");
         }

@@ -15,9 +15,8 @@ use super::event::{AuditEvent, EventType, Outcome};
 /// Version of the record body schema (`docs/audit-schema.md`). Bump on any change.
 pub const SCHEMA_VERSION: u32 = 1;
 
-const TS_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
+const TS_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
 
 /// The record body as it is written, hashed and exported. Field order is part of the schema.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,9 +61,7 @@ impl SealedRecord {
 pub fn format_ts(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     // The fixed format cannot fail for years 0..=9999; fall back to RFC 3339 rather than panic.
-    t.format(TS_FORMAT)
-        .or_else(|_| t.format(&time::format_description::well_known::Rfc3339))
-        .unwrap_or_default()
+    t.format(TS_FORMAT).or_else(|_| t.format(&time::format_description::well_known::Rfc3339)).unwrap_or_default()
 }
 
 pub fn link_hash(body: &[u8]) -> [u8; 32] {

@@ -39,7 +39,11 @@ mod tests {
 
     #[test]
     fn renders_rfc5424_with_structured_data_and_json_message() {
-        let e = AuditEvent::known(time::macros::datetime!(2026-01-02 03:04:05 UTC), types::AUTH_LOGIN_FAILED, Outcome::Failure);
+        let e = AuditEvent::known(
+            time::macros::datetime!(2026-01-02 03:04:05 UTC),
+            types::AUTH_LOGIN_FAILED,
+            Outcome::Failure,
+        );
         let s = seal(&ChainHead::GENESIS, "node a", &e);
         let rec: AuditRecord = serde_json::from_str(&s.body).unwrap();
         let line = render(&rec, &s.body, "ab");
