@@ -332,3 +332,18 @@ fn admin_commands_refuse_a_directory_that_was_never_set_up() {
     assert!(stderr(&o).contains("no Wardgate installation"), "{}", stderr(&o));
     assert!(!dir.path().join("nothing").exists());
 }
+
+#[test]
+fn another_installations_key_file_is_refused_rather_than_splitting_the_evidence() {
+    let (_dir, data) = installation();
+    let (_other_dir, other) = installation();
+    std::fs::copy(other.join("master.key"), data.join("master.key")).unwrap();
+    let before = digest(&data.join("wardgate.db"));
+    let o = wardgate(&data, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("is not this installation's key file"), "{err}");
+    assert_eq!(digest(&data.join("wardgate.db")), before);
+    // And verification does not trust checkpoints it cannot tie to its own key file.
+    assert_eq!(wardgate(&data, &["audit", "verify"]).status.code(), Some(3));
+}

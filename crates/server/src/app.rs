@@ -62,6 +62,7 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
             use axum::response::IntoResponse;
             Problem::internal().into_response()
         }))
+        .layer(middleware::from_fn(crate::problem::ensure_problem_body))
         .layer(middleware::from_fn(context::assign_request_id))
         .layer(axum::Extension(proxies))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))

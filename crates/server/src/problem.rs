@@ -113,6 +113,21 @@ fn body_problem(status: StatusCode, text: String) -> Problem {
     }
 }
 
+/// Layers below the router (timeouts, body limits) answer with bare status codes; give
+/// every error response without a body type the problem-document shape.
+pub async fn ensure_problem_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if (status.is_client_error() || status.is_server_error()) && !resp.headers().contains_key(header::CONTENT_TYPE) {
+        let title = status.canonical_reason().unwrap_or("Error");
+        let slug = title.to_ascii_lowercase().replace(' ', "-");
+        let mut p = Problem::new(status, &slug, "The request could not be completed");
+        p.detail = Some(title.to_owned());
+        return p.into_response();
+    }
+    resp
+}
+
 /// `Json<T>` whose rejections are problem documents. `T` should deny unknown fields.
 pub struct ApiJson<T>(pub T);
 
