@@ -185,7 +185,7 @@ pub fn check_file(path: &Path) -> Vec<FileProblem> {
     let known = known_keys();
     let mut lines = BTreeMap::new();
     let mut problems = Vec::new();
-    walk_table(doc.as_table(), "", &text, &known, &mut lines, &mut problems);
+    walk(doc.as_table(), "", &text, &known, &mut lines, &mut problems);
     // Drop what is already reported so the values that remain are still checked.
     let mut cleaned: toml_edit::DocumentMut = doc.into_mut();
     for (_, key, _) in &problems {
@@ -223,8 +223,10 @@ pub fn check_file(path: &Path) -> Vec<FileProblem> {
     problems
 }
 
-fn walk_table(
-    table: &toml_edit::Table,
+/// Records each key's line and reports unknown keys and wrong kinds, descending into the
+/// known sections (`[server]`, `[audit]`, …).
+fn walk(
+    table: &dyn toml_edit::TableLike,
     prefix: &str,
     text: &str,
     known: &BTreeMap<String, Kind>,
@@ -238,33 +240,9 @@ fn walk_table(
         lines.insert(path.clone(), line);
         let is_section = known.keys().any(|k| k.starts_with(&format!("{path}.")));
         if let Some(t) = item.as_table_like().filter(|_| is_section) {
-            walk_inner(t, &path, text, known, lines, problems);
+            walk(t, &path, text, known, lines, problems);
             continue;
         }
-        match known.get(&path) {
-            None => problems.push((line, path, "unknown key".into())),
-            Some(kind) => {
-                if !kind_matches(*kind, item) {
-                    problems.push((line, path, format!("expected {}", kind.name())));
-                }
-            }
-        }
-    }
-}
-
-fn walk_inner(
-    table: &dyn toml_edit::TableLike,
-    prefix: &str,
-    text: &str,
-    known: &BTreeMap<String, Kind>,
-    lines: &mut BTreeMap<String, usize>,
-    problems: &mut Vec<(usize, String, String)>,
-) {
-    for (key, item) in table.iter() {
-        let path = format!("{prefix}.{key}");
-        let line =
-            table.key(key).and_then(|k| k.span()).or_else(|| item.span()).map(|s| line_of(text, s.start)).unwrap_or(0);
-        lines.insert(path.clone(), line);
         match known.get(&path) {
             None => problems.push((line, path, "unknown key".into())),
             Some(kind) if !kind_matches(*kind, item) => {

@@ -87,8 +87,7 @@ impl RedeemError {
                     .detail(self.to_string())
             }
             RedeemError::Unavailable => Problem::unavailable(self.to_string()),
-            _ => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "A field is not acceptable")
-                .detail(self.to_string()),
+            _ => Problem::invalid_field(self.to_string()),
         }
     }
 }

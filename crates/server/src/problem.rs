@@ -32,6 +32,12 @@ impl Problem {
         Self::new(StatusCode::BAD_REQUEST, "invalid-request", "The request is not valid").detail(detail)
     }
 
+    /// A field is missing, unknown or of the wrong type (RFC 9457 §3: 422 for semantic errors).
+    pub fn invalid_field(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-field", "A field is missing, unknown or of the wrong type")
+            .detail(detail)
+    }
+
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "No such resource")
     }
@@ -67,12 +73,7 @@ impl From<JsonRejection> for Problem {
                 "The request body must be application/json",
             ),
             JsonRejection::JsonSyntaxError(e) => Problem::bad_request(format!("malformed JSON: {}", e.body_text())),
-            JsonRejection::JsonDataError(e) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-field",
-                "A field is missing, unknown or of the wrong type",
-            )
-            .detail(e.body_text()),
+            JsonRejection::JsonDataError(e) => Problem::invalid_field(e.body_text()),
             other => body_problem(other.status(), other.body_text()),
         }
     }
@@ -86,18 +87,8 @@ impl From<FormRejection> for Problem {
                 "unsupported-media-type",
                 "The request body must be application/x-www-form-urlencoded",
             ),
-            FormRejection::FailedToDeserializeFormBody(e) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-field",
-                "A field is missing, unknown or of the wrong type",
-            )
-            .detail(e.body_text()),
-            FormRejection::FailedToDeserializeForm(e) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-field",
-                "A field is missing, unknown or of the wrong type",
-            )
-            .detail(e.body_text()),
+            FormRejection::FailedToDeserializeFormBody(e) => Problem::invalid_field(e.body_text()),
+            FormRejection::FailedToDeserializeForm(e) => Problem::invalid_field(e.body_text()),
             other => body_problem(other.status(), other.body_text()),
         }
     }
