@@ -99,6 +99,7 @@ async fn run(
                 if n == 0 {
                     break;
                 }
+                gather_stragglers(&mut rx, &mut queued, config.max_batch).await;
             }
             _ = tick.tick() => {
                 checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, None, false).await;
@@ -135,6 +136,32 @@ async fn run(
     }
     // Shutdown: pin whatever was written since the last checkpoint, schedule or not.
     checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, None, true).await;
+}
+
+/// The callers of the last batch were all woken at once and are reporting their next
+/// events right now; committing the first one alone would split them over several
+/// commits, each paying a full fsync. So let them run while the queue keeps growing (a
+/// few scheduler turns, no timer) and take what arrived.
+async fn gather_stragglers(
+    rx: &mut mpsc::Receiver<(AuditEvent, Reply)>,
+    queued: &mut Vec<(AuditEvent, Reply)>,
+    max: usize,
+) {
+    for turn in 0..8 {
+        if queued.len() >= max {
+            return;
+        }
+        let before = rx.len();
+        tokio::task::yield_now().await;
+        // The first turn often runs before any woken caller has; give it a second.
+        if turn > 0 && rx.len() == before {
+            break;
+        }
+    }
+    let room = max - queued.len();
+    if room > 0 && !rx.is_empty() {
+        rx.recv_many(queued, room).await;
+    }
 }
 
 async fn checkpoint_if_due(

@@ -159,6 +159,7 @@ conformance!(
     append_and_read_back,
     chain_verifies_after_many_appends,
     concurrent_appenders_never_fork_the_chain,
+    alternating_writers_each_see_the_others_appends,
     checkpoints_insert_list_latest,
     audit_marks_only_rise,
     prune_moves_the_anchor_and_the_rest_still_verifies,
@@ -392,6 +393,28 @@ async fn concurrent_appenders_never_fork_the_chain(env: &Env) {
         per_node.into_iter().collect::<Vec<_>>(),
         [("node-a".to_owned(), TASKS_A * PER_TASK), ("node-b".to_owned(), TASKS_B * PER_TASK)]
     );
+}
+
+/// Each handle remembers the head its own last append left; when the other handle (another
+/// process or node) has appended since, that memory is stale and must never fork the chain.
+async fn alternating_writers_each_see_the_others_appends(env: &Env) {
+    let a = Arc::clone(&env.store);
+    let b = env.open("node-b").await.unwrap();
+    let mut expected = 0;
+    for round in 0..5 {
+        for (store, n) in [(&a, 3), (&b, 2)] {
+            let batch: Vec<_> = (0..n).map(|i| ev(round * 10 + i)).collect();
+            expected += n as i64;
+            assert_eq!(store.append_audit(&batch).await.unwrap().seq, expected, "round {round}");
+        }
+        // A state change with its own audit record between appends moves the head too.
+        let now = T0 + secs(round as i64);
+        a.issue_bootstrap(&[round as u8; 32], now + secs(60), &admin_ev(types::ADMIN_BOOTSTRAP_ISSUED)).await.unwrap();
+        expected += 1;
+    }
+    let (head, verified) = verify_all(&*env.store).await;
+    assert_eq!((head.seq, verified), (expected, expected as u64));
+    assert_eq!(b.audit_head().await.unwrap(), head);
 }
 
 async fn checkpoints_insert_list_latest(env: &Env) {

@@ -55,6 +55,13 @@ pub enum BreakKind {
     Truncated,
 }
 
+fn hex_of(hash: &[u8; 32]) -> [u8; 64] {
+    let mut out = [0u8; 64];
+    // Cannot fail: the output is exactly twice the input.
+    let _ = hex::encode_to_slice(hash, &mut out);
+    out
+}
+
 #[derive(Deserialize)]
 struct Links<'a> {
     seq: i64,
@@ -70,6 +77,8 @@ struct Links<'a> {
 /// signed checkpoint that retention pruning left behind).
 pub struct ChainVerifier {
     head: ChainHead,
+    /// `head.hash` as the lowercase hex a record's `prev` must spell exactly.
+    head_hex: [u8; 64],
     checkpoints: std::collections::BTreeMap<i64, [u8; 32]>,
     verified: u64,
 }
@@ -79,6 +88,7 @@ impl ChainVerifier {
     pub fn new(anchor: ChainHead, checkpoints: &[Checkpoint]) -> Self {
         Self {
             head: anchor,
+            head_hex: hex_of(&anchor.hash),
             checkpoints: checkpoints.iter().filter(|c| c.seq > anchor.seq).map(|c| (c.seq, c.hash)).collect(),
             verified: 0,
         }
@@ -107,11 +117,7 @@ impl ChainVerifier {
         }
         let links: Links<'_> =
             serde_json::from_str(&rec.body).map_err(|e| brk(BreakKind::Unreadable(e.to_string())))?;
-        let mut prev = [0u8; 32];
-        if links.seq != rec.seq
-            || hex::decode_to_slice(links.prev.as_bytes(), &mut prev).is_err()
-            || prev != self.head.hash
-        {
+        if links.seq != rec.seq || links.prev.as_bytes() != self.head_hex {
             return Err(brk(BreakKind::BadLink));
         }
         if links.event_type != rec.event_type {
@@ -126,6 +132,7 @@ impl ChainVerifier {
             return Err(brk(BreakKind::CheckpointMismatch));
         }
         self.head = ChainHead { seq: rec.seq, hash };
+        self.head_hex = hex_of(&hash);
         self.verified += 1;
         Ok(())
     }
