@@ -261,18 +261,14 @@ async fn prune(inst: &Installation, retention_days: u64, dry_run: bool) -> Resul
     let now = OffsetDateTime::now_utc();
     let cutoff = wardgate_core::unix_micros(now - time::Duration::days(retention_days as i64));
     let marks = store.audit_marks().await?;
-    let limit = marks.exported_seq.min(marks.verified_seq);
     let anchor = store.audit_anchor().await?;
     let checkpoints = trusted_checkpoints(inst, anchor).await?;
-    // The newest signed checkpoint that is exported, verified and past retention.
-    let mut target = None;
-    for cp in checkpoints.iter().rev().filter(|c| c.seq <= limit && c.seq > anchor.seq) {
-        let rec = store.audit_records(cp.seq - 1, 1).await?;
-        if rec.first().is_some_and(|r| r.seq == cp.seq && r.ts_us < cutoff) {
-            target = Some(cp.clone());
-            break;
-        }
-    }
+    // The last record older than the cutoff: everything up to it is past retention.
+    let old_through = match store.audit_first_seq_at(cutoff).await? {
+        Some(first_young) => first_young - 1,
+        None => store.audit_head().await?.seq,
+    };
+    let target = prune_target(&checkpoints, anchor.seq, marks, old_through).cloned();
     let Some(cp) = target else {
         println!(
             "nothing to prune: records are deleted only when older than {retention_days} days, exported (up to {}), verified (up to {}) and under a signed checkpoint",
@@ -293,6 +289,18 @@ async fn prune(inst: &Installation, retention_days: u64, dry_run: bool) -> Resul
     Ok(())
 }
 
+/// The newest signed checkpoint that retention may prune through: past the anchor, and
+/// no further than what is exported, verified and older than the retention period.
+fn prune_target(
+    checkpoints: &[Checkpoint],
+    anchor_seq: i64,
+    marks: wardgate_store::AuditMarks,
+    old_through: i64,
+) -> Option<&Checkpoint> {
+    let limit = marks.exported_seq.min(marks.verified_seq).min(old_through);
+    checkpoints.iter().rev().find(|c| c.seq > anchor_seq && c.seq <= limit)
+}
+
 fn parse_time(s: Option<&str>) -> Result<Option<OffsetDateTime>, Failure> {
     let Some(s) = s else { return Ok(None) };
     if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
@@ -302,4 +310,30 @@ fn parse_time(s: Option<&str>) -> Result<Option<OffsetDateTime>, Failure> {
     time::Date::parse(s, &fmt).map(|d| Some(d.midnight().assume_utc())).map_err(|_| {
         Failure::new(format!("{s:?} is not a time: use RFC 3339 (2026-11-28T07:00:00Z) or a date (2026-11-28)"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wardgate_store::AuditMarks;
+
+    fn cp(seq: i64) -> Checkpoint {
+        Checkpoint { seq, hash: [0; 32], ts_us: 0, node: "n".into(), key_id: "k".into(), signature: [0; 64] }
+    }
+
+    #[test]
+    fn prune_stops_at_the_first_limit_reached() {
+        let cps = [cp(10), cp(20), cp(30), cp(40)];
+        let marks = |exported_seq, verified_seq| AuditMarks { exported_seq, verified_seq };
+        // Everything exported and verified; age decides.
+        assert_eq!(prune_target(&cps, 0, marks(100, 100), 35).map(|c| c.seq), Some(30));
+        // Not exported past 25.
+        assert_eq!(prune_target(&cps, 0, marks(25, 100), 100).map(|c| c.seq), Some(20));
+        // Not verified past 15.
+        assert_eq!(prune_target(&cps, 0, marks(100, 15), 100).map(|c| c.seq), Some(10));
+        // Nothing old enough, or nothing beyond the current anchor.
+        assert_eq!(prune_target(&cps, 0, marks(100, 100), 9), None);
+        assert_eq!(prune_target(&cps, 40, marks(100, 100), 100), None);
+        assert_eq!(prune_target(&[], 0, marks(100, 100), 100), None);
+    }
 }

@@ -369,3 +369,62 @@ fn another_installations_key_file_is_refused_rather_than_splitting_the_evidence(
     // And verification does not trust checkpoints it cannot tie to its own key file.
     assert_eq!(wardgate(&data, &["audit", "verify"]).status.code(), Some(3));
 }
+
+#[test]
+fn prune_keeps_young_records_even_when_exported_and_verified() {
+    let (dir, data) = installation();
+    let out = dir.path().join("export.jsonl");
+    assert!(wardgate(&data, &["audit", "export", "--output", out.to_str().unwrap()]).status.success());
+    assert!(wardgate(&data, &["audit", "verify"]).status.success());
+    let before = contents(&data);
+    let o = wardgate(&data, &["audit", "prune"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("nothing to prune"), "{}", stdout(&o));
+    assert_eq!(contents(&data), before);
+}
+
+#[test]
+fn tail_prints_the_latest_records_then_follows_new_ones() {
+    let (_dir, data) = installation();
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["audit", "tail", "-n", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let last = lines.next().unwrap().unwrap();
+    assert!(last.contains("\"type\":\"system.node.stopped\""), "{last}");
+    assert!(wardgate(&data, &["admin", "bootstrap"]).status.success());
+    let followed = lines.next().unwrap().unwrap();
+    assert!(followed.contains("\"type\":\"admin.bootstrap.issued\""), "{followed}");
+    child.kill().unwrap();
+    let _ = child.wait();
+}
+
+#[test]
+fn keys_rotate_while_a_server_runs_and_the_server_keeps_signing() {
+    let (_dir, data) = installation();
+    let s = serve(&data);
+    let o = wardgate(&data, &["keys", "rotate", "--grace-secs", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The running server still answers and, when stopped, signs a final checkpoint with a
+    // key that opens under the new key file.
+    assert!(http_get(&s.base, "/healthz").starts_with("HTTP/1.1 200"));
+    s.stop();
+    let o = wardgate(&data, &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("not yet under a signed checkpoint"), "{}", stdout(&o));
+}
+
+/// A bare HTTP/1.1 GET, enough to see that a server answers.
+fn http_get(base: &str, path: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    response
+}
