@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Subcommand, ValueEnum};
 use time::OffsetDateTime;
-use wardgate_core::audit::chain::ChainBreak;
+use wardgate_core::audit::chain::{BreakKind, ChainBreak};
 use wardgate_core::audit::event::types;
 use wardgate_core::audit::{AuditEvent, AuditRecord, ChainHead, ChainVerifier, Checkpoint, Outcome, StoredRecord};
 use wardgate_server::{Installation, OpenMode};
@@ -74,28 +74,44 @@ pub async fn run(global: &GlobalArgs, cmd: AuditCommand) -> Result<(), Failure> 
     }
 }
 
-/// Checkpoints whose signature verifies under a key that is provably ours. The first one
-/// that does not is itself a break at its sequence number.
-async fn trusted_checkpoints(inst: &Installation, anchor: ChainHead) -> Result<Vec<Checkpoint>, Failure> {
-    let keys = inst.trusted_checkpoint_keys().await?;
-    let mut good = Vec::new();
-    for cp in inst.store.checkpoints(anchor.seq.saturating_sub(1)).await? {
-        let ok = keys.get(&cp.key_id).is_some_and(|k| cp.verify(k));
-        if !ok {
-            return Err(broken(
-                ChainBreak { seq: cp.seq, kind: wardgate_core::audit::chain::BreakKind::CheckpointMismatch },
-                "checkpoint signature is invalid or made with an unknown key",
-            ));
+type Keys = std::collections::HashMap<String, ed25519_dalek::VerifyingKey>;
+
+/// A checkpoint whose signature does not verify under a key that is provably ours is
+/// itself a break at its sequence number.
+fn require_signed(keys: &Keys, cp: &Checkpoint) -> Result<(), Failure> {
+    if keys.get(&cp.key_id).is_some_and(|k| cp.verify(k)) {
+        return Ok(());
+    }
+    Err(broken(
+        ChainBreak { seq: cp.seq, kind: BreakKind::CheckpointMismatch },
+        "checkpoint signature is invalid or made with an unknown key",
+    ))
+}
+
+/// The signatures that carry the proof: the newest checkpoint's (its hash commits, through
+/// the chain, to every record before it, so a rewrite anywhere cannot agree with it) and
+/// the anchor's (where a pruned log starts). Older checkpoints still have to agree with the
+/// chain where it passes them, but need no signature check — a six-year log holds
+/// millions, and checking each would cost more than hashing the records.
+async fn proof_checkpoints(inst: &Installation, anchor: ChainHead, keys: &Keys) -> Result<Option<Checkpoint>, Failure> {
+    let store = &inst.store;
+    if anchor != ChainHead::GENESIS {
+        let at_anchor = store.checkpoints(anchor.seq - 1, anchor.seq).await?;
+        match at_anchor.first() {
+            Some(cp) if cp.head() == anchor => require_signed(keys, cp)?,
+            _ => {
+                return Err(broken(
+                    ChainBreak { seq: anchor.seq + 1, kind: BreakKind::BadLink },
+                    "the retention anchor does not match a signed checkpoint",
+                ));
+            }
         }
-        good.push(cp);
     }
-    if anchor != ChainHead::GENESIS && !good.iter().any(|c| c.head() == anchor) {
-        return Err(broken(
-            ChainBreak { seq: anchor.seq + 1, kind: wardgate_core::audit::chain::BreakKind::BadLink },
-            "the retention anchor does not match a signed checkpoint",
-        ));
+    let latest = store.latest_checkpoint().await?;
+    if let Some(cp) = &latest {
+        require_signed(keys, cp)?;
     }
-    Ok(good)
+    Ok(latest)
 }
 
 fn broken(b: ChainBreak, extra: &str) -> Failure {
@@ -106,9 +122,12 @@ async fn verify(inst: &Installation) -> Result<(), Failure> {
     let store = &inst.store;
     let anchor = store.audit_anchor().await?;
     let head = store.audit_head().await?;
-    let checkpoints = trusted_checkpoints(inst, anchor).await?;
-    let last_cp = checkpoints.last().map(|c| c.seq).unwrap_or(anchor.seq);
-    let mut v = ChainVerifier::new(anchor, &checkpoints);
+    let keys = inst.trusted_checkpoint_keys().await?;
+    let latest = proof_checkpoints(inst, anchor, &keys).await?;
+    let last_cp = latest.as_ref().map(|c| c.seq).unwrap_or(anchor.seq);
+    // The newest checkpoint goes in first: a log that ends before it was truncated.
+    let mut v = ChainVerifier::new(anchor, latest.as_slice());
+    let mut checkpoints_seen = 0usize;
     let bar = indicatif::ProgressBar::new(head.seq.saturating_sub(anchor.seq).max(0) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} records ({per_sec}, eta {eta})")
@@ -117,9 +136,11 @@ async fn verify(inst: &Installation) -> Result<(), Failure> {
     // Read the next page while hashing this one: the database and the CPU work in parallel.
     let mut next = fetch(store, anchor.seq);
     loop {
-        let page = next.await.map_err(|e| Failure::new(format!("audit read failed: {e}")))??;
+        let (page, checkpoints) = next.await.map_err(|e| Failure::new(format!("audit read failed: {e}")))??;
         let Some(last) = page.last().map(|r| r.seq) else { break };
         next = fetch(store, last);
+        checkpoints_seen += checkpoints.len();
+        v.add_checkpoints(&checkpoints);
         for r in &page {
             if let Err(b) = v.push(r) {
                 bar.abandon();
@@ -134,10 +155,9 @@ async fn verify(inst: &Installation) -> Result<(), Failure> {
     let tip = v.finish().map_err(|b| broken(b, "the log ends before a signed checkpoint"))?;
     store.raise_audit_mark(AuditMark::Verified, tip.seq).await?;
     println!(
-        "audit log intact: {verified} records (sequence {}..{}), {} signed checkpoints, head {}",
+        "audit log intact: {verified} records (sequence {}..{}), {checkpoints_seen} checkpoints, head {}",
         anchor.seq + 1,
         tip.seq,
-        checkpoints.len(),
         hex::encode(tip.hash)
     );
     if tip.seq > last_cp {
@@ -147,12 +167,22 @@ async fn verify(inst: &Installation) -> Result<(), Failure> {
     Ok(())
 }
 
+type Page = (Vec<StoredRecord>, Vec<Checkpoint>);
+
+/// A page of records after `after`, with the checkpoints that fall within it.
 fn fetch(
     store: &std::sync::Arc<dyn Store>,
     after: i64,
-) -> tokio::task::JoinHandle<Result<Vec<StoredRecord>, wardgate_store::StoreError>> {
+) -> tokio::task::JoinHandle<Result<Page, wardgate_store::StoreError>> {
     let store = std::sync::Arc::clone(store);
-    tokio::spawn(async move { store.audit_records(after, PAGE).await })
+    tokio::spawn(async move {
+        let records = store.audit_records(after, PAGE).await?;
+        let checkpoints = match records.last() {
+            Some(last) => store.checkpoints(after, last.seq).await?,
+            None => Vec::new(),
+        };
+        Ok((records, checkpoints))
+    })
 }
 
 /// The check itself is evidence; failing to record it does not change its result.
@@ -262,13 +292,26 @@ async fn prune(inst: &Installation, retention_days: u64, dry_run: bool) -> Resul
     let cutoff = wardgate_core::unix_micros(now - time::Duration::days(retention_days as i64));
     let marks = store.audit_marks().await?;
     let anchor = store.audit_anchor().await?;
-    let checkpoints = trusted_checkpoints(inst, anchor).await?;
     // The last record older than the cutoff: everything up to it is past retention.
     let old_through = match store.audit_first_seq_at(cutoff).await? {
         Some(first_young) => first_young - 1,
         None => store.audit_head().await?.seq,
     };
-    let target = prune_target(&checkpoints, anchor.seq, marks, old_through).cloned();
+    let limit = marks.exported_seq.min(marks.verified_seq).min(old_through);
+    let keys = inst.trusted_checkpoint_keys().await?;
+    // Look back from the limit in growing windows: the first prune of a long log would
+    // otherwise load every checkpoint since installation.
+    let mut target = None;
+    let (mut upto, mut window) = (limit, 1024i64);
+    while target.is_none() && upto > anchor.seq {
+        let from = (upto - window).max(anchor.seq);
+        let cps = store.checkpoints(from, upto).await?;
+        target = prune_target(&cps, anchor.seq, marks, old_through).cloned();
+        (upto, window) = (from, window.saturating_mul(4));
+    }
+    if let Some(cp) = &target {
+        require_signed(&keys, cp)?;
+    }
     let Some(cp) = target else {
         println!(
             "nothing to prune: records are deleted only when older than {retention_days} days, exported (up to {}), verified (up to {}) and under a signed checkpoint",

@@ -74,14 +74,14 @@ fn installation() -> (tempfile::TempDir, PathBuf) {
     (dir, data)
 }
 
-fn sql(data: &Path, statements: &[&str]) {
+fn sql<S: AsRef<str>>(data: &Path, statements: &[S]) {
     let db = data.join("wardgate.db");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         use sqlx::Connection as _;
         let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
         for s in statements {
-            sqlx::query(sqlx::AssertSqlSafe(*s)).execute(&mut c).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(s.as_ref().to_owned())).execute(&mut c).await.unwrap();
         }
         c.close().await.unwrap();
     });
@@ -427,4 +427,34 @@ fn http_get(base: &str, path: &str) -> String {
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
     response
+}
+
+#[test]
+fn verify_refuses_forged_checkpoints() {
+    let (_dir, data) = installation();
+    let first: i64 = query_i64(&data, "SELECT min(seq) FROM audit_checkpoints");
+    let last: i64 = query_i64(&data, "SELECT max(seq) FROM audit_checkpoints");
+    assert!(first < last, "the installation has an older and a newest checkpoint");
+
+    // The newest checkpoint's signature is what proves the chain: a forged one is named.
+    let (_d1, forged) = copy(&data);
+    sql(&forged, &[&format!("UPDATE audit_checkpoints SET signature = zeroblob(64) WHERE seq = {last}")]);
+    verify_fails_at(&forged, last);
+
+    // An older checkpoint that disagrees with the chain is named where the chain passes it.
+    let (_d2, moved) = copy(&data);
+    sql(&moved, &[&format!("UPDATE audit_checkpoints SET hash = zeroblob(32) WHERE seq = {first}")]);
+    verify_fails_at(&moved, first);
+}
+
+fn query_i64(data: &Path, q: &str) -> i64 {
+    let db = data.join("wardgate.db");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let v: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q.to_owned())).fetch_one(&mut c).await.unwrap();
+        c.close().await.unwrap();
+        v
+    })
 }

@@ -87,8 +87,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), StoreError>;
 
-    /// All checkpoints with `seq > after_seq`, in sequence order.
-    async fn checkpoints(&self, after_seq: i64) -> Result<Vec<Checkpoint>, StoreError>;
+    /// Checkpoints with `after_seq < seq <= upto_seq`, in sequence order. Ranged because a
+    /// six-year log holds millions of them: readers take them page by page with the records.
+    async fn checkpoints(&self, after_seq: i64, upto_seq: i64) -> Result<Vec<Checkpoint>, StoreError>;
 
     async fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError>;
 

@@ -322,11 +322,13 @@ impl Store for PostgresStore {
         common::finish(tx, r, err).await
     }
 
-    async fn checkpoints(&self, after_seq: i64) -> Result<Vec<Checkpoint>, StoreError> {
+    async fn checkpoints(&self, after_seq: i64, upto_seq: i64) -> Result<Vec<Checkpoint>, StoreError> {
         let rows: Vec<common::CheckpointRow> = sqlx::query_as(
-            "SELECT seq, hash, ts_us, node, key_id, signature FROM audit_checkpoints WHERE seq > $1 ORDER BY seq",
+            "SELECT seq, hash, ts_us, node, key_id, signature FROM audit_checkpoints \
+             WHERE seq > $1 AND seq <= $2 ORDER BY seq",
         )
         .bind(after_seq)
+        .bind(upto_seq)
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;

@@ -237,7 +237,7 @@ fn key(id: &str, purpose: &str, at: i64, sealed: &str) -> SigningKeyRecord {
 /// Reads the whole chain from the anchor and verifies it; returns (head, records verified).
 async fn verify_all(s: &dyn Store) -> (ChainHead, u64) {
     let anchor = s.audit_anchor().await.unwrap();
-    let cps = s.checkpoints(anchor.seq).await.unwrap();
+    let cps = s.checkpoints(anchor.seq, i64::MAX).await.unwrap();
     let mut v = ChainVerifier::new(anchor, &cps);
     let mut after = anchor.seq;
     loop {
@@ -290,7 +290,7 @@ async fn fresh_store_is_empty(env: &Env) {
     assert_eq!(s.audit_first_seq_at(0).await.unwrap(), None);
     assert_eq!(s.revision().await.unwrap(), 0);
     assert_eq!(s.audit_marks().await.unwrap(), AuditMarks::default());
-    assert!(s.checkpoints(0).await.unwrap().is_empty());
+    assert!(s.checkpoints(0, i64::MAX).await.unwrap().is_empty());
     assert_eq!(s.latest_checkpoint().await.unwrap(), None);
     assert_eq!(s.count_admins().await.unwrap(), 0);
     assert!(!s.bootstrap_pending(T0).await.unwrap());
@@ -426,9 +426,12 @@ async fn checkpoints_insert_list_latest(env: &Env) {
     for c in [&cp7, &cp3, &cp5] {
         s.insert_checkpoint(c).await.unwrap();
     }
-    assert_eq!(s.checkpoints(0).await.unwrap(), [cp3.clone(), cp5.clone(), cp7.clone()]);
-    assert_eq!(s.checkpoints(3).await.unwrap(), [cp5.clone(), cp7.clone()]);
-    assert!(s.checkpoints(7).await.unwrap().is_empty());
+    assert_eq!(s.checkpoints(0, i64::MAX).await.unwrap(), [cp3.clone(), cp5.clone(), cp7.clone()]);
+    assert_eq!(s.checkpoints(3, i64::MAX).await.unwrap(), [cp5.clone(), cp7.clone()]);
+    assert!(s.checkpoints(7, i64::MAX).await.unwrap().is_empty());
+    assert_eq!(s.checkpoints(3, 6).await.unwrap(), std::slice::from_ref(&cp5));
+    assert_eq!(s.checkpoints(0, 7).await.unwrap(), [cp3.clone(), cp5.clone(), cp7.clone()]);
+    assert!(s.checkpoints(5, 5).await.unwrap().is_empty());
     let latest = s.latest_checkpoint().await.unwrap().unwrap();
     assert_eq!(latest, cp7);
     assert!(latest.verify(&signer.verifying_key()));
@@ -439,7 +442,7 @@ async fn checkpoints_insert_list_latest(env: &Env) {
     s.insert_checkpoint(&again).await.unwrap();
     let forged = signer.sign(ChainHead { seq: 5, hash: [9; 32] }, T0);
     assert!(matches!(s.insert_checkpoint(&forged).await, Err(StoreError::Corrupt(_))));
-    assert_eq!(s.checkpoints(0).await.unwrap(), [cp3, cp5, cp7]);
+    assert_eq!(s.checkpoints(0, i64::MAX).await.unwrap(), [cp3, cp5, cp7]);
     assert_eq!(verify_all(s).await.0.seq, 10);
 }
 

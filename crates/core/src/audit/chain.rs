@@ -84,14 +84,23 @@ pub struct ChainVerifier {
 }
 
 impl ChainVerifier {
-    /// `checkpoints` must already have had their signatures checked.
+    /// `checkpoints` are the hashes the chain must reach at their sequence numbers; more can
+    /// be added as reading goes on ([`Self::add_checkpoints`]). Whoever trusts them has
+    /// checked the signatures that matter (see `wardgate audit verify`).
     pub fn new(anchor: ChainHead, checkpoints: &[Checkpoint]) -> Self {
-        Self {
+        let mut v = Self {
             head: anchor,
             head_hex: hex_of(&anchor.hash),
-            checkpoints: checkpoints.iter().filter(|c| c.seq > anchor.seq).map(|c| (c.seq, c.hash)).collect(),
+            checkpoints: std::collections::BTreeMap::new(),
             verified: 0,
-        }
+        };
+        v.add_checkpoints(checkpoints);
+        v
+    }
+
+    /// Adds checkpoints ahead of the head; those at or before it are already decided.
+    pub fn add_checkpoints(&mut self, checkpoints: &[Checkpoint]) {
+        self.checkpoints.extend(checkpoints.iter().filter(|c| c.seq > self.head.seq).map(|c| (c.seq, c.hash)));
     }
 
     pub fn head(&self) -> ChainHead {
@@ -126,8 +135,9 @@ impl ChainVerifier {
         if links.ts != format_ts(crate::from_unix_micros(rec.ts_us)) {
             return Err(brk(BreakKind::ColumnMismatch("ts_us")));
         }
-        if let Some(cp) = self.checkpoints.get(&rec.seq)
-            && *cp != hash
+        // Passed checkpoints are dropped, so memory follows the page, not the log.
+        if let Some(cp) = self.checkpoints.remove(&rec.seq)
+            && cp != hash
         {
             return Err(brk(BreakKind::CheckpointMismatch));
         }
@@ -246,6 +256,21 @@ mod tests {
         let cps = [cp(&recs[3])];
         assert!(verify(&recs, &cps).is_ok());
         assert_eq!(verify(&recs[..3], &cps).unwrap_err(), ChainBreak { seq: 4, kind: BreakKind::Truncated });
+    }
+
+    #[test]
+    fn checkpoints_added_as_pages_arrive_are_checked_too() {
+        let recs = chain(6);
+        let mut v = ChainVerifier::new(ChainHead::GENESIS, &[]);
+        for r in &recs[..3] {
+            v.push(r).unwrap();
+        }
+        let mut wrong = cp(&recs[4]);
+        wrong.hash = [7; 32];
+        // One already passed (ignored) and one ahead that the chain will not reach.
+        v.add_checkpoints(&[cp(&recs[1]), wrong]);
+        v.push(&recs[3]).unwrap();
+        assert_eq!(v.push(&recs[4]).unwrap_err(), ChainBreak { seq: 5, kind: BreakKind::CheckpointMismatch });
     }
 
     #[test]
