@@ -25,6 +25,9 @@ pub struct AppState {
     pub keyring: Arc<KeyringCell>,
     pub node_id: String,
     pub clock: fn() -> time::OffsetDateTime,
+    /// Enrollment attempts per client address: the link is unguessable, but each attempt
+    /// costs an Argon2id hash.
+    pub bootstrap_limit: crate::ratelimit::Limit,
 }
 
 pub struct RouterOptions {

@@ -137,6 +137,9 @@ pub async fn submit_form(
     headers: HeaderMap,
     ApiForm(form): ApiForm<FormBody>,
 ) -> Response {
+    if let Err(limited) = state.bootstrap_limit.check(ctx.ip) {
+        return limited;
+    }
     let cookie = cookie_value(&headers, CSRF_COOKIE).unwrap_or_default();
     if cookie.is_empty() || !token::ct_eq(cookie.as_bytes(), form.csrf.as_bytes()) {
         return Problem::new(StatusCode::FORBIDDEN, "csrf", "The form has expired; reload the page and try again")
@@ -180,6 +183,9 @@ pub async fn submit_json(
     ctx: ClientContext,
     ApiJson(body): ApiJson<JsonBody>,
 ) -> Response {
+    if let Err(limited) = state.bootstrap_limit.check(ctx.ip) {
+        return limited;
+    }
     match redeem(&state, &ctx, &body.token, &body.username, &body.display_name, &body.passphrase).await {
         Ok(user) => (
             StatusCode::CREATED,

@@ -10,6 +10,7 @@ pub mod installation;
 pub mod node;
 mod ops;
 pub mod problem;
+pub mod ratelimit;
 mod serve;
 pub mod telemetry;
 pub mod tls;

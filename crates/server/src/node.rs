@@ -125,7 +125,9 @@ impl Node {
             keyring: Arc::clone(&inst.keyring),
             node_id: inst.node_id.clone(),
             clock,
+            bootstrap_limit: crate::ratelimit::Limit::per_minute(10, 5),
         };
+        let limits = state.bootstrap_limit.clone();
         let app = router(
             state,
             RouterOptions {
@@ -144,8 +146,11 @@ impl Node {
             // Key rotation by the CLI rewrites the key file; pick it up within a second.
             let reload = tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
-                loop {
+                for second in 0u64.. {
                     tick.tick().await;
+                    if second % 60 == 59 {
+                        limits.shrink();
+                    }
                     match keyring.reload_if_changed() {
                         Ok(true) => tracing::info!("key file changed; reloaded key-encryption keys"),
                         Ok(false) => {}

@@ -216,3 +216,65 @@ async fn a_public_address_without_tls_is_refused() {
     assert!(err.contains("server.listen") && err.contains("TLS"), "{err}");
     assert!(!dir.path().join("data").exists(), "nothing is created for a refused configuration");
 }
+
+#[tokio::test]
+async fn dev_tls_serves_https_with_a_certificate_for_localhost_and_hsts() {
+    use rustls_pki_types::pem::PemObject as _;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings { data_dir: dir.path().join("data"), ..Settings::default() };
+    settings.server.listen = "127.0.0.1:0".into();
+    settings.server.dev_tls = true;
+    let node = Node::start(settings).await.unwrap();
+    assert!(node.base_url.starts_with("https://"), "{}", node.base_url);
+    assert!(node.bootstrap_url.as_deref().unwrap().starts_with("https://"));
+    let cert = node.dev_cert.clone().expect("the development certificate's path is reported");
+
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(&cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("certificate valid for localhost");
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    tls.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.to_ascii_lowercase().contains("strict-transport-security: max-age="), "{response}");
+
+    // Plain HTTP on the TLS port gets nowhere.
+    let mut plain = tokio::net::TcpStream::connect(node.addr).await.unwrap();
+    plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let _ = plain.read_to_end(&mut buf).await;
+    assert!(!String::from_utf8_lossy(&buf).contains("200 OK"));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn enrollment_attempts_are_rate_limited_per_client() {
+    let h = start().await;
+    let body = serde_json::json!({"token": "A".repeat(43), "username": "guess", "display_name": "G", "passphrase": "tidal cobalt lantern orchard"});
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(h.http.post(h.url("/api/v1/bootstrap")).json(&body).send().await.unwrap().status());
+    }
+    // A burst of five wrong links is answered (and audited); then the client must wait.
+    assert_eq!(&statuses[..5], &[StatusCode::GONE; 5]);
+    assert_eq!(&statuses[5..], &[StatusCode::TOO_MANY_REQUESTS; 2]);
+    let resp = h.http.post(h.url("/api/v1/bootstrap")).json(&body).send().await.unwrap();
+    assert!(resp.headers().contains_key("retry-after"));
+    let (_, p) = problem(resp).await;
+    assert_eq!(p["type"], "urn:wardgate:problem:rate-limited");
+    // Nothing was redeemed by the guessing.
+    assert!(h.node.store.bootstrap_pending(time::OffsetDateTime::now_utc()).await.unwrap());
+    h.node.stop().await;
+}
