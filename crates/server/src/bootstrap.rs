@@ -138,7 +138,7 @@ pub async fn submit_form(
     ApiForm(form): ApiForm<FormBody>,
 ) -> Response {
     if let Err(limited) = state.bootstrap_limit.check(ctx.ip) {
-        return limited;
+        return limited.into_response();
     }
     let cookie = cookie_value(&headers, CSRF_COOKIE).unwrap_or_default();
     if cookie.is_empty() || !token::ct_eq(cookie.as_bytes(), form.csrf.as_bytes()) {
@@ -184,7 +184,7 @@ pub async fn submit_json(
     ApiJson(body): ApiJson<JsonBody>,
 ) -> Response {
     if let Err(limited) = state.bootstrap_limit.check(ctx.ip) {
-        return limited;
+        return limited.into_response();
     }
     match redeem(&state, &ctx, &body.token, &body.username, &body.display_name, &body.passphrase).await {
         Ok(user) => (

@@ -26,19 +26,12 @@ impl Limit {
         Self { limiter: Arc::new(RateLimiter::keyed(Quota::per_minute(rate).allow_burst(burst))) }
     }
 
-    /// `Err` with a 429 problem document (and `Retry-After`) when `client` is over its limit.
-    /// Requests whose address is unknown share one bucket rather than escape the limit.
-    pub fn check(&self, client: Option<IpAddr>) -> Result<(), Response> {
+    /// `Err` when `client` is over its limit. Requests whose address is unknown share one
+    /// bucket rather than escape the limit.
+    pub fn check(&self, client: Option<IpAddr>) -> Result<(), RateLimited> {
         let key = client.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-        self.limiter.check_key(&key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1);
-            let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
-                .detail(format!("try again in {wait} s"))
-                .into_response();
-            if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            resp
+        self.limiter.check_key(&key).map_err(|not_until| RateLimited {
+            retry_after_secs: not_until.wait_time_from(DefaultClock::default().now()).as_secs().max(1),
         })
     }
 
@@ -46,6 +39,25 @@ impl Limit {
     pub fn shrink(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
+    }
+}
+
+/// A refusal: a 429 problem document with `Retry-After`.
+#[derive(Debug)]
+pub struct RateLimited {
+    pub retry_after_secs: u64,
+}
+
+impl IntoResponse for RateLimited {
+    fn into_response(self) -> Response {
+        let wait = self.retry_after_secs;
+        let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
+            .detail(format!("try again in {wait} s"))
+            .into_response();
+        if let Ok(v) = HeaderValue::from_str(&wait.to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
     }
 }
 
@@ -60,7 +72,7 @@ mod tests {
         let b = Some(IpAddr::from([10, 0, 0, 2]));
         assert!(l.check(a).is_ok());
         assert!(l.check(a).is_ok());
-        let refused = l.check(a).unwrap_err();
+        let refused = l.check(a).unwrap_err().into_response();
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         assert!(refused.headers().contains_key(header::RETRY_AFTER));
         assert!(l.check(b).is_ok());
