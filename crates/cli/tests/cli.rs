@@ -432,8 +432,8 @@ fn http_get(base: &str, path: &str) -> String {
 #[test]
 fn verify_refuses_forged_checkpoints() {
     let (_dir, data) = installation();
-    let first: i64 = query_i64(&data, "SELECT min(seq) FROM audit_checkpoints");
-    let last: i64 = query_i64(&data, "SELECT max(seq) FROM audit_checkpoints");
+    let first: i64 = scalar::<i64>(&data, "SELECT min(seq) FROM audit_checkpoints");
+    let last: i64 = scalar::<i64>(&data, "SELECT max(seq) FROM audit_checkpoints");
     assert!(first < last, "the installation has an older and a newest checkpoint");
 
     // The newest checkpoint's signature is what proves the chain: a forged one is named.
@@ -445,18 +445,6 @@ fn verify_refuses_forged_checkpoints() {
     let (_d2, moved) = copy(&data);
     sql(&moved, &[&format!("UPDATE audit_checkpoints SET hash = zeroblob(32) WHERE seq = {first}")]);
     verify_fails_at(&moved, first);
-}
-
-fn query_i64(data: &Path, q: &str) -> i64 {
-    let db = data.join("wardgate.db");
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        use sqlx::Connection as _;
-        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-        let v: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(q.to_owned())).fetch_one(&mut c).await.unwrap();
-        c.close().await.unwrap();
-        v
-    })
 }
 
 #[test]
@@ -483,4 +471,45 @@ fn json_logs_are_one_object_per_line() {
         let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
         assert!(v["level"].is_string() && v["timestamp"].is_string(), "{l}");
     }
+}
+
+#[test]
+fn an_action_whose_audit_record_cannot_be_written_does_not_happen() {
+    let (_dir, data) = installation();
+    let tokens_before = scalar::<i64>(&data, "SELECT count(*) FROM bootstrap");
+    let digest_before = scalar::<String>(&data, "SELECT hex(digest) FROM bootstrap");
+    // The audit log refuses every write, as a full disk or a damaged table would.
+    sql(
+        &data,
+        &[
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'audit log unavailable'); END",
+        ],
+    );
+    let o = wardgate(&data, &["admin", "bootstrap"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("audit log unavailable"), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("bootstrap?token="), "no link is handed out: {}", stdout(&o));
+    // The new link was not stored either: the old one is still the one on record.
+    assert_eq!(scalar::<i64>(&data, "SELECT count(*) FROM bootstrap"), tokens_before);
+    assert_eq!(scalar::<String>(&data, "SELECT hex(digest) FROM bootstrap"), digest_before);
+    // And a server does not start without recording that it started.
+    let o = wardgate(&data, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("audit log unavailable"), "{}", stderr(&o));
+}
+
+/// One value read straight from the SQLite file, as an auditor's tool would.
+fn scalar<T>(data: &Path, q: &str) -> T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + Unpin,
+{
+    let db = data.join("wardgate.db");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        use sqlx::Connection as _;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+        let v: T = sqlx::query_scalar(sqlx::AssertSqlSafe(q.to_owned())).fetch_one(&mut c).await.unwrap();
+        c.close().await.unwrap();
+        v
+    })
 }
