@@ -947,3 +947,32 @@ async fn unreachable_postgres_is_unavailable() {
     let r = wardgate_store::open(&DatabaseLocation::Postgres("postgres://127.0.0.1:1/x".into()), "n").await;
     assert!(matches!(r, Err(StoreError::Unavailable(_))));
 }
+
+/// Nodes reach a shared PostgreSQL over the network: `sslmode=require` (or `verify-full`
+/// with the hospital's CA in the system store or `sslrootcert=`) must give TLS.
+#[tokio::test]
+async fn postgres_connections_use_tls_when_the_url_asks() {
+    let Some(env) = Env::postgres().await else { return };
+    let Backend::Postgres { url, .. } = &env.backend else { unreachable!() };
+    let tls_url = format!("{url}&sslmode=require");
+    let mut probe = sqlx::PgConnection::connect(&tls_url).await;
+    let server_ssl: Option<String> = match &mut probe {
+        Ok(c) => sqlx::query_scalar("SHOW ssl").fetch_one(&mut *c).await.ok(),
+        Err(_) => None,
+    };
+    if server_ssl.as_deref() != Some("on") {
+        eprintln!("PostgreSQL TLS check skipped: the server has ssl = off");
+        env.finish().await;
+        return;
+    }
+    let mut c = probe.unwrap();
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetch_one(&mut c).await.unwrap();
+    assert!(encrypted, "sslmode=require gave a plaintext connection");
+    c.close().await.unwrap();
+    let store = PostgresStore::open(&tls_url, "node-tls").await.unwrap();
+    store.append_audit(&[ev(1)]).await.unwrap();
+    assert_eq!(store.audit_head().await.unwrap().seq, 1);
+    drop(store);
+    env.finish().await;
+}
