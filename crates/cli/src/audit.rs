@@ -133,12 +133,23 @@ async fn verify(inst: &Installation) -> Result<(), Failure> {
         indicatif::ProgressStyle::with_template("verifying {bar:40} {pos}/{len} records ({per_sec}, eta {eta})")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    // Read the next page while hashing this one: the database and the CPU work in parallel.
-    let mut next = fetch(store, anchor.seq);
-    loop {
-        let (page, checkpoints) = next.await.map_err(|e| Failure::new(format!("audit read failed: {e}")))??;
-        let Some(last) = page.last().map(|r| r.seq) else { break };
-        next = fetch(store, last);
+    // Keep two pages in flight on two connections while hashing the current one, so that
+    // SQLite, row decoding and hashing overlap. Sequence numbers are contiguous in an
+    // intact log, so page k starts after `anchor + k * PAGE`; in a damaged one the
+    // verifier stops at the first gap, before any page boundary could matter.
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut next_after = anchor.seq;
+    for _ in 0..2 {
+        in_flight.push_back(fetch(store, next_after));
+        next_after += i64::from(PAGE);
+    }
+    while let Some(handle) = in_flight.pop_front() {
+        let (page, checkpoints) = handle.await.map_err(|e| Failure::new(format!("audit read failed: {e}")))??;
+        if page.is_empty() {
+            break;
+        }
+        in_flight.push_back(fetch(store, next_after));
+        next_after += i64::from(PAGE);
         checkpoints_seen += checkpoints.len();
         v.add_checkpoints(&checkpoints);
         for r in &page {

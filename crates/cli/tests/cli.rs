@@ -513,3 +513,90 @@ where
         v
     })
 }
+
+/// The figure in BENCHMARKS.md for `wardgate audit verify` itself (not a pass/fail test):
+/// `cargo test --release -p wardgate --test cli -- --ignored --nocapture million`.
+#[test]
+#[ignore]
+fn verify_a_million_records_timed() {
+    let (_dir, data) = installation();
+    append_bulk(&data, 1_000_000);
+    // A server start and stop signs a checkpoint over the whole log.
+    serve(&data).stop();
+    if let Ok(keep) = std::env::var("WARDGATE_KEEP_MILLION") {
+        copy_dir(&data, Path::new(&keep));
+    }
+    for run in 1..=3 {
+        let start = std::time::Instant::now();
+        let o = wardgate(&data, &["audit", "verify"]);
+        let took = start.elapsed();
+        assert!(o.status.success(), "{}", stderr(&o));
+        println!(
+            "run {run}: wardgate audit verify: {:.2} s — {}",
+            took.as_secs_f64(),
+            stdout(&o).lines().next().unwrap()
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Appends `n` realistic login records straight through the store, in batches of 1000.
+fn append_bulk(data: &Path, n: i64) {
+    use wardgate_core::audit::{AuditEvent, Outcome, event::types};
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let location = wardgate_core::settings::DatabaseLocation::Sqlite(data.join("wardgate.db"));
+        let store = wardgate_store::open(&location, "bulk").await.unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        for chunk in 0..(n + 999) / 1000 {
+            let batch: Vec<_> = (chunk * 1000..((chunk + 1) * 1000).min(n))
+                .map(|i| {
+                    AuditEvent::known(
+                        now + time::Duration::microseconds(i),
+                        types::AUTH_LOGIN_SUCCEEDED,
+                        Outcome::Success,
+                    )
+                    .subject(format!("user{}", i % 5000))
+                    .factor("pwd")
+                    .factor("hwk")
+                    .client_ip(Some("10.20.30.40".parse().unwrap()))
+                    .user_agent(Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/156.0".into()))
+                    .device_id(Some("ws-icu-07".into()))
+                    .correlation_id(format!("{i:032x}"))
+                })
+                .collect();
+            store.append_audit(&batch).await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn verify_reads_many_pages_and_still_names_the_first_gap() {
+    let (_dir, data) = installation();
+    append_bulk(&data, 45_000);
+    serve(&data).stop();
+    let o = wardgate(&data, &["audit", "verify"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Gaps just inside, at and after page boundaries (pages are 20,000 records).
+    for seq in [20_000, 20_001, 40_000, 44_000] {
+        let (_d, broken) = copy(&data);
+        sql(&broken, &[format!("DELETE FROM audit_log WHERE seq = {seq}")]);
+        verify_fails_at(&broken, seq);
+    }
+    // Two gaps: the first is named.
+    let (_d, broken) = copy(&data);
+    sql(
+        &broken,
+        &["DELETE FROM audit_log WHERE seq BETWEEN 19990 AND 20030", "DELETE FROM audit_log WHERE seq = 39000"],
+    );
+    verify_fails_at(&broken, 19_990);
+}
