@@ -210,7 +210,13 @@ async fn redeem(
     if display_name.is_empty() || display_name.chars().count() > 128 {
         return Err(RedeemError::DisplayName);
     }
-    passphrase::check_new(passphrase_text, username.as_str())?;
+    // Until the administrator enrolls a second factor, the passphrase is the only one.
+    passphrase::check_new(
+        &passphrase::PassphrasePolicy::default(),
+        passphrase_text,
+        true,
+        &[username.as_str(), display_name],
+    )?;
     let event = |t, outcome| {
         AuditEvent::known(now, t, outcome)
             .subject(username.as_str())
