@@ -1,4 +1,5 @@
 //! One module per factor, each with the same small shape: make a secret (enroll), check a
 //! response (verify), and describe it for the factor inventory.
 
+pub mod recovery_codes;
 pub mod totp;
