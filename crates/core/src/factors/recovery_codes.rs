@@ -33,11 +33,11 @@ pub struct NewCodes {
 pub fn generate() -> Result<NewCodes, RecoveryError> {
     let mut codes = Vec::with_capacity(CODES);
     let mut hashes = Vec::with_capacity(CODES);
-    for slot in 0..CODES {
+    for &slot_char in &ALPHABET[..CODES] {
         let mut random = Zeroizing::new([0u8; RANDOM_CHARS]);
         getrandom::fill(random.as_mut()).map_err(|_| RecoveryError::Random)?;
         let mut raw = Zeroizing::new(String::with_capacity(16));
-        raw.push(char::from(ALPHABET[slot]));
+        raw.push(char::from(slot_char));
         // 256 is a multiple of 32, so `b % 32` is uniform.
         raw.extend(random.iter().map(|b| char::from(ALPHABET[usize::from(b % 32)])));
         hashes.push(Some(crate::passphrase::hash(&raw).map_err(|_| RecoveryError::Hash)?));
