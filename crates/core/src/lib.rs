@@ -9,6 +9,7 @@ pub mod audit;
 pub mod factors;
 pub mod identity;
 pub mod keys;
+pub mod lockout;
 pub mod passphrase;
 pub mod secrets;
 pub mod settings;
