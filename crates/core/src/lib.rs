@@ -10,6 +10,7 @@ pub mod factors;
 pub mod identity;
 pub mod keys;
 pub mod lockout;
+pub mod login;
 pub mod passphrase;
 pub mod secrets;
 pub mod settings;
