@@ -13,6 +13,7 @@ pub mod lockout;
 pub mod login;
 pub mod passphrase;
 pub mod secrets;
+pub mod session;
 pub mod settings;
 pub mod token;
 
