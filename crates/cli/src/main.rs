@@ -5,6 +5,8 @@ mod audit;
 mod config_cmd;
 mod keys;
 mod settings_load;
+mod token;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +57,12 @@ enum Command {
     /// The tamper-evident audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// People's accounts: invite, list, show, disable, enable, unlock, delete, hardware tokens.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    User(user::UserCommand),
+    /// API tokens for the admin API.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Token(token::TokenCommand),
 }
 
 #[derive(Args, Default)]
@@ -113,6 +121,8 @@ fn main() -> ExitCode {
             Command::Admin(c) => admin::run(&cli.global, c).await,
             Command::Keys(c) => keys::run(&cli.global, c).await,
             Command::Audit(c) => audit::run(&cli.global, c).await,
+            Command::User(c) => user::run(&cli.global, c).await,
+            Command::Token(c) => token::run(&cli.global, c).await,
         }
     });
     match result {

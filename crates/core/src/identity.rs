@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::lockout::Attempts;
+
 /// A login name: 1–64 characters of lowercase letters, digits, `.`, `_`, `-`, `@`.
 /// Case-folded at the edge so `JSmith` and `jsmith` cannot be two people.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,15 +48,105 @@ impl std::fmt::Display for Username {
     }
 }
 
+/// Where an account is in its life. `locked` is not stored: it is an `active` account whose
+/// [`Attempts::locked_until`] lies in the future (see [`User::status_at`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    /// Created by an administrator; the person has not finished enrollment.
+    Invited,
+    Active,
+    /// Suspended by an administrator; `enable` brings it back.
+    Disabled,
+    /// The person left. Final: factors are gone, the username stays reserved forever.
+    Terminated,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Invited => "invited",
+            AccountStatus::Active => "active",
+            AccountStatus::Disabled => "disabled",
+            AccountStatus::Terminated => "terminated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Invited, Self::Active, Self::Disabled, Self::Terminated].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// The role that may administer Wardgate.
+pub const ADMIN_ROLE: &str = "admin";
+
+/// A role name: 1–64 characters of lowercase letters, digits, `.`, `_`, `-`, `:`.
+pub fn valid_role(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-:".contains(&b))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     /// Stable, never reused (random 128-bit hex).
     pub id: String,
+    /// Unique, and never given to another person: terminated accounts keep theirs.
     pub username: Username,
     pub display_name: String,
-    pub is_admin: bool,
-    pub disabled: bool,
+    pub email: String,
+    pub employee_id: Option<String>,
+    /// Job-function roles, sorted and without duplicates.
+    pub roles: Vec<String>,
+    pub status: AccountStatus,
+    pub attempts: Attempts,
     pub created_at: OffsetDateTime,
+}
+
+impl User {
+    /// A fresh account with no failed attempts.
+    pub fn new(
+        id: String,
+        username: Username,
+        display_name: String,
+        status: AccountStatus,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            username,
+            display_name,
+            email: String::new(),
+            employee_id: None,
+            roles: Vec::new(),
+            status,
+            attempts: Attempts::default(),
+            created_at: now,
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|r| r == ADMIN_ROLE)
+    }
+
+    pub fn with_roles(mut self, roles: impl IntoIterator<Item = String>) -> Self {
+        self.roles = roles.into_iter().collect();
+        self.roles.sort();
+        self.roles.dedup();
+        self
+    }
+
+    /// The status a person or an administrator sees: `locked` while a lockout runs.
+    pub fn status_at(&self, now: OffsetDateTime) -> &'static str {
+        match self.status {
+            AccountStatus::Active if self.attempts.locked_until.is_some_and(|u| u > now) => "locked",
+            s => s.as_str(),
+        }
+    }
+
+    /// Whether this account may sign in at all (lockout is checked separately, per attempt).
+    pub fn may_sign_in(&self) -> bool {
+        self.status == AccountStatus::Active
+    }
 }
 
 /// The kinds of factor Wardgate knows; the string forms are stable (stored and audited).
@@ -101,11 +193,42 @@ pub struct Factor {
     pub kind: FactorKind,
     pub label: String,
     pub secret: String,
+    /// Non-secret parameters as JSON: TOTP algorithm and digits, a token's serial, a
+    /// WebAuthn credential's AAGUID and flags, the last recovery-code use.
+    pub params: serde_json::Value,
+    /// A monotonic counter: the last accepted TOTP time step, or a WebAuthn signature
+    /// counter. Advanced only by compare-and-set in the store, so that it holds across nodes.
+    pub counter: Option<i64>,
+    /// A WebAuthn credential id (base64url), for username-less passkey sign-in.
+    pub credential_id: Option<String>,
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
 }
 
 impl Factor {
+    /// A factor with empty parameters and no counter.
+    pub fn new(
+        id: String,
+        user_id: String,
+        kind: FactorKind,
+        label: &str,
+        secret: String,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            user_id,
+            kind,
+            label: label.to_owned(),
+            secret,
+            params: serde_json::Value::Object(serde_json::Map::new()),
+            counter: None,
+            credential_id: None,
+            created_at: now,
+            last_used_at: None,
+        }
+    }
+
     /// The associated-data context a factor's sealed secret is bound to.
     pub fn seal_context(id: &str) -> String {
         format!("factor:{id}:secret")

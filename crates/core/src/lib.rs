@@ -5,8 +5,10 @@
 //! retention and checkpoint schedules are tested deterministically.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod api_token;
 pub mod audit;
 pub mod factors;
+pub mod flow;
 pub mod identity;
 pub mod keys;
 pub mod lockout;

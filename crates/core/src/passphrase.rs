@@ -89,22 +89,61 @@ pub fn check_new(
     Ok(())
 }
 
-fn hasher() -> Argon2<'static> {
-    // OWASP: Argon2id, m = 19 MiB, t = 2, p = 1. These parameters are valid constants.
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or_default();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+/// Argon2id cost. OWASP's minimum for Argon2id: m = 19 MiB, t = 2, p = 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashParams {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
 }
 
-/// An Argon2id PHC string with a fresh random salt, over the NFKC form.
+impl Default for HashParams {
+    fn default() -> Self {
+        Self { memory_kib: 19 * 1024, iterations: 2, parallelism: 1 }
+    }
+}
+
+fn hasher(p: HashParams) -> Result<Argon2<'static>, PassphraseError> {
+    let params = Params::new(p.memory_kib, p.iterations, p.parallelism, None).map_err(|_| PassphraseError::Hash)?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// An Argon2id PHC string with a fresh random salt, over the NFKC form, at the default cost.
 pub fn hash(passphrase: &str) -> Result<String, PassphraseError> {
-    hasher().hash_password(normalize(passphrase).as_bytes()).map(|h| h.to_string()).map_err(|_| PassphraseError::Hash)
+    hash_with(HashParams::default(), passphrase)
+}
+
+pub fn hash_with(params: HashParams, passphrase: &str) -> Result<String, PassphraseError> {
+    hasher(params)?
+        .hash_password(normalize(passphrase).as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|_| PassphraseError::Hash)
+}
+
+/// Whether a stored hash was made at a lower cost than `params` (rehash after a good login).
+pub fn needs_rehash(phc: &str, params: HashParams) -> bool {
+    let Ok(h) = PasswordHash::new(phc) else { return true };
+    let Ok(stored) = Params::try_from(&h) else { return true };
+    stored.m_cost() < params.memory_kib || stored.t_cost() < params.iterations || h.algorithm.as_str() != "argon2id"
 }
 
 /// Constant-time verification against a stored PHC string.
+/// The cost comes from the stored string, so hashes made before a configuration change
+/// still verify.
 pub fn verify(passphrase: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .map(|h| hasher().verify_password(normalize(passphrase).as_bytes(), &h).is_ok())
-        .unwrap_or(false)
+    let Ok(h) = PasswordHash::new(phc) else { return false };
+    let Ok(params) = Params::try_from(&h) else { return false };
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .verify_password(normalize(passphrase).as_bytes(), &h)
+        .is_ok()
+}
+
+/// A fixed hash of a random passphrase: verifying against it costs what a real check
+/// costs, so an unknown username takes as long to refuse as a wrong passphrase.
+pub fn decoy_hash(params: HashParams) -> Result<String, PassphraseError> {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).map_err(|_| PassphraseError::Hash)?;
+    hash_with(params, &hex::encode(b))
 }
 
 #[cfg(test)]

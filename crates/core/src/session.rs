@@ -24,6 +24,8 @@ impl Default for SessionPolicy {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
+    /// Public handle for listing and revoking; not the bearer token.
+    pub id: String,
     pub id_digest: [u8; 32],
     pub user_id: String,
     pub aal: Aal,
@@ -33,6 +35,8 @@ pub struct Session {
     pub revoked_at: Option<OffsetDateTime>,
     pub client_ip: Option<std::net::IpAddr>,
     pub user_agent: Option<String>,
+    /// The login that made this session, to tie its audit records together.
+    pub correlation_id: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +57,7 @@ impl Session {
     ) -> Result<(Session, String), crate::token::RandomError> {
         let token = crate::token::generate()?;
         let s = Session {
+            id: crate::token::random_id()?,
             id_digest: crate::token::digest(&token),
             user_id: auth.user_id.clone(),
             aal: auth.aal,
@@ -62,6 +67,7 @@ impl Session {
             revoked_at: None,
             client_ip,
             user_agent,
+            correlation_id: auth.correlation_id.clone(),
         };
         Ok((s, token))
     }

@@ -23,6 +23,7 @@ pub struct Settings {
     pub public_url: Option<String>,
     pub server: ServerSettings,
     pub audit: AuditSettings,
+    pub auth: AuthSettings,
     pub log: LogSettings,
 }
 
@@ -55,6 +56,164 @@ pub struct AuditSettings {
     pub max_batch: u64,
 }
 
+/// Sign-in, enrollment, sessions and lockout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Shown to people, used as the TOTP issuer, and refused inside passphrases.
+    pub organization_name: String,
+    /// How long an invited user's enrollment link stays valid.
+    pub enrollment_link_ttl_hours: u64,
+    /// Minimum passphrase length (NIST SP 800-63B: 8 at least; 15 if it is the only factor).
+    pub passphrase_min_length: u64,
+    /// Argon2id cost (OWASP: 19456 KiB, 2 passes, 1 lane).
+    pub argon2_memory_kib: u64,
+    pub argon2_iterations: u64,
+    pub argon2_parallelism: u64,
+    /// `SHA1` (what every authenticator app supports) or `SHA256`.
+    pub totp_algorithm: String,
+    /// 6 or 8.
+    pub totp_digits: u64,
+    /// HIPAA 164.312(a)(2)(iii) automatic logoff.
+    pub session_idle_timeout_secs: u64,
+    pub session_lifetime_secs: u64,
+    /// Failed attempts allowed before delays start.
+    pub lockout_free_failures: u64,
+    pub lockout_max_delay_secs: u64,
+    /// Consecutive failures that lock the account (NIST: at most 100).
+    pub lockout_after: u64,
+    pub lockout_duration_secs: u64,
+    /// The WebAuthn relying-party id (a domain); unset means the host of `public_url`.
+    pub webauthn_rp_id: Option<String>,
+    /// Refuse a security key whose signature counter went backwards (a possible clone)
+    /// instead of only recording it.
+    pub webauthn_refuse_counter_regression: bool,
+    /// Per role, the authenticator models (AAGUIDs) its members may register, for example
+    /// FIPS-certified keys only. Roles not listed accept any authenticator.
+    pub webauthn_allowed_aaguids: std::collections::BTreeMap<String, Vec<String>>,
+    /// Sign-in and enrollment requests per minute from one client address. Generous by
+    /// default: a ward's workstations often share one address behind NAT or a VDI gateway.
+    pub source_attempts_per_minute: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            organization_name: "Wardgate".into(),
+            enrollment_link_ttl_hours: 72,
+            passphrase_min_length: 12,
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            totp_algorithm: "SHA1".into(),
+            totp_digits: 6,
+            session_idle_timeout_secs: 15 * 60,
+            session_lifetime_secs: 12 * 3600,
+            lockout_free_failures: 3,
+            lockout_max_delay_secs: 60,
+            lockout_after: 20,
+            lockout_duration_secs: 15 * 60,
+            webauthn_rp_id: None,
+            webauthn_refuse_counter_regression: false,
+            webauthn_allowed_aaguids: Default::default(),
+            source_attempts_per_minute: 600,
+        }
+    }
+}
+
+impl AuthSettings {
+    pub fn lockout_policy(&self) -> crate::lockout::LockoutPolicy {
+        crate::lockout::LockoutPolicy {
+            free_failures: self.lockout_free_failures as u32,
+            max_delay: time::Duration::seconds(self.lockout_max_delay_secs as i64),
+            lock_after: self.lockout_after as u32,
+            lock_for: time::Duration::seconds(self.lockout_duration_secs as i64),
+        }
+    }
+
+    pub fn session_policy(&self) -> crate::session::SessionPolicy {
+        crate::session::SessionPolicy {
+            idle_timeout: time::Duration::seconds(self.session_idle_timeout_secs as i64),
+            absolute_lifetime: time::Duration::seconds(self.session_lifetime_secs as i64),
+        }
+    }
+
+    pub fn passphrase_policy(&self) -> crate::passphrase::PassphrasePolicy {
+        crate::passphrase::PassphrasePolicy { min_chars: self.passphrase_min_length as usize, ..Default::default() }
+    }
+
+    pub fn hash_params(&self) -> crate::passphrase::HashParams {
+        crate::passphrase::HashParams {
+            memory_kib: self.argon2_memory_kib as u32,
+            iterations: self.argon2_iterations as u32,
+            parallelism: self.argon2_parallelism as u32,
+        }
+    }
+
+    pub fn totp_params(&self) -> crate::factors::totp::TotpParams {
+        crate::factors::totp::TotpParams {
+            algorithm: if self.totp_algorithm == "SHA256" {
+                crate::factors::totp::TotpAlgorithm::Sha256
+            } else {
+                crate::factors::totp::TotpAlgorithm::Sha1
+            },
+            digits: self.totp_digits as u8,
+            step_secs: 30,
+        }
+    }
+
+    fn validate(&self, p: &mut Vec<Problem>) {
+        let mut range = |key: &str, v: u64, lo: u64, hi: u64| {
+            if !(lo..=hi).contains(&v) {
+                p.push(Problem::new(&format!("auth.{key}"), format!("must be between {lo} and {hi}")));
+            }
+        };
+        range("enrollment_link_ttl_hours", self.enrollment_link_ttl_hours, 1, 24 * 30);
+        // SP 800-63B-4 §3.1.1.2: at least 8 with another factor; 64 must always be accepted.
+        range("passphrase_min_length", self.passphrase_min_length, 8, 64);
+        range("argon2_memory_kib", self.argon2_memory_kib, 7 * 1024, 4 * 1024 * 1024);
+        range("argon2_iterations", self.argon2_iterations, 1, 100);
+        range("argon2_parallelism", self.argon2_parallelism, 1, 64);
+        // SP 800-63B-4 §2.2.3: at most 30 minutes of inactivity and 24 hours overall at AAL2.
+        range("session_idle_timeout_secs", self.session_idle_timeout_secs, 60, 30 * 60);
+        range("session_lifetime_secs", self.session_lifetime_secs, 300, 24 * 3600);
+        range("lockout_free_failures", self.lockout_free_failures, 0, 99);
+        range("lockout_max_delay_secs", self.lockout_max_delay_secs, 1, 3600);
+        range("lockout_after", self.lockout_after, 1, 100);
+        range("lockout_duration_secs", self.lockout_duration_secs, 60, 24 * 3600);
+        range("totp_digits", self.totp_digits, 6, 8);
+        range("source_attempts_per_minute", self.source_attempts_per_minute, 1, 1_000_000);
+        if self.totp_digits == 7 {
+            p.push(Problem::new("auth.totp_digits", "must be 6 or 8"));
+        }
+        if !["SHA1", "SHA256"].contains(&self.totp_algorithm.as_str()) {
+            p.push(Problem::new("auth.totp_algorithm", "must be \"SHA1\" or \"SHA256\""));
+        }
+        if self.lockout_free_failures >= self.lockout_after {
+            p.push(Problem::new("auth.lockout_free_failures", "must be below auth.lockout_after"));
+        }
+        if self.organization_name.trim().is_empty() || self.organization_name.len() > 128 {
+            p.push(Problem::new("auth.organization_name", "must be 1-128 characters"));
+        }
+        if let Some(rp) = &self.webauthn_rp_id
+            && (rp.is_empty() || rp.contains('/') || rp.contains(':'))
+        {
+            p.push(Problem::new("auth.webauthn_rp_id", "must be a domain name such as sso.example.org"));
+        }
+        for (role, list) in &self.webauthn_allowed_aaguids {
+            for (i, a) in list.iter().enumerate() {
+                let hex: String = a.chars().filter(|c| *c != '-').collect();
+                if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    p.push(Problem::new(
+                        &format!("auth.webauthn_allowed_aaguids.{role}[{i}]"),
+                        format!("{a:?} is not an AAGUID such as cb69481e-8ff7-4039-93ec-0a2729a154a8"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
@@ -74,6 +233,7 @@ impl Default for Settings {
             public_url: None,
             server: ServerSettings::default(),
             audit: AuditSettings::default(),
+            auth: AuthSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -224,6 +384,7 @@ impl Settings {
         if !(1..=10_000).contains(&a.max_batch) {
             p.push(Problem::new("audit.max_batch", "must be between 1 and 10000"));
         }
+        self.auth.validate(&mut p);
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(Problem::new("log.format", "must be \"text\" or \"json\""));
         }

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
 use wardgate_store::Store;
 use wardgate_store::audit_writer::AuditHandle;
@@ -15,7 +15,7 @@ use wardgate_store::audit_writer::AuditHandle;
 use crate::context::TrustedProxies;
 use crate::installation::KeyringCell;
 use crate::problem::Problem;
-use crate::{bootstrap, context, ops, telemetry};
+use crate::{api, bootstrap, context, ops, pages, telemetry};
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -28,6 +28,11 @@ pub struct AppState {
     /// Enrollment attempts per client address: the link is unguessable, but each attempt
     /// costs an Argon2id hash.
     pub bootstrap_limit: crate::ratelimit::Limit,
+    /// Sign-in and enrollment steps per client address (per-source throttling, R5).
+    pub login_limit: crate::ratelimit::Limit,
+    pub auth: Arc<crate::auth::Auth>,
+    /// Where people reach this server, for links it hands out.
+    pub base_url: String,
 }
 
 pub struct RouterOptions {
@@ -39,7 +44,8 @@ pub struct RouterOptions {
 }
 
 /// No scripts, no frames, no third parties; forms post only to us.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// The one script is ours, for WebAuthn; it talks only to us.
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn router(state: AppState, opts: RouterOptions) -> Router {
     let proxies = opts.trusted_proxies.clone();
@@ -48,6 +54,47 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/assets/wardgate.css", get(ops::stylesheet))
+        .route("/assets/webauthn.js", get(ops::webauthn_script))
+        .route("/", get(pages::login::index))
+        .route("/login", post(pages::login::submit))
+        .route("/login/verify", get(pages::login::verify_page).post(pages::login::verify))
+        .route("/logout", post(pages::login::logout))
+        .route("/signed-out", get(pages::login::signed_out))
+        .route("/enroll", get(pages::enroll::open_link))
+        .route("/enroll/steps", get(pages::enroll::steps))
+        .route("/enroll/passphrase", post(pages::enroll::passphrase))
+        .route("/enroll/totp", post(pages::enroll::totp))
+        .route("/enroll/totp/confirm", post(pages::enroll::totp_confirm))
+        .route("/enroll/finish", post(pages::enroll::finish))
+        .route("/account", get(pages::account::page))
+        .route("/account/sessions/revoke", post(pages::account::revoke))
+        .route("/account/sessions/revoke-all", post(pages::account::revoke_all))
+        .route("/account/recovery-codes", post(pages::account::recovery_codes))
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/api/v1/login", post(api::login::start))
+        .route("/api/v1/login/passphrase", post(api::login::passphrase))
+        .route("/api/v1/login/totp", post(api::login::totp))
+        .route("/api/v1/login/recovery-code", post(api::login::recovery_code))
+        .route("/api/v1/login/webauthn/challenge", post(api::login::webauthn_challenge))
+        .route("/api/v1/login/webauthn", post(api::login::webauthn))
+        .route("/api/v1/logout", post(api::login::logout))
+        .route("/api/v1/enroll", post(api::enroll::begin))
+        .route("/api/v1/enroll/passphrase", post(api::enroll::passphrase))
+        .route("/api/v1/enroll/totp", post(api::enroll::totp))
+        .route("/api/v1/enroll/totp/confirm", post(api::enroll::totp_confirm))
+        .route("/api/v1/enroll/webauthn/challenge", post(api::enroll::webauthn_challenge))
+        .route("/api/v1/enroll/webauthn", post(api::enroll::webauthn))
+        .route("/api/v1/enroll/finish", post(api::enroll::finish))
+        .route("/api/v1/me", get(api::me::me))
+        .route("/api/v1/me/sessions/{id}", axum::routing::delete(api::me::revoke_session))
+        .route("/api/v1/me/sessions/revoke-all", post(api::me::revoke_all))
+        .route("/api/v1/me/recovery-codes", post(api::me::regenerate_recovery_codes))
+        .route("/api/v1/admin/users", get(api::admin::list_users).post(api::admin::invite))
+        .route("/api/v1/admin/users/{username}", get(api::admin::show_user).delete(api::admin::delete_user))
+        .route("/api/v1/admin/users/{username}/{action}", post(api::admin::user_action))
+        .route("/api/v1/admin/users/{username}/sessions", get(api::admin::sessions).delete(api::admin::revoke_sessions))
+        .route("/api/v1/admin/users/{username}/sessions/{id}", axum::routing::delete(api::admin::revoke_session))
+        .route("/api/v1/admin/users/{username}/factors/{id}", axum::routing::delete(api::admin::remove_factor))
         .route("/bootstrap", get(bootstrap::page).post(bootstrap::submit_form))
         .route("/api/v1/bootstrap", axum::routing::post(bootstrap::submit_json))
         .fallback(|| async { Problem::not_found() })

@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use wardgate_core::audit::event::types;
 use wardgate_core::audit::{AuditEvent, Outcome};
-use wardgate_core::identity::{Factor, FactorKind, User, Username};
+use wardgate_core::identity::{ADMIN_ROLE, AccountStatus, Factor, FactorKind, User, Username};
 use wardgate_core::{passphrase, token};
 use wardgate_store::StoreError;
 
@@ -149,16 +149,7 @@ pub async fn submit_form(
         return form_error(&form, RedeemError::Mismatch);
     }
     match redeem(&state, &ctx, &form.token, &form.username, &form.display_name, &form.passphrase).await {
-        Ok(user) => render(
-            &MessagePage {
-                title: "Administrator created",
-                message: &format!(
-                    "{} can now sign in as {}. This link no longer works.",
-                    user.display_name, user.username
-                ),
-            },
-            StatusCode::CREATED,
-        ),
+        Ok((_, enroll)) => crate::pages::see_other(&format!("/enroll?token={enroll}")),
         Err(RedeemError::Link) => invalid_link_page(),
         Err(RedeemError::Unavailable) => Problem::unavailable("the request could not be recorded").into_response(),
         Err(e) => form_error(&form, e),
@@ -187,9 +178,15 @@ pub async fn submit_json(
         return limited.into_response();
     }
     match redeem(&state, &ctx, &body.token, &body.username, &body.display_name, &body.passphrase).await {
-        Ok(user) => (
+        Ok((user, enroll)) => (
             StatusCode::CREATED,
-            axum::Json(serde_json::json!({"id": user.id, "username": user.username.as_str(), "is_admin": true})),
+            axum::Json(serde_json::json!({
+                "id": user.id,
+                "username": user.username.as_str(),
+                "is_admin": true,
+                "status": "invited",
+                "enrollment_token": enroll,
+            })),
         )
             .into_response(),
         Err(e) => e.problem().into_response(),
@@ -203,7 +200,7 @@ async fn redeem(
     username: &str,
     display_name: &str,
     passphrase_text: &str,
-) -> Result<User, RedeemError> {
+) -> Result<(User, String), RedeemError> {
     let now = (state.clock)();
     let username = Username::parse(username)?;
     let display_name = display_name.trim();
@@ -230,26 +227,28 @@ async fn redeem(
         tokio::task::spawn_blocking(move || passphrase::hash(&pass)).await.map_err(|_| RedeemError::Unavailable)??;
     let id = token::random_id().map_err(|_| RedeemError::Unavailable)?;
     let factor_id = token::random_id().map_err(|_| RedeemError::Unavailable)?;
-    let user = User {
-        id: id.clone(),
-        username: username.clone(),
-        display_name: display_name.to_owned(),
-        is_admin: true,
-        disabled: false,
-        created_at: now,
-    };
-    let factor = Factor {
-        id: factor_id,
-        user_id: id,
-        kind: FactorKind::Passphrase,
-        label: "Passphrase".into(),
-        secret: phc,
-        created_at: now,
-        last_used_at: None,
-    };
+    // Invited until a second factor is enrolled: the administrator continues straight into
+    // the normal enrollment, and nobody administers Wardgate with a passphrase alone.
+    let user = User::new(id.clone(), username.clone(), display_name.to_owned(), AccountStatus::Invited, now)
+        .with_roles([ADMIN_ROLE.to_owned()]);
+    let factor = Factor::new(factor_id, id, FactorKind::Passphrase, "Passphrase", phc, now);
     let ok = event(types::ADMIN_BOOTSTRAP_REDEEMED, Outcome::Success).factor("pwd").detail("user_id", user.id.clone());
     match state.store.redeem_bootstrap(&token::digest(link), now, &user, &[factor], &ok).await {
-        Ok(()) => Ok(user),
+        Ok(()) => {
+            let enroll = token::generate().map_err(|_| RedeemError::Unavailable)?;
+            let issued = event(types::ADMIN_ENROLLMENT_ISSUED, Outcome::Success)
+                .detail("user_id", user.id.clone())
+                .reason("first administrator continues to second-factor enrollment");
+            state
+                .store
+                .issue_enrollment(&user.id, &token::digest(&enroll), now + time::Duration::hours(1), &issued)
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "bootstrap: enrollment link failed");
+                    RedeemError::Unavailable
+                })?;
+            Ok((user, enroll))
+        }
         Err(StoreError::BootstrapInvalid | StoreError::AdminExists | StoreError::UsernameTaken) => {
             let refused =
                 event(types::ADMIN_BOOTSTRAP_REFUSED, Outcome::Denied).reason("invalid, used or expired link");

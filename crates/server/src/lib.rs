@@ -2,13 +2,17 @@
 //! and the wiring that turns settings into a running node.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod accounts;
+pub mod api;
 pub mod app;
+pub mod auth;
 mod bootstrap;
 pub mod context;
 pub mod datadir;
 pub mod installation;
 pub mod node;
 mod ops;
+pub mod pages;
 pub mod problem;
 pub mod ratelimit;
 mod serve;

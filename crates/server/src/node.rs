@@ -36,6 +36,8 @@ pub enum NodeError {
     Bind { addr: String, source: std::io::Error },
     #[error("audit log write failed at start-up: {0}")]
     Audit(String),
+    #[error("authentication set-up failed: {0}")]
+    Auth(String),
 }
 
 /// A started node. Call [`Node::stop`] for an orderly shutdown.
@@ -119,6 +121,8 @@ impl Node {
         let (bootstrap_url, bootstrap_pending) =
             issue_bootstrap_if_needed(&*inst.store, &base_url, now, &inst.node_id).await?;
 
+        let auth =
+            Arc::new(crate::auth::Auth::new(&settings.auth, &base_url).map_err(|e| NodeError::Auth(e.to_string()))?);
         let state = AppState {
             store: Arc::clone(&inst.store),
             audit: audit.clone(),
@@ -126,8 +130,16 @@ impl Node {
             node_id: inst.node_id.clone(),
             clock,
             bootstrap_limit: crate::ratelimit::Limit::per_minute(10, 5),
+            login_limit: crate::ratelimit::Limit::per_minute(
+                settings.auth.source_attempts_per_minute as u32,
+                (settings.auth.source_attempts_per_minute / 4).max(10) as u32,
+            ),
+            auth,
+            base_url: base_url.clone(),
         };
         let limits = state.bootstrap_limit.clone();
+        let login_limits = state.login_limit.clone();
+        let purge_store = Arc::clone(&inst.store);
         let app = router(
             state,
             RouterOptions {
@@ -150,6 +162,11 @@ impl Node {
                     tick.tick().await;
                     if second % 60 == 59 {
                         limits.shrink();
+                        login_limits.shrink();
+                        // Abandoned logins and enrollments; their handles are useless anyway.
+                        if let Err(e) = purge_store.purge_expired_flows(clock()).await {
+                            tracing::warn!(error = %e, "could not purge expired flows");
+                        }
                     }
                     match keyring.reload_if_changed() {
                         Ok(true) => tracing::info!("key file changed; reloaded key-encryption keys"),

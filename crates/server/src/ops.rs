@@ -35,3 +35,10 @@ pub async fn stylesheet() -> impl IntoResponse {
         include_str!("../assets/wardgate.css"),
     )
 }
+
+pub async fn webauthn_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../assets/webauthn.js"),
+    )
+}

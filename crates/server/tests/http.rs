@@ -73,7 +73,12 @@ async fn first_start_prints_a_one_time_link_that_enrolls_exactly_one_administrat
     assert_eq!(resp.status(), StatusCode::CREATED);
     let created: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(created["username"], "rsmith");
-    assert_eq!(h.node.store.count_admins().await.unwrap(), 1);
+    // Invited until a second factor is enrolled through the link it continues to.
+    assert_eq!(created["status"], "invited");
+    assert_eq!(created["enrollment_token"].as_str().unwrap().len(), 43);
+    let user =
+        h.node.store.user_by_username(&wardgate_core::identity::Username::parse("rsmith").unwrap()).await.unwrap();
+    assert!(user.unwrap().is_admin());
 
     // The same link again: refused, and the refusal is audited.
     let resp = h.http.post(h.url("/api/v1/bootstrap")).json(&body).send().await.unwrap();
@@ -132,9 +137,11 @@ async fn the_enrollment_form_needs_its_csrf_cookie() {
     assert_eq!(h.node.store.count_admins().await.unwrap(), 0);
     // With it: created.
     let resp = h.http.post(h.url("/bootstrap")).header("cookie", &cookie_pair).form(&form).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    assert!(resp.text().await.unwrap().contains("Jane Doe"));
-    assert_eq!(h.node.store.count_admins().await.unwrap(), 1);
+    // With it: created, and on to second-factor enrollment.
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert!(resp.headers()["location"].to_str().unwrap().starts_with("/enroll?token="));
+    let jdoe = h.node.store.user_by_username(&wardgate_core::identity::Username::parse("jdoe").unwrap()).await.unwrap();
+    assert_eq!(jdoe.unwrap().status, wardgate_core::identity::AccountStatus::Invited);
     // The page for a used link says so, without the form.
     let resp = h.http.get(h.url(&format!("/bootstrap?token={token}"))).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::GONE);

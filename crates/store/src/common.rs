@@ -1,12 +1,19 @@
 //! What both backends share: turning rows into domain values, classifying errors, building
 //! the embedded migrator, and finishing a transaction.
 
+use std::net::IpAddr;
+
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::{Database, SqlSafeStr, Transaction};
 use time::OffsetDateTime;
+use wardgate_core::api_token::{ApiToken, Scope};
 use wardgate_core::audit::{ChainHead, Checkpoint, StoredRecord};
-use wardgate_core::identity::{Factor, FactorKind, User, Username};
+use wardgate_core::flow::{Flow, FlowKind};
+use wardgate_core::identity::{AccountStatus, Factor, FactorKind, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
+use wardgate_core::lockout::Attempts;
+use wardgate_core::login::Aal;
+use wardgate_core::session::Session;
 use wardgate_core::{from_unix_micros, unix_micros};
 
 use crate::StoreError;
@@ -48,7 +55,7 @@ pub(crate) fn sqlx_error(e: sqlx::Error) -> StoreError {
             {
                 StoreError::UsernameTaken
             }
-            // The only foreign key is factor → user: the user does not exist.
+            // Every foreign key points at a user: the user does not exist.
             ErrorKind::ForeignKeyViolation => StoreError::NotFound,
             ErrorKind::UniqueViolation | ErrorKind::NotNullViolation | ErrorKind::CheckViolation => {
                 StoreError::Malformed(d.message().to_owned())
@@ -118,32 +125,227 @@ pub(crate) fn checkpoint((seq, hash, ts_us, node, key_id, signature): Checkpoint
     })
 }
 
-pub(crate) type UserRow = (String, String, String, bool, bool, i64);
+// Each `select_*!` macro spells the column list of one row type, in that type's order, so
+// that both backends read a table the same way and a column cannot be added to one without
+// the other. They expand to literals, so the statements stay `&'static str`.
+
+macro_rules! select_users {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, username, display_name, email, employee_id, roles, status, failed_attempts, \
+             last_failure_at_us, locked_until_us, created_at_us FROM users ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_users;
+
+pub(crate) type UserRow =
+    (String, String, String, String, Option<String>, String, String, i32, Option<i64>, Option<i64>, i64);
 
 pub(crate) fn user(
-    (id, username, display_name, is_admin, disabled, created_at_us): UserRow,
+    (
+        id,
+        username,
+        display_name,
+        email,
+        employee_id,
+        roles,
+        status,
+        failures,
+        last_failure_at_us,
+        locked_until_us,
+        created_at_us,
+    ): UserRow,
 ) -> Result<User, StoreError> {
-    let username =
-        Username::parse(&username).map_err(|_| StoreError::Malformed(format!("user {id} has an invalid username")))?;
-    Ok(User { id, username, display_name, is_admin, disabled, created_at: from_unix_micros(created_at_us) })
+    let malformed = |what: &str| StoreError::Malformed(format!("user {id} has {what}"));
+    let username = Username::parse(&username).map_err(|_| malformed("an invalid username"))?;
+    let roles: Vec<String> =
+        serde_json::from_str(&roles).map_err(|_| malformed("a roles column that is not a list"))?;
+    let status = AccountStatus::parse(&status).ok_or_else(|| malformed("an unknown status"))?;
+    let consecutive_failures = u32::try_from(failures).map_err(|_| malformed("a negative failure count"))?;
+    Ok(User {
+        id,
+        username,
+        display_name,
+        email,
+        employee_id,
+        roles,
+        status,
+        attempts: Attempts {
+            consecutive_failures,
+            last_failure_at: last_failure_at_us.map(from_unix_micros),
+            locked_until: locked_until_us.map(from_unix_micros),
+        },
+        created_at: from_unix_micros(created_at_us),
+    })
 }
 
-pub(crate) type FactorRow = (String, String, String, String, String, i64, Option<i64>);
+/// Roles as stored: a JSON list, sorted and without duplicates whatever the caller passed.
+pub(crate) fn roles_json(roles: &[String]) -> String {
+    let mut sorted: Vec<&str> = roles.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    serde_json::Value::from(sorted).to_string()
+}
+
+/// The failure count as the `INTEGER` column holds it.
+pub(crate) fn failures(a: &Attempts) -> Result<i32, StoreError> {
+    i32::try_from(a.consecutive_failures)
+        .map_err(|_| StoreError::Malformed(format!("{} consecutive failures cannot be stored", a.consecutive_failures)))
+}
+
+macro_rules! select_factors {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, user_id, kind, label, secret, params, counter, credential_id, created_at_us, \
+             last_used_at_us FROM factors ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_factors;
+
+pub(crate) type FactorRow =
+    (String, String, String, String, String, String, Option<i64>, Option<String>, i64, Option<i64>);
 
 pub(crate) fn factor(
-    (id, user_id, kind, label, secret, created_at_us, last_used_at_us): FactorRow,
+    (id, user_id, kind, label, secret, params, counter, credential_id, created_at_us, last_used_at_us): FactorRow,
 ) -> Result<Factor, StoreError> {
     let kind = FactorKind::parse(&kind)
         .ok_or_else(|| StoreError::Malformed(format!("factor {id} has unknown kind {kind:?}")))?;
+    let params = serde_json::from_str(&params)
+        .map_err(|_| StoreError::Malformed(format!("factor {id} has parameters that are not JSON")))?;
     Ok(Factor {
         id,
         user_id,
         kind,
         label,
         secret,
+        params,
+        counter,
+        credential_id,
         created_at: from_unix_micros(created_at_us),
         last_used_at: last_used_at_us.map(from_unix_micros),
     })
+}
+
+macro_rules! select_flows {
+    ($rest:literal) => {
+        concat!("SELECT digest, kind, user_id, state, version, created_at_us, expires_at_us FROM flows ", $rest)
+    };
+}
+pub(crate) use select_flows;
+
+pub(crate) type FlowRow = (Vec<u8>, String, Option<String>, String, i64, i64, i64);
+
+pub(crate) fn flow(
+    (digest, kind, user_id, state, version, created_at_us, expires_at_us): FlowRow,
+) -> Result<Flow, StoreError> {
+    let kind = FlowKind::parse(&kind).ok_or_else(|| StoreError::Malformed(format!("flow of unknown kind {kind:?}")))?;
+    let state =
+        serde_json::from_str(&state).map_err(|_| StoreError::Malformed("flow state that is not JSON".into()))?;
+    Ok(Flow {
+        id_digest: bytes(digest, "flow digest")?,
+        kind,
+        user_id,
+        state,
+        version,
+        created_at: from_unix_micros(created_at_us),
+        expires_at: from_unix_micros(expires_at_us),
+    })
+}
+
+macro_rules! select_sessions {
+    ($rest:literal) => {
+        concat!(
+            "SELECT digest, id, user_id, aal, amr, correlation_id, client_ip, user_agent, created_at_us, \
+             last_seen_at_us, revoked_at_us FROM sessions ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_sessions;
+
+pub(crate) type SessionRow =
+    (Vec<u8>, String, String, String, String, String, Option<String>, Option<String>, i64, i64, Option<i64>);
+
+pub(crate) fn session(
+    (
+        digest,
+        id,
+        user_id,
+        aal,
+        amr,
+        correlation_id,
+        client_ip,
+        user_agent,
+        created_at_us,
+        last_seen_at_us,
+        revoked_at_us,
+    ): SessionRow,
+) -> Result<Session, StoreError> {
+    let malformed = |what: &str| StoreError::Malformed(format!("session {id} has {what}"));
+    let aal: Aal =
+        serde_json::from_value(serde_json::Value::String(aal)).map_err(|_| malformed("an unknown assurance level"))?;
+    let amr: Vec<String> = serde_json::from_str(&amr).map_err(|_| malformed("an amr column that is not a list"))?;
+    let client_ip = client_ip
+        .map(|ip| ip.parse::<IpAddr>())
+        .transpose()
+        .map_err(|_| malformed("a client address that is not an IP address"))?;
+    Ok(Session {
+        id_digest: bytes(digest, "session digest")?,
+        id,
+        user_id,
+        aal,
+        amr,
+        created_at: from_unix_micros(created_at_us),
+        last_seen_at: from_unix_micros(last_seen_at_us),
+        revoked_at: revoked_at_us.map(from_unix_micros),
+        client_ip,
+        user_agent,
+        correlation_id,
+    })
+}
+
+/// `amr` as stored: a JSON list of RFC 8176 values.
+pub(crate) fn amr_json(amr: &[String]) -> String {
+    serde_json::Value::from(amr).to_string()
+}
+
+macro_rules! select_api_tokens {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, user_id, digest, label, scopes, created_at_us, expires_at_us, revoked_at_us FROM api_tokens ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_api_tokens;
+
+pub(crate) type ApiTokenRow = (String, String, Vec<u8>, String, String, i64, i64, Option<i64>);
+
+pub(crate) fn api_token(
+    (id, user_id, digest, label, scopes, created_at_us, expires_at_us, revoked_at_us): ApiTokenRow,
+) -> Result<ApiToken, StoreError> {
+    let malformed = || StoreError::Malformed(format!("API token {id} has scopes that are not a list of known scopes"));
+    let names: Vec<String> = serde_json::from_str(&scopes).map_err(|_| malformed())?;
+    let scopes = names.iter().map(|s| Scope::parse(s)).collect::<Option<Vec<_>>>().ok_or_else(malformed)?;
+    Ok(ApiToken {
+        digest: bytes(digest, "API token digest")?,
+        id,
+        user_id,
+        label,
+        scopes,
+        created_at: from_unix_micros(created_at_us),
+        expires_at: from_unix_micros(expires_at_us),
+        revoked_at: revoked_at_us.map(from_unix_micros),
+    })
+}
+
+/// Scopes as stored: a JSON list of their stable names.
+pub(crate) fn scopes_json(scopes: &[Scope]) -> String {
+    serde_json::Value::from(scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>()).to_string()
 }
 
 pub(crate) type SigningKeyRow = (String, String, Vec<u8>, String, i64);

@@ -2,9 +2,13 @@
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use wardgate_core::api_token::ApiToken;
 use wardgate_core::audit::{AuditEvent, ChainHead, Checkpoint, StoredRecord};
+use wardgate_core::flow::Flow;
 use wardgate_core::identity::{Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
+use wardgate_core::lockout::Attempts;
+use wardgate_core::session::Session;
 
 use crate::StoreError;
 
@@ -117,19 +121,165 @@ pub trait Store: Send + Sync + 'static {
     /// concurrent change is never overwritten). Returns whether it was replaced.
     async fn replace_sealed(&self, old: &SealedRef, new_sealed: &str) -> Result<bool, StoreError>;
 
-    // --- users and factors ---------------------------------------------------------------
+    // --- users ---------------------------------------------------------------------------
 
+    /// Fails with [`StoreError::UsernameTaken`] if the username was ever used, by anyone.
     async fn create_user(&self, user: &User, factors: &[Factor], event: &AuditEvent) -> Result<(), StoreError>;
 
     async fn user_by_username(&self, username: &Username) -> Result<Option<User>, StoreError>;
 
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError>;
 
+    /// Up to `limit` users whose username sorts after `after` (keyset paging), in order.
+    async fn list_users(&self, after: Option<&str>, limit: u32) -> Result<Vec<User>, StoreError>;
+
+    /// Active administrators (role `admin`, status `active`).
     async fn count_admins(&self) -> Result<i64, StoreError>;
+
+    /// Writes the profile fields (display name, email, employee id, roles) and the status
+    /// of `user` (found by id). Leaving `active` for `disabled` or `terminated` ends every
+    /// session, API token and pending flow of the account in the same transaction; a
+    /// `terminated` account also loses its factors. The username never changes.
+    /// [`StoreError::NotFound`] if there is no such user.
+    async fn update_user(&self, user: &User, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Replaces the failed-attempt counters if they still equal `expected` (compare-and-set,
+    /// so that concurrent failures on several nodes are all counted: the loser re-reads and
+    /// retries). Returns whether they were replaced. `event`, if any, is appended in the
+    /// same transaction (a lockout, an unlock).
+    async fn set_attempts(
+        &self,
+        user_id: &str,
+        expected: &Attempts,
+        new: &Attempts,
+        event: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError>;
+
+    // --- factors -------------------------------------------------------------------------
 
     async fn add_factor(&self, factor: &Factor, event: &AuditEvent) -> Result<(), StoreError>;
 
+    /// Factors of one user, oldest first.
     async fn factors_of(&self, user_id: &str) -> Result<Vec<Factor>, StoreError>;
+
+    /// The WebAuthn factor with this credential id (base64url), for username-less sign-in.
+    async fn factor_by_credential(&self, credential_id: &str) -> Result<Option<Factor>, StoreError>;
+
+    /// Compare-and-set on the factor's counter: sets it to `counter` (and `last_used_at`
+    /// to `now`) only if it is unset or lower. This is what makes a TOTP time step usable
+    /// once, even when two nodes receive the same code at once. Returns whether it advanced.
+    async fn advance_factor_counter(
+        &self,
+        factor_id: &str,
+        counter: i64,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Replaces the factor's secret, params, counter, label and `last_used_at` with those of
+    /// `new` (same id) if its stored secret still equals `expected_secret`. Used to spend a
+    /// recovery code and to update a WebAuthn credential after use. Returns whether it did.
+    async fn update_factor(
+        &self,
+        new: &Factor,
+        expected_secret: &str,
+        event: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError>;
+
+    /// Removes one factor of one user. [`StoreError::NotFound`] if there is none.
+    async fn remove_factor(&self, user_id: &str, factor_id: &str, event: &AuditEvent) -> Result<(), StoreError>;
+
+    // --- enrollment links ----------------------------------------------------------------
+
+    /// Stores the digest of a one-time enrollment link for an invited user, replacing any
+    /// earlier link of that user.
+    async fn issue_enrollment(
+        &self,
+        user_id: &str,
+        digest: &[u8; 32],
+        expires_at: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// The user an unexpired link belongs to.
+    async fn enrollment_user(&self, digest: &[u8; 32], now: OffsetDateTime) -> Result<Option<String>, StoreError>;
+
+    /// Atomically: the link is unexpired and belongs to `user_id`, still `invited` → the
+    /// factors are stored, the account becomes `active`, the link is deleted and `event`
+    /// appended. Otherwise [`StoreError::EnrollmentInvalid`] and nothing changes.
+    async fn complete_enrollment(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+        user_id: &str,
+        factors: &[Factor],
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    // --- flows (logins and enrollments between steps) --------------------------------------
+
+    async fn insert_flow(&self, flow: &Flow) -> Result<(), StoreError>;
+
+    /// The flow, if it exists and has not expired.
+    async fn flow(&self, digest: &[u8; 32], now: OffsetDateTime) -> Result<Option<Flow>, StoreError>;
+
+    /// Writes `flow.state`, `flow.user_id` and `flow.expires_at` with `version + 1` if the
+    /// stored version is still `flow.version`. Returns whether it did.
+    async fn update_flow(&self, flow: &Flow) -> Result<bool, StoreError>;
+
+    async fn delete_flow(&self, digest: &[u8; 32]) -> Result<(), StoreError>;
+
+    /// Deletes flows that expired before `now`; returns how many.
+    async fn purge_expired_flows(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    // --- sessions -------------------------------------------------------------------------
+
+    /// Stores a new session and appends `event`; `flow`, if given, is deleted in the same
+    /// transaction so that a login's last step cannot be replayed for a second session.
+    /// [`StoreError::NotFound`] if that flow is already gone (the step raced with itself).
+    async fn create_session(
+        &self,
+        session: &Session,
+        flow: Option<&[u8; 32]>,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    async fn session_by_digest(&self, digest: &[u8; 32]) -> Result<Option<Session>, StoreError>;
+
+    /// Records activity (for the idle timeout).
+    async fn touch_session(&self, digest: &[u8; 32], now: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// The user's sessions that are not revoked, newest first.
+    async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>, StoreError>;
+
+    /// Revokes one session of a user (by its public id). [`StoreError::NotFound`] if the
+    /// user has no such unrevoked session.
+    async fn revoke_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Revokes every session of a user; returns how many were live.
+    async fn revoke_sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<u64, StoreError>;
+
+    // --- API tokens -------------------------------------------------------------------------
+
+    async fn create_api_token(&self, token: &ApiToken, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn api_token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiToken>, StoreError>;
+
+    /// Tokens of one user, newest first (revoked ones included, for the record).
+    async fn api_tokens_of(&self, user_id: &str) -> Result<Vec<ApiToken>, StoreError>;
+
+    /// [`StoreError::NotFound`] if there is no such unrevoked token.
+    async fn revoke_api_token(&self, id: &str, now: OffsetDateTime, event: &AuditEvent) -> Result<(), StoreError>;
 
     // --- first administrator ----------------------------------------------------------------
 

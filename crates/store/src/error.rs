@@ -14,6 +14,8 @@ pub enum StoreError {
     BootstrapInvalid,
     #[error("an administrator already exists")]
     AdminExists,
+    #[error("enrollment link is invalid, used or expired")]
+    EnrollmentInvalid,
     #[error("not found")]
     NotFound,
     /// A stored value could not be decoded (a column holds something the schema forbids).

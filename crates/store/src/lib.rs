@@ -3,7 +3,10 @@
 //!
 //! Invariant: every state change that an auditor cares about is written in the same
 //! transaction as its audit record. Callers pass the [`AuditEvent`] to the mutating method;
-//! there is no way to change users, factors, keys or bootstrap links without one.
+//! there is no way to create or change an account, a factor, a key, a link, a session or
+//! an API token without one. Only routine bookkeeping is written without a record — flows
+//! between login steps, session activity, factor and failure counters — and those methods
+//! take an optional event for the writes that are events (a lockout, a recovery code spent).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod audit_writer;

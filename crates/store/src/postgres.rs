@@ -14,15 +14,22 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{Connection as _, PgPool, Postgres, Transaction};
 use time::OffsetDateTime;
+use wardgate_core::api_token::ApiToken;
 use wardgate_core::audit::record::seal_batch;
 use wardgate_core::audit::{AuditEvent, ChainHead, Checkpoint, StoredRecord};
-use wardgate_core::identity::{Factor, User, Username};
+use wardgate_core::flow::Flow;
+use wardgate_core::identity::{AccountStatus, Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
+use wardgate_core::lockout::Attempts;
+use wardgate_core::session::Session;
 
 use crate::common::{self, micros};
 use crate::{AuditMark, AuditMarks, SealedColumn, SealedRef, Store, StoreError};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial", include_str!("../migrations/postgres/0001_initial.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
+    (2, "authentication", include_str!("../migrations/postgres/0002_authentication.sql")),
+];
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -90,6 +97,20 @@ impl PostgresStore {
             Err(e) => common::finish(tx, Err(e), err).await,
         }
     }
+
+    /// [`Self::begin_chain`] for a change that appends to the chain; for one that does not,
+    /// a plain transaction that leaves the other writers alone.
+    async fn begin_if_audited(
+        &self,
+        audited: bool,
+    ) -> Result<(Transaction<'static, Postgres>, Option<ChainHead>), StoreError> {
+        if audited {
+            let (tx, head) = self.begin_chain().await?;
+            Ok((tx, Some(head)))
+        } else {
+            Ok((self.begin().await?, None))
+        }
+    }
 }
 
 fn err(e: sqlx::Error) -> StoreError {
@@ -153,19 +174,29 @@ async fn bump_revision(conn: &mut PgConnection) -> Result<(), StoreError> {
 }
 
 async fn count_admins_in(conn: &mut PgConnection) -> Result<i64, StoreError> {
-    sqlx::query_scalar("SELECT count(*) FROM users WHERE is_admin").fetch_one(conn).await.map_err(err)
+    sqlx::query_scalar("SELECT count(*) FROM users WHERE is_admin AND status = 'active'")
+        .fetch_one(conn)
+        .await
+        .map_err(err)
 }
 
 async fn insert_user(conn: &mut PgConnection, user: &User, factors: &[Factor]) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO users (id, username, display_name, is_admin, disabled, created_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO users (id, username, display_name, email, employee_id, roles, is_admin, status, \
+         failed_attempts, last_failure_at_us, locked_until_us, created_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&user.id)
     .bind(user.username.as_str())
     .bind(&user.display_name)
-    .bind(user.is_admin)
-    .bind(user.disabled)
+    .bind(&user.email)
+    .bind(&user.employee_id)
+    .bind(common::roles_json(&user.roles))
+    .bind(user.is_admin())
+    .bind(user.status.as_str())
+    .bind(common::failures(&user.attempts)?)
+    .bind(user.attempts.last_failure_at.map(micros))
+    .bind(user.attempts.locked_until.map(micros))
     .bind(micros(user.created_at))
     .execute(&mut *conn)
     .await
@@ -178,16 +209,72 @@ async fn insert_user(conn: &mut PgConnection, user: &User, factors: &[Factor]) -
 
 async fn insert_factor(conn: &mut PgConnection, f: &Factor) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO factors (id, user_id, kind, label, secret, created_at_us, last_used_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO factors (id, user_id, kind, label, secret, params, counter, credential_id, created_at_us, \
+         last_used_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(&f.id)
     .bind(&f.user_id)
     .bind(f.kind.as_str())
     .bind(&f.label)
     .bind(&f.secret)
+    .bind(f.params.to_string())
+    .bind(f.counter)
+    .bind(&f.credential_id)
     .bind(micros(f.created_at))
     .bind(f.last_used_at.map(micros))
+    .execute(conn)
+    .await
+    .map_err(err)?;
+    Ok(())
+}
+
+/// Ends everything that lets an account act: sessions and API tokens are revoked (kept,
+/// for the record), pending flows and enrollment links deleted; `terminate` also deletes
+/// the factors, since the person has left for good.
+async fn end_access(
+    conn: &mut PgConnection,
+    user_id: &str,
+    at: OffsetDateTime,
+    terminate: bool,
+) -> Result<(), StoreError> {
+    let at = micros(at);
+    sqlx::query("UPDATE sessions SET revoked_at_us = $1 WHERE user_id = $2 AND revoked_at_us IS NULL")
+        .bind(at)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+    sqlx::query("UPDATE api_tokens SET revoked_at_us = $1 WHERE user_id = $2 AND revoked_at_us IS NULL")
+        .bind(at)
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(err)?;
+    for sql in ["DELETE FROM flows WHERE user_id = $1", "DELETE FROM enrollment_links WHERE user_id = $1"] {
+        sqlx::query(sql).bind(user_id).execute(&mut *conn).await.map_err(err)?;
+    }
+    if terminate {
+        sqlx::query("DELETE FROM factors WHERE user_id = $1").bind(user_id).execute(&mut *conn).await.map_err(err)?;
+    }
+    Ok(())
+}
+
+async fn insert_session(conn: &mut PgConnection, s: &Session) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sessions (digest, id, user_id, aal, amr, correlation_id, client_ip, user_agent, created_at_us, \
+         last_seen_at_us, revoked_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(s.id_digest.to_vec())
+    .bind(&s.id)
+    .bind(&s.user_id)
+    .bind(s.aal.as_str())
+    .bind(common::amr_json(&s.amr))
+    .bind(&s.correlation_id)
+    .bind(s.client_ip.map(|ip| ip.to_string()))
+    .bind(&s.user_agent)
+    .bind(micros(s.created_at))
+    .bind(micros(s.last_seen_at))
+    .bind(s.revoked_at.map(micros))
     .execute(conn)
     .await
     .map_err(err)?;
@@ -500,30 +587,108 @@ impl Store for PostgresStore {
     }
 
     async fn user_by_username(&self, username: &Username) -> Result<Option<User>, StoreError> {
-        let row: Option<common::UserRow> = sqlx::query_as(
-            "SELECT id, username, display_name, is_admin, disabled, created_at_us FROM users WHERE username = $1",
-        )
-        .bind(username.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(err)?;
+        let row: Option<common::UserRow> = sqlx::query_as(common::select_users!("WHERE username = $1"))
+            .bind(username.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
         row.map(common::user).transpose()
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<common::UserRow> = sqlx::query_as(
-            "SELECT id, username, display_name, is_admin, disabled, created_at_us FROM users WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
+        let row: Option<common::UserRow> = sqlx::query_as(common::select_users!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(common::user).transpose()
+    }
+
+    async fn list_users(&self, after: Option<&str>, limit: u32) -> Result<Vec<User>, StoreError> {
+        // Every username is at least one character, so "" starts before the first.
+        let rows: Vec<common::UserRow> = sqlx::query_as(common::select_users!(
+            "WHERE username COLLATE \"C\" > $1 ORDER BY username COLLATE \"C\" LIMIT $2"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        row.map(common::user).transpose()
+        rows.into_iter().map(common::user).collect()
     }
 
     async fn count_admins(&self) -> Result<i64, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
         count_admins_in(&mut conn).await
+    }
+
+    async fn update_user(&self, user: &User, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let updated = sqlx::query(
+                "UPDATE users SET display_name = $1, email = $2, employee_id = $3, roles = $4, is_admin = $5, \
+                 status = $6 WHERE id = $7",
+            )
+            .bind(&user.display_name)
+            .bind(&user.email)
+            .bind(&user.employee_id)
+            .bind(common::roles_json(&user.roles))
+            .bind(user.is_admin())
+            .bind(user.status.as_str())
+            .bind(&user.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::NotFound);
+            }
+            if matches!(user.status, AccountStatus::Disabled | AccountStatus::Terminated) {
+                // Revoked at the time the audit record gives for the change.
+                end_access(&mut tx, &user.id, event.at, user.status == AccountStatus::Terminated).await?;
+            }
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn set_attempts(
+        &self,
+        user_id: &str,
+        expected: &Attempts,
+        new: &Attempts,
+        event: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let (mut tx, head) = self.begin_if_audited(event.is_some()).await?;
+        let r = async {
+            let replaced = sqlx::query(
+                "UPDATE users SET failed_attempts = $1, last_failure_at_us = $2, locked_until_us = $3 \
+                 WHERE id = $4 AND failed_attempts = $5 AND last_failure_at_us IS NOT DISTINCT FROM $6 \
+                 AND locked_until_us IS NOT DISTINCT FROM $7",
+            )
+            .bind(common::failures(new)?)
+            .bind(new.last_failure_at.map(micros))
+            .bind(new.locked_until.map(micros))
+            .bind(user_id)
+            .bind(common::failures(expected)?)
+            .bind(expected.last_failure_at.map(micros))
+            .bind(expected.locked_until.map(micros))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected()
+                == 1;
+            // The loser of the race retries with its event; appending it now would record
+            // one lockout twice.
+            if let (Some(event), Some(head)) = (event.filter(|_| replaced), head) {
+                append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            }
+            Ok(replaced)
+        }
+        .await;
+        common::finish(tx, r, err).await
     }
 
     async fn add_factor(&self, factor: &Factor, event: &AuditEvent) -> Result<(), StoreError> {
@@ -538,15 +703,417 @@ impl Store for PostgresStore {
     }
 
     async fn factors_of(&self, user_id: &str) -> Result<Vec<Factor>, StoreError> {
-        let rows: Vec<common::FactorRow> = sqlx::query_as(
-            "SELECT id, user_id, kind, label, secret, created_at_us, last_used_at_us FROM factors \
-             WHERE user_id = $1 ORDER BY created_at_us, id",
+        let rows: Vec<common::FactorRow> =
+            sqlx::query_as(common::select_factors!("WHERE user_id = $1 ORDER BY created_at_us, id"))
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.into_iter().map(common::factor).collect()
+    }
+
+    async fn factor_by_credential(&self, credential_id: &str) -> Result<Option<Factor>, StoreError> {
+        let row: Option<common::FactorRow> = sqlx::query_as(common::select_factors!("WHERE credential_id = $1"))
+            .bind(credential_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(common::factor).transpose()
+    }
+
+    async fn advance_factor_counter(
+        &self,
+        factor_id: &str,
+        counter: i64,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        sqlx::query(
+            "UPDATE factors SET counter = $1, last_used_at_us = $2 \
+             WHERE id = $3 AND (counter IS NULL OR counter < $1)",
         )
+        .bind(counter)
+        .bind(micros(now))
+        .bind(factor_id)
+        .execute(&self.pool)
+        .await
+        .map(|r| r.rows_affected() == 1)
+        .map_err(err)
+    }
+
+    async fn update_factor(
+        &self,
+        new: &Factor,
+        expected_secret: &str,
+        event: Option<&AuditEvent>,
+    ) -> Result<bool, StoreError> {
+        let (mut tx, head) = self.begin_if_audited(event.is_some()).await?;
+        let r = async {
+            let replaced = sqlx::query(
+                "UPDATE factors SET secret = $1, params = $2, counter = $3, label = $4, last_used_at_us = $5 \
+                 WHERE id = $6 AND secret = $7",
+            )
+            .bind(&new.secret)
+            .bind(new.params.to_string())
+            .bind(new.counter)
+            .bind(&new.label)
+            .bind(new.last_used_at.map(micros))
+            .bind(&new.id)
+            .bind(expected_secret)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected()
+                == 1;
+            if let (Some(event), Some(head)) = (event.filter(|_| replaced), head) {
+                append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            }
+            Ok(replaced)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn remove_factor(&self, user_id: &str, factor_id: &str, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let removed = sqlx::query("DELETE FROM factors WHERE id = $1 AND user_id = $2")
+                .bind(factor_id)
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if removed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn issue_enrollment(
+        &self,
+        user_id: &str,
+        digest: &[u8; 32],
+        expires_at: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let status: Option<String> = sqlx::query_scalar("SELECT status FROM users WHERE id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            match status.as_deref() {
+                None => return Err(StoreError::NotFound),
+                Some("invited") => {}
+                Some(_) => return Err(StoreError::EnrollmentInvalid),
+            }
+            sqlx::query(
+                "INSERT INTO enrollment_links (user_id, digest, expires_at_us) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id) DO UPDATE SET digest = excluded.digest, expires_at_us = excluded.expires_at_us",
+            )
+            .bind(user_id)
+            .bind(digest.to_vec())
+            .bind(micros(expires_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn enrollment_user(&self, digest: &[u8; 32], now: OffsetDateTime) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar("SELECT user_id FROM enrollment_links WHERE digest = $1 AND expires_at_us > $2")
+            .bind(digest.to_vec())
+            .bind(micros(now))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)
+    }
+
+    async fn complete_enrollment(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+        user_id: &str,
+        factors: &[Factor],
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let used =
+                sqlx::query("DELETE FROM enrollment_links WHERE digest = $1 AND user_id = $2 AND expires_at_us > $3")
+                    .bind(digest.to_vec())
+                    .bind(user_id)
+                    .bind(micros(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+            let activated = sqlx::query("UPDATE users SET status = 'active' WHERE id = $1 AND status = 'invited'")
+                .bind(user_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if used == 0 || activated == 0 {
+                return Err(StoreError::EnrollmentInvalid);
+            }
+            for factor in factors {
+                insert_factor(&mut tx, factor).await?;
+            }
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn insert_flow(&self, flow: &Flow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO flows (digest, kind, user_id, state, version, created_at_us, expires_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(flow.id_digest.to_vec())
+        .bind(flow.kind.as_str())
+        .bind(&flow.user_id)
+        .bind(flow.state.to_string())
+        .bind(flow.version)
+        .bind(micros(flow.created_at))
+        .bind(micros(flow.expires_at))
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(err)
+    }
+
+    async fn flow(&self, digest: &[u8; 32], now: OffsetDateTime) -> Result<Option<Flow>, StoreError> {
+        let row: Option<common::FlowRow> =
+            sqlx::query_as(common::select_flows!("WHERE digest = $1 AND expires_at_us > $2"))
+                .bind(digest.to_vec())
+                .bind(micros(now))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        row.map(common::flow).transpose()
+    }
+
+    async fn update_flow(&self, flow: &Flow) -> Result<bool, StoreError> {
+        sqlx::query(
+            "UPDATE flows SET state = $1, user_id = $2, expires_at_us = $3, version = version + 1 \
+             WHERE digest = $4 AND version = $5",
+        )
+        .bind(flow.state.to_string())
+        .bind(&flow.user_id)
+        .bind(micros(flow.expires_at))
+        .bind(flow.id_digest.to_vec())
+        .bind(flow.version)
+        .execute(&self.pool)
+        .await
+        .map(|r| r.rows_affected() == 1)
+        .map_err(err)
+    }
+
+    async fn delete_flow(&self, digest: &[u8; 32]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM flows WHERE digest = $1")
+            .bind(digest.to_vec())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    async fn purge_expired_flows(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        // `<=`: a flow is live only while `now < expires_at` (`Flow::is_live`).
+        sqlx::query("DELETE FROM flows WHERE expires_at_us <= $1")
+            .bind(micros(now))
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(err)
+    }
+
+    async fn create_session(
+        &self,
+        session: &Session,
+        flow: Option<&[u8; 32]>,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            if let Some(digest) = flow {
+                let deleted = sqlx::query("DELETE FROM flows WHERE digest = $1")
+                    .bind(digest.to_vec())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+                if deleted == 0 {
+                    return Err(StoreError::NotFound);
+                }
+            }
+            insert_session(&mut tx, session).await?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            Ok(())
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn session_by_digest(&self, digest: &[u8; 32]) -> Result<Option<Session>, StoreError> {
+        let row: Option<common::SessionRow> = sqlx::query_as(common::select_sessions!("WHERE digest = $1"))
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(common::session).transpose()
+    }
+
+    async fn touch_session(&self, digest: &[u8; 32], now: OffsetDateTime) -> Result<(), StoreError> {
+        // Two nodes may report activity out of order; the later time wins.
+        sqlx::query("UPDATE sessions SET last_seen_at_us = GREATEST(last_seen_at_us, $1) WHERE digest = $2")
+            .bind(micros(now))
+            .bind(digest.to_vec())
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(err)
+    }
+
+    async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>, StoreError> {
+        let rows: Vec<common::SessionRow> = sqlx::query_as(common::select_sessions!(
+            "WHERE user_id = $1 AND revoked_at_us IS NULL ORDER BY created_at_us DESC, id DESC"
+        ))
         .bind(user_id)
         .fetch_all(&self.pool)
         .await
         .map_err(err)?;
-        rows.into_iter().map(common::factor).collect()
+        rows.into_iter().map(common::session).collect()
+    }
+
+    async fn revoke_session(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let revoked = sqlx::query(
+                "UPDATE sessions SET revoked_at_us = $1 WHERE user_id = $2 AND id = $3 AND revoked_at_us IS NULL",
+            )
+            .bind(micros(now))
+            .bind(user_id)
+            .bind(session_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if revoked == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn revoke_sessions_of(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<u64, StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let revoked =
+                sqlx::query("UPDATE sessions SET revoked_at_us = $1 WHERE user_id = $2 AND revoked_at_us IS NULL")
+                    .bind(micros(now))
+                    .bind(user_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await?;
+            Ok(revoked)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn create_api_token(&self, token: &ApiToken, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            sqlx::query(
+                "INSERT INTO api_tokens (id, user_id, digest, label, scopes, created_at_us, expires_at_us, \
+                 revoked_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&token.id)
+            .bind(&token.user_id)
+            .bind(token.digest.to_vec())
+            .bind(&token.label)
+            .bind(common::scopes_json(&token.scopes))
+            .bind(micros(token.created_at))
+            .bind(micros(token.expires_at))
+            .bind(token.revoked_at.map(micros))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn api_token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ApiToken>, StoreError> {
+        let row: Option<common::ApiTokenRow> = sqlx::query_as(common::select_api_tokens!("WHERE digest = $1"))
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(common::api_token).transpose()
+    }
+
+    async fn api_tokens_of(&self, user_id: &str) -> Result<Vec<ApiToken>, StoreError> {
+        let rows: Vec<common::ApiTokenRow> =
+            sqlx::query_as(common::select_api_tokens!("WHERE user_id = $1 ORDER BY created_at_us DESC, id DESC"))
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.into_iter().map(common::api_token).collect()
+    }
+
+    async fn revoke_api_token(&self, id: &str, now: OffsetDateTime, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let revoked =
+                sqlx::query("UPDATE api_tokens SET revoked_at_us = $1 WHERE id = $2 AND revoked_at_us IS NULL")
+                    .bind(micros(now))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+            if revoked == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
     }
 
     async fn issue_bootstrap(

@@ -59,6 +59,16 @@ pub mod types {
     pub const ADMIN_BOOTSTRAP_REFUSED: &str = "admin.bootstrap.refused";
     pub const ADMIN_USER_CREATED: &str = "admin.user.created";
     pub const ADMIN_FACTOR_ADDED: &str = "admin.factor.added";
+    pub const ADMIN_USER_INVITED: &str = "admin.user.invited";
+    pub const ADMIN_USER_DISABLED: &str = "admin.user.disabled";
+    pub const ADMIN_USER_ENABLED: &str = "admin.user.enabled";
+    pub const ADMIN_USER_UNLOCKED: &str = "admin.user.unlocked";
+    pub const ADMIN_USER_TERMINATED: &str = "admin.user.terminated";
+    pub const ADMIN_ENROLLMENT_ISSUED: &str = "admin.enrollment.issued";
+    pub const ADMIN_TOKEN_CREATED: &str = "admin.token.created";
+    pub const ADMIN_TOKEN_REVOKED: &str = "admin.token.revoked";
+    pub const ADMIN_FACTOR_IMPORTED: &str = "admin.factor.imported";
+    pub const ADMIN_FACTOR_REMOVED: &str = "admin.factor.removed";
     pub const AUDIT_CHECKPOINT_SIGNED: &str = "audit.checkpoint.signed";
     pub const AUDIT_RETENTION_PRUNED: &str = "audit.retention.pruned";
     pub const AUDIT_EXPORTED: &str = "audit.exported";
@@ -70,6 +80,26 @@ pub mod types {
     pub const AUTH_LOGIN_SUCCEEDED: &str = "auth.login.succeeded";
     pub const AUTH_LOGIN_FAILED: &str = "auth.login.failed";
     pub const AUTH_FACTOR_FAILED: &str = "auth.factor.failed";
+    pub const AUTH_FACTOR_PASSED: &str = "auth.factor.passed";
+    pub const AUTH_LOGIN_STARTED: &str = "auth.login.started";
+    pub const AUTH_LOGIN_THROTTLED: &str = "auth.login.throttled";
+    pub const AUTH_ACCOUNT_LOCKED: &str = "auth.account.locked";
+    pub const AUTH_RECOVERY_CODE_USED: &str = "auth.recovery_code.used";
+    pub const AUTH_WEBAUTHN_COUNTER_REGRESSION: &str = "auth.webauthn.counter_regression";
+    pub const AUTH_SESSION_ENDED: &str = "auth.session.ended";
+    pub const AUTH_SESSION_EXPIRED: &str = "auth.session.expired";
+    pub const AUTH_SESSION_REVOKED: &str = "auth.session.revoked";
+    pub const AUTH_SESSIONS_REVOKED_ALL: &str = "auth.session.revoked_all";
+    pub const ENROLLMENT_STARTED: &str = "enrollment.started";
+    pub const ENROLLMENT_PASSPHRASE_SET: &str = "enrollment.passphrase.set";
+    pub const ENROLLMENT_FACTOR_VERIFIED: &str = "enrollment.factor.verified";
+    pub const ENROLLMENT_FACTOR_REFUSED: &str = "enrollment.factor.refused";
+    pub const ENROLLMENT_COMPLETED: &str = "enrollment.completed";
+    pub const ACCOUNT_FACTOR_ADDED: &str = "account.factor.added";
+    pub const ACCOUNT_FACTOR_REMOVED: &str = "account.factor.removed";
+    pub const ACCOUNT_PASSPHRASE_CHANGED: &str = "account.passphrase.changed";
+    pub const ACCOUNT_RECOVERY_CODES_REGENERATED: &str = "account.recovery_codes.regenerated";
+    pub const ADMIN_API_CALLED: &str = "admin.api.called";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,6 +229,16 @@ mod tests {
             ADMIN_BOOTSTRAP_REFUSED,
             ADMIN_USER_CREATED,
             ADMIN_FACTOR_ADDED,
+            ADMIN_USER_INVITED,
+            ADMIN_USER_DISABLED,
+            ADMIN_USER_ENABLED,
+            ADMIN_USER_UNLOCKED,
+            ADMIN_USER_TERMINATED,
+            ADMIN_ENROLLMENT_ISSUED,
+            ADMIN_TOKEN_CREATED,
+            ADMIN_TOKEN_REVOKED,
+            ADMIN_FACTOR_IMPORTED,
+            ADMIN_FACTOR_REMOVED,
             AUDIT_CHECKPOINT_SIGNED,
             AUDIT_RETENTION_PRUNED,
             AUDIT_EXPORTED,
@@ -210,6 +250,26 @@ mod tests {
             AUTH_LOGIN_SUCCEEDED,
             AUTH_LOGIN_FAILED,
             AUTH_FACTOR_FAILED,
+            AUTH_FACTOR_PASSED,
+            AUTH_LOGIN_STARTED,
+            AUTH_LOGIN_THROTTLED,
+            AUTH_ACCOUNT_LOCKED,
+            AUTH_RECOVERY_CODE_USED,
+            AUTH_WEBAUTHN_COUNTER_REGRESSION,
+            AUTH_SESSION_ENDED,
+            AUTH_SESSION_EXPIRED,
+            AUTH_SESSION_REVOKED,
+            AUTH_SESSIONS_REVOKED_ALL,
+            ENROLLMENT_STARTED,
+            ENROLLMENT_PASSPHRASE_SET,
+            ENROLLMENT_FACTOR_VERIFIED,
+            ENROLLMENT_FACTOR_REFUSED,
+            ENROLLMENT_COMPLETED,
+            ACCOUNT_FACTOR_ADDED,
+            ACCOUNT_FACTOR_REMOVED,
+            ACCOUNT_PASSPHRASE_CHANGED,
+            ACCOUNT_RECOVERY_CODES_REGENERATED,
+            ADMIN_API_CALLED,
         ] {
             assert!(EventType::new(t).is_ok(), "{t}");
         }

@@ -54,6 +54,25 @@ impl Default for TotpParams {
     }
 }
 
+impl TotpParams {
+    /// The form stored in a factor's `params`: `{"algorithm","digits","step_secs"}`.
+    pub fn to_json(self) -> serde_json::Value {
+        serde_json::json!({"algorithm": self.algorithm.as_str(), "digits": self.digits, "step_secs": self.step_secs})
+    }
+
+    pub fn from_json(v: &serde_json::Value) -> Option<Self> {
+        let algorithm = match v.get("algorithm")?.as_str()? {
+            "SHA1" => TotpAlgorithm::Sha1,
+            "SHA256" => TotpAlgorithm::Sha256,
+            "SHA512" => TotpAlgorithm::Sha512,
+            _ => return None,
+        };
+        let digits = u8::try_from(v.get("digits")?.as_u64()?).ok()?;
+        let step_secs = v.get("step_secs").and_then(serde_json::Value::as_u64).unwrap_or(30);
+        Some(Self { algorithm, digits, step_secs })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TotpError {
     #[error("TOTP parameters are not allowed: {0}")]
@@ -104,6 +123,17 @@ pub fn otpauth_uri(params: TotpParams, secret: &[u8], issuer: &str, account: &st
     totp(params, secret, Some(issuer), account)?.to_url().map_err(|e| TotpError::Params(e.to_string()))
 }
 
+/// The secret as people type it into an app that cannot scan (RFC 4648 base32).
+pub fn secret_base32(secret: &[u8]) -> String {
+    totp_rs::Secret::from(secret.to_vec()).to_base32()
+}
+
+/// The inverse of [`secret_base32`], for seeds handed over in that form.
+pub fn secret_from_base32(s: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+    totp_rs::Secret::try_from_base32(s.trim_end_matches('=')).ok().map(|k| Zeroizing::new(k.as_bytes().to_vec()))
+}
+
 /// The code for `at`; for tests, and for the enrollment page's self-check.
 pub fn code_at(params: TotpParams, secret: &[u8], at: OffsetDateTime) -> Result<String, TotpError> {
     Ok(totp(params, secret, None, "")?.generate(unix_secs(at)).to_string())
@@ -149,6 +179,20 @@ mod tests {
     use super::*;
 
     const SEED_SHA1: &[u8] = b"12345678901234567890";
+
+    #[test]
+    fn base32_secrets_round_trip() {
+        let s = secret_base32(SEED_SHA1);
+        assert_eq!(secret_from_base32(&s.to_lowercase()).unwrap().as_slice(), SEED_SHA1);
+        assert!(secret_from_base32("not base32!").is_none());
+    }
+
+    #[test]
+    fn params_round_trip_through_factor_json() {
+        let p = TotpParams { algorithm: TotpAlgorithm::Sha256, digits: 8, step_secs: 30 };
+        assert_eq!(TotpParams::from_json(&p.to_json()), Some(p));
+        assert_eq!(TotpParams::from_json(&serde_json::json!({"algorithm": "MD5", "digits": 6})), None);
+    }
     const SEED_SHA256: &[u8] = b"12345678901234567890123456789012";
     const SEED_SHA512: &[u8] = b"1234567890123456789012345678901234567890123456789012345678901234";
 

@@ -4,155 +4,34 @@
 //! Each case is an `async fn(&Env)` written once; `conformance!` turns it into one test per
 //! backend. Without the environment variable the PostgreSQL tests say so and pass, unless
 //! `WARDGATE_REQUIRE_POSTGRES=1` (as in CI), when they fail.
+//!
+//! `harness` holds the environment and the fixtures; the cases are grouped by what they
+//! exercise: the audit chain, keys and the first administrator here, accounts, factors and
+//! enrollment in `accounts`, flows, sessions and API tokens in `access`. One test binary,
+//! because linking one is what takes longest.
+
+#[macro_use]
+mod harness;
+mod access;
+mod accounts;
 
 use std::collections::HashSet;
-use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures_util::FutureExt as _;
 use sqlx::Connection as _;
-use time::OffsetDateTime;
-use time::macros::datetime;
 use wardgate_core::audit::event::types;
 use wardgate_core::audit::record::seal_batch;
-use wardgate_core::audit::{AuditEvent, AuditRecord, ChainHead, ChainVerifier, CheckpointSigner, Outcome};
-use wardgate_core::identity::{Factor, FactorKind, User, Username};
+use wardgate_core::audit::{AuditEvent, AuditRecord, ChainHead, CheckpointSigner, Outcome};
+use wardgate_core::identity::{AccountStatus, Factor, FactorKind, User, Username};
 use wardgate_core::keys::{PURPOSE_AUDIT_CHECKPOINT, SigningKeyRecord};
+use wardgate_core::lockout::Attempts;
 use wardgate_core::secrets::{Kek, Keyring};
 use wardgate_core::settings::DatabaseLocation;
 use wardgate_core::unix_micros;
 use wardgate_store::{AuditMark, AuditMarks, PostgresStore, SealedColumn, SealedRef, SqliteStore, Store, StoreError};
 
-// --- harness ------------------------------------------------------------------------------
-
-enum Backend {
-    Sqlite { _dir: tempfile::TempDir, path: PathBuf },
-    Postgres { base_url: String, url: String, schema: String },
-}
-
-struct Env {
-    backend: Backend,
-    /// The first handle, node "node-a".
-    store: Arc<dyn Store>,
-}
-
-impl Env {
-    async fn sqlite() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wardgate.db");
-        let store = Arc::new(SqliteStore::open(&path, "node-a").await.unwrap());
-        Env { backend: Backend::Sqlite { _dir: dir, path }, store }
-    }
-
-    async fn postgres() -> Option<Env> {
-        let base_url = match std::env::var("WARDGATE_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => url,
-            _ => {
-                // CI sets this so that a missing URL fails instead of passing silently.
-                if std::env::var("WARDGATE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") {
-                    panic!("WARDGATE_REQUIRE_POSTGRES=1 but WARDGATE_TEST_POSTGRES_URL is unset");
-                }
-                eprintln!("PostgreSQL half skipped: WARDGATE_TEST_POSTGRES_URL is unset");
-                return None;
-            }
-        };
-        let schema = format!("wg_t_{:016x}", random_u64());
-        let mut admin = sqlx::PgConnection::connect(&base_url).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.unwrap();
-        admin.close().await.unwrap();
-        let sep = if base_url.contains('?') { '&' } else { '?' };
-        let url = format!("{base_url}{sep}options=-c%20search_path%3D{schema}");
-        let store = Arc::new(PostgresStore::open(&url, "node-a").await.unwrap());
-        Some(Env { backend: Backend::Postgres { base_url, url, schema }, store })
-    }
-
-    fn is_sqlite(&self) -> bool {
-        matches!(self.backend, Backend::Sqlite { .. })
-    }
-
-    /// Another handle on the same database: for SQLite a second pool on the file (as the
-    /// CLI beside the server), for PostgreSQL a second node.
-    async fn open(&self, node: &str) -> Result<Arc<dyn Store>, StoreError> {
-        Ok(match &self.backend {
-            Backend::Sqlite { path, .. } => Arc::new(SqliteStore::open(path, node).await?),
-            Backend::Postgres { url, .. } => Arc::new(PostgresStore::open(url, node).await?),
-        })
-    }
-
-    /// Runs SQL behind the store's back.
-    async fn raw_exec(&self, sqlite: &'static str, postgres: &'static str) {
-        match &self.backend {
-            Backend::Sqlite { path, .. } => {
-                let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
-                let mut c = sqlx::SqliteConnection::connect_with(&opts).await.unwrap();
-                sqlx::query(sqlite).execute(&mut c).await.unwrap();
-                c.close().await.unwrap();
-            }
-            Backend::Postgres { url, .. } => {
-                let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-                sqlx::query(postgres).execute(&mut c).await.unwrap();
-                c.close().await.unwrap();
-            }
-        }
-    }
-
-    async fn finish(self) {
-        drop(self.store);
-        if let Backend::Postgres { base_url, schema, .. } = self.backend {
-            let mut admin = sqlx::PgConnection::connect(&base_url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            admin.close().await.unwrap();
-        }
-    }
-}
-
-fn random_u64() -> u64 {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    h.write_u32(std::process::id());
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
-    h.finish()
-}
-
-/// Runs a case, then cleans up (dropping the PostgreSQL schema) even if the case panicked.
-async fn run<F>(env: Env, case: F)
-where
-    F: for<'a> FnOnce(&'a Env) -> futures_util::future::BoxFuture<'a, ()>,
-{
-    let outcome = std::panic::AssertUnwindSafe(case(&env)).catch_unwind().await;
-    env.finish().await;
-    if let Err(panic) = outcome {
-        std::panic::resume_unwind(panic);
-    }
-}
-
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    crate::run(crate::Env::sqlite().await, |env| Box::pin(super::$name(env))).await;
-                }
-            )*
-        }
-        mod on_postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    if let Some(env) = crate::Env::postgres().await {
-                        crate::run(env, |env| Box::pin(super::$name(env))).await;
-                    }
-                }
-            )*
-        }
-    };
-}
+use harness::*;
 
 conformance!(
     fresh_store_is_empty,
@@ -175,106 +54,6 @@ conformance!(
     sealed_values_and_compare_and_swap,
     newer_schema_is_refused,
 );
-
-// --- fixtures -----------------------------------------------------------------------------
-
-const T0: OffsetDateTime = datetime!(2026-11-28 07:00:00 UTC);
-
-fn secs(n: i64) -> time::Duration {
-    time::Duration::seconds(n)
-}
-
-fn ev(i: usize) -> AuditEvent {
-    AuditEvent::known(T0 + secs(i as i64), types::AUTH_LOGIN_FAILED, Outcome::Failure)
-        .subject(format!("user{i}"))
-        .reason("bad passphrase")
-}
-
-fn admin_ev(t: &'static str) -> AuditEvent {
-    AuditEvent::known(T0, t, Outcome::Success).actor("root")
-}
-
-fn user(id: &str, name: &str, is_admin: bool) -> User {
-    User {
-        id: id.into(),
-        username: Username::parse(name).unwrap(),
-        display_name: format!("{name} (display)"),
-        is_admin,
-        disabled: false,
-        // Sub-second, to show microseconds survive the round trip.
-        created_at: T0 + time::Duration::microseconds(123_456),
-    }
-}
-
-fn factor(id: &str, user_id: &str, kind: FactorKind, secret: &str, at: i64) -> Factor {
-    Factor {
-        id: id.into(),
-        user_id: user_id.into(),
-        kind,
-        label: format!("{id} label"),
-        secret: secret.into(),
-        created_at: T0 + secs(at),
-        last_used_at: None,
-    }
-}
-
-const PHC: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
-
-fn signer() -> CheckpointSigner {
-    CheckpointSigner::new("k1".into(), "node-a".into(), ed25519_dalek::SigningKey::from_bytes(&[7; 32]))
-}
-
-fn key(id: &str, purpose: &str, at: i64, sealed: &str) -> SigningKeyRecord {
-    SigningKeyRecord {
-        id: id.into(),
-        purpose: purpose.into(),
-        public_key: [at as u8; 32],
-        private_sealed: sealed.into(),
-        created_at: T0 + secs(at),
-    }
-}
-
-/// Reads the whole chain from the anchor and verifies it; returns (head, records verified).
-async fn verify_all(s: &dyn Store) -> (ChainHead, u64) {
-    let anchor = s.audit_anchor().await.unwrap();
-    let cps = s.checkpoints(anchor.seq, i64::MAX).await.unwrap();
-    let mut v = ChainVerifier::new(anchor, &cps);
-    let mut after = anchor.seq;
-    loop {
-        let page = s.audit_records(after, 500).await.unwrap();
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for r in &page {
-            v.push(r).unwrap_or_else(|e| panic!("{e}"));
-        }
-    }
-    let verified = v.verified();
-    let head = v.finish().unwrap();
-    assert_eq!(head, s.audit_head().await.unwrap());
-    (head, verified)
-}
-
-async fn head_at(s: &dyn Store, seq: i64) -> ChainHead {
-    let r = s.audit_records(seq - 1, 1).await.unwrap().remove(0);
-    assert_eq!(r.seq, seq);
-    ChainHead { seq, hash: r.hash.try_into().unwrap() }
-}
-
-async fn last_type(s: &dyn Store) -> String {
-    let head = s.audit_head().await.unwrap();
-    s.audit_records(head.seq - 1, 1).await.unwrap().remove(0).event_type
-}
-
-/// What an auditor would see change: used to show a refused operation changed nothing.
-async fn snapshot(s: &dyn Store) -> (ChainHead, i64, i64, i64, bool) {
-    (
-        s.audit_head().await.unwrap(),
-        s.audit_count().await.unwrap(),
-        s.revision().await.unwrap(),
-        s.count_admins().await.unwrap(),
-        s.bootstrap_pending(T0).await.unwrap(),
-    )
-}
 
 // --- cases --------------------------------------------------------------------------------
 
@@ -568,7 +347,13 @@ async fn revision_bumps_on_admin_changes_only(env: &Env) {
 
 async fn users_create_and_look_up(env: &Env) {
     let s = &*env.store;
-    let alice = user("u-alice", "alice", false);
+    let mut alice = user("u-alice", "alice", false).with_roles(["nurse".to_owned(), "charge:4b".to_owned()]);
+    alice.employee_id = Some("E-1042".into());
+    alice.attempts = Attempts {
+        consecutive_failures: 2,
+        last_failure_at: Some(T0 + time::Duration::microseconds(7)),
+        locked_until: None,
+    };
     let factors = [
         factor("f-pass", "u-alice", FactorKind::Passphrase, PHC, 1),
         factor("f-totp", "u-alice", FactorKind::Totp, "wg1.k.n.c", 2),
@@ -596,11 +381,18 @@ async fn users_create_and_look_up(env: &Env) {
     assert_eq!(s.user_by_id("u-imposter").await.unwrap(), None);
     assert!(s.factors_of("u-imposter").await.unwrap().is_empty());
 
-    let root = User { disabled: true, ..user("u-root", "root", true) };
-    s.create_user(&root, &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
+    // Only active administrators count.
+    let root = User { status: AccountStatus::Disabled, ..user("u-root", "root", true) };
+    let invited = User { status: AccountStatus::Invited, ..user("u-new", "newadmin", true) };
+    for u in [&root, &invited] {
+        s.create_user(u, &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
+    }
+    assert_eq!(s.count_admins().await.unwrap(), 0);
+    s.create_user(&user("u-boss", "boss", true), &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
     s.create_user(&user("u-carol", "carol", false), &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
     assert_eq!(s.count_admins().await.unwrap(), 1);
     assert_eq!(s.user_by_id("u-root").await.unwrap(), Some(root));
+    assert_eq!(s.user_by_id("u-new").await.unwrap(), Some(invited));
 }
 
 async fn factors_add_and_list(env: &Env) {
@@ -608,6 +400,9 @@ async fn factors_add_and_list(env: &Env) {
     s.create_user(&user("u1", "alice", false), &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
     let mut later = factor("f-b", "u1", FactorKind::Webauthn, "wg1.w.w.w", 20);
     later.last_used_at = Some(T0 + time::Duration::microseconds(5_000_001));
+    later.params = serde_json::json!({ "aaguid": "ee882879-721c-4913-9775-3dfcce97072a", "uv": true });
+    later.counter = Some(41);
+    later.credential_id = Some("Y3JlZGVudGlhbA".into());
     let earlier = factor("f-z", "u1", FactorKind::RecoveryCodes, "wg1.r.r.r", 10);
     s.add_factor(&later, &admin_ev(types::ADMIN_FACTOR_ADDED)).await.unwrap();
     s.add_factor(&earlier, &admin_ev(types::ADMIN_FACTOR_ADDED)).await.unwrap();

@@ -1,0 +1,295 @@
+//! `/api/v1/admin/…`: users, their factors and their sessions, for administrators.
+//!
+//! Callers prove who they are with an administrator's session (plus its CSRF token on
+//! changes) or with an API token bound to an administrator and scoped. Every call is
+//! audited with the acting account, reads included: who looked at whose account is
+//! evidence too.
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use wardgate_core::api_token::Scope;
+use wardgate_core::audit::event::types;
+use wardgate_core::audit::{AuditEvent, Outcome};
+use wardgate_core::identity::AccountStatus;
+use wardgate_core::token;
+use wardgate_store::StoreError;
+
+use crate::accounts::{AccountError, Accounts, ErrorKind, NewUser, SessionView, UserView};
+use crate::app::AppState;
+use crate::auth::session::{self, csrf_problem, unauthenticated};
+use crate::context::ClientContext;
+use crate::problem::{ApiJson, Problem};
+
+/// The administrator behind a call, and how they proved it.
+pub struct Admin {
+    /// `user:<username>` for a session, `token:<id>:<username>` for an API token.
+    pub actor: String,
+    pub ctx: ClientContext,
+    token_scopes: Option<Vec<Scope>>,
+}
+
+impl Admin {
+    fn require(&self, scope: Scope) -> Result<(), Problem> {
+        match &self.token_scopes {
+            Some(scopes) if !scopes.contains(&scope) => Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "insufficient-scope",
+                "The API token lacks the scope this call needs",
+            )
+            .detail(format!("needs {}", scope.as_str()))),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn forbidden() -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, "not-an-administrator", "Administrators only")
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let ctx = ClientContext::from_request_parts(parts, app).await.map_err(|_| Problem::internal())?;
+        let now = (app.clock)();
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let admin = if let Some(secret) = bearer {
+            let unavailable = |e: StoreError| {
+                tracing::error!(error = %e, "admin api: store failed");
+                Problem::unavailable("the database is unreachable")
+            };
+            let tok = app.store.api_token_by_digest(&token::digest(secret)).await.map_err(unavailable)?;
+            let Some(tok) = tok.filter(|t| t.revoked_at.is_none() && now < t.expires_at) else {
+                return Err(Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid-token",
+                    "The API token is invalid, revoked or expired",
+                ));
+            };
+            let user = app.store.user_by_id(&tok.user_id).await.map_err(unavailable)?;
+            let Some(user) = user.filter(|u| u.status == AccountStatus::Active && u.is_admin()) else {
+                return Err(forbidden());
+            };
+            Admin { actor: format!("token:{}:{}", tok.id, user.username), ctx, token_scopes: Some(tok.scopes) }
+        } else {
+            let cur = session::current(app, &parts.headers, &ctx).await?.ok_or_else(unauthenticated)?;
+            if !cur.user.is_admin() {
+                return Err(forbidden());
+            }
+            if !parts.method.is_safe() {
+                let presented = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+                if !cur.csrf_ok(presented) {
+                    return Err(csrf_problem());
+                }
+            }
+            Admin { actor: format!("user:{}", cur.user.username), ctx, token_scopes: None }
+        };
+        let e = AuditEvent::known(now, types::ADMIN_API_CALLED, Outcome::Success)
+            .actor(admin.actor.clone())
+            .client_ip(admin.ctx.ip)
+            .user_agent(admin.ctx.user_agent.clone())
+            .correlation_id(admin.ctx.request_id.clone())
+            .detail("method", parts.method.as_str().to_owned())
+            .detail("path", parts.uri.path().to_owned());
+        app.audit.append(e).await.map_err(|err| {
+            tracing::error!(error = %err, "admin api: audit append failed");
+            Problem::unavailable("the call could not be recorded")
+        })?;
+        Ok(admin)
+    }
+}
+
+fn problem(e: &AccountError) -> Response {
+    let p = match e.kind() {
+        ErrorKind::Invalid => Problem::invalid_field(e.to_string()),
+        ErrorKind::NotFound => {
+            Problem::new(StatusCode::NOT_FOUND, "not-found", "No such resource").detail(e.to_string())
+        }
+        ErrorKind::Conflict => {
+            Problem::new(StatusCode::CONFLICT, "conflict", "The account's state does not allow this")
+                .detail(e.to_string())
+        }
+        ErrorKind::Unavailable => {
+            tracing::error!(error = %e, "admin api failed");
+            Problem::unavailable("the operation could not be completed")
+        }
+    };
+    p.into_response()
+}
+
+fn accounts<'a>(app: &'a AppState, admin: &'a Admin) -> Accounts<'a> {
+    Accounts::new(&*app.store, &admin.actor, (app.clock)(), &app.auth.settings)
+}
+
+macro_rules! scope {
+    ($admin:expr, $scope:expr) => {
+        if let Err(p) = $admin.require($scope) {
+            return p.into_response();
+        }
+    };
+}
+
+pub async fn list_users(State(app): State<AppState>, admin: Admin) -> Response {
+    scope!(admin, Scope::UsersRead);
+    let now = (app.clock)();
+    match accounts(&app, &admin).list().await {
+        Ok(users) => axum::Json(users.iter().map(|u| UserView::new(u, now)).collect::<Vec<_>>()).into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InviteBody {
+    username: String,
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    employee_id: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+pub async fn invite(State(app): State<AppState>, admin: Admin, ApiJson(b): ApiJson<InviteBody>) -> Response {
+    scope!(admin, Scope::UsersWrite);
+    let new = NewUser {
+        username: b.username,
+        display_name: b.display_name,
+        email: b.email,
+        employee_id: b.employee_id,
+        roles: b.roles,
+    };
+    let base = app.base_url.clone();
+    match accounts(&app, &admin).invite(new, &base).await {
+        Ok((user, link)) => (
+            StatusCode::CREATED,
+            axum::Json(serde_json::json!({
+                "user": UserView::new(&user, (app.clock)()),
+                "enrollment_url": link.url,
+                "enrollment_expires_at": wardgate_core::audit::record::format_ts(link.expires_at),
+            })),
+        )
+            .into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
+pub async fn show_user(State(app): State<AppState>, admin: Admin, Path(username): Path<String>) -> Response {
+    scope!(admin, Scope::UsersRead);
+    match accounts(&app, &admin).show(&username).await {
+        Ok(d) => axum::Json(d.view((app.clock)())).into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
+pub async fn user_action(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path((username, action)): Path<(String, String)>,
+) -> Response {
+    scope!(admin, Scope::UsersWrite);
+    let a = accounts(&app, &admin);
+    let now = (app.clock)();
+    let result = match action.as_str() {
+        "disable" => a.disable(&username).await,
+        "enable" => a.enable(&username).await,
+        "unlock" => a.unlock(&username).await.map(|(u, _)| u),
+        "enrollment-link" => {
+            let base = app.base_url.clone();
+            return match a.reissue_enrollment(&username, &base).await {
+                Ok((user, link)) => axum::Json(serde_json::json!({
+                    "user": UserView::new(&user, now),
+                    "enrollment_url": link.url,
+                    "enrollment_expires_at": wardgate_core::audit::record::format_ts(link.expires_at),
+                }))
+                .into_response(),
+                Err(e) => problem(&e),
+            };
+        }
+        _ => return Problem::not_found().into_response(),
+    };
+    match result {
+        Ok(u) => axum::Json(UserView::new(&u, now)).into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
+/// Terminates the account: sessions end, factors are removed, the username stays reserved.
+pub async fn delete_user(State(app): State<AppState>, admin: Admin, Path(username): Path<String>) -> Response {
+    scope!(admin, Scope::UsersWrite);
+    match accounts(&app, &admin).terminate(&username).await {
+        Ok(u) => axum::Json(UserView::new(&u, (app.clock)())).into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
+pub async fn remove_factor(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path((username, factor_id)): Path<(String, String)>,
+) -> Response {
+    scope!(admin, Scope::UsersWrite);
+    match accounts(&app, &admin).remove_factor(&username, &factor_id).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
+pub async fn sessions(State(app): State<AppState>, admin: Admin, Path(username): Path<String>) -> Response {
+    scope!(admin, Scope::UsersRead);
+    match accounts(&app, &admin).show(&username).await {
+        Ok(d) => axum::Json(d.sessions.iter().map(SessionView::from).collect::<Vec<_>>()).into_response(),
+        Err(e) => problem(&e),
+    }
+}
+
+fn revoke_event(app: &AppState, admin: &Admin, username: &str, t: &'static str) -> AuditEvent {
+    AuditEvent::known((app.clock)(), t, Outcome::Success)
+        .actor(admin.actor.clone())
+        .subject(username.to_owned())
+        .client_ip(admin.ctx.ip)
+        .correlation_id(admin.ctx.request_id.clone())
+        .reason("revoked by an administrator")
+}
+
+pub async fn revoke_sessions(State(app): State<AppState>, admin: Admin, Path(username): Path<String>) -> Response {
+    scope!(admin, Scope::UsersWrite);
+    let user = match accounts(&app, &admin).user(&username).await {
+        Ok(u) => u,
+        Err(e) => return problem(&e),
+    };
+    let e = revoke_event(&app, &admin, user.username.as_str(), types::AUTH_SESSIONS_REVOKED_ALL);
+    match app.store.revoke_sessions_of(&user.id, (app.clock)(), &e).await {
+        Ok(n) => axum::Json(serde_json::json!({"revoked": n})).into_response(),
+        Err(e) => problem(&AccountError::Store(e)),
+    }
+}
+
+pub async fn revoke_session(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path((username, id)): Path<(String, String)>,
+) -> Response {
+    scope!(admin, Scope::UsersWrite);
+    let user = match accounts(&app, &admin).user(&username).await {
+        Ok(u) => u,
+        Err(e) => return problem(&e),
+    };
+    let e = revoke_event(&app, &admin, user.username.as_str(), types::AUTH_SESSION_REVOKED)
+        .detail("session_id", id.clone());
+    match app.store.revoke_session(&user.id, &id, (app.clock)(), &e).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(StoreError::NotFound) => Problem::not_found().into_response(),
+        Err(e) => problem(&AccountError::Store(e)),
+    }
+}

@@ -1,0 +1,170 @@
+//! `/api/v1/me…`: the signed-in person's own account — factors with their last use,
+//! sessions, sign out everywhere, new recovery codes.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use wardgate_core::audit::event::types;
+use wardgate_core::audit::record::format_ts;
+use wardgate_core::audit::{AuditEvent, Outcome};
+use wardgate_core::factors::recovery_codes;
+use wardgate_core::identity::{Factor, FactorKind};
+use wardgate_store::StoreError;
+
+use super::login::session_json;
+use crate::app::AppState;
+use crate::auth::session::{Current, SESSION_COOKIE, SignedIn, clear_cookie};
+use crate::context::ClientContext;
+use crate::problem::Problem;
+
+/// A factor as people see it: never its secret.
+pub fn factor_json(f: &Factor) -> serde_json::Value {
+    let p = &f.params;
+    let mut v = serde_json::json!({
+        "id": f.id,
+        "kind": f.kind.as_str(),
+        "label": f.label,
+        "created_at": format_ts(f.created_at),
+        "last_used_at": f.last_used_at.map(format_ts),
+    });
+    if let Some(m) = v.as_object_mut() {
+        for key in ["aaguid", "model", "backup_eligible", "serial", "remaining", "last_used_ip", "counter_regressions"]
+        {
+            if let Some(x) = p.get(key).filter(|x| !x.is_null()) {
+                m.insert(key.into(), x.clone());
+            }
+        }
+        if f.kind == FactorKind::RecoveryCodes {
+            m.insert("remaining".into(), crate::auth::factor_check::slots_of(f).iter().flatten().count().into());
+        }
+    }
+    v
+}
+
+fn unavailable(e: StoreError) -> Response {
+    tracing::error!(error = %e, "account: store failed");
+    Problem::unavailable("the database is unreachable").into_response()
+}
+
+pub async fn me(State(app): State<AppState>, SignedIn(cur): SignedIn) -> Response {
+    let factors = match app.store.factors_of(&cur.user.id).await {
+        Ok(f) => f,
+        Err(e) => return unavailable(e),
+    };
+    let sessions = match app.store.sessions_of(&cur.user.id).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(e),
+    };
+    let now = (app.clock)();
+    let live: Vec<_> = sessions
+        .iter()
+        .filter(|s| s.state(&app.auth.sessions, now) == wardgate_core::session::SessionState::Active)
+        .map(|s| {
+            let mut j = session_json(&app, s);
+            j["current"] = (s.id == cur.session.id).into();
+            j
+        })
+        .collect();
+    axum::Json(serde_json::json!({
+        "user": {
+            "id": cur.user.id,
+            "username": cur.user.username.as_str(),
+            "display_name": cur.user.display_name,
+            "email": cur.user.email,
+            "roles": cur.user.roles,
+        },
+        "session": session_json(&app, &cur.session),
+        "csrf_token": cur.csrf(),
+        "factors": factors.iter().map(factor_json).collect::<Vec<_>>(),
+        "sessions": live,
+    }))
+    .into_response()
+}
+
+fn event(app: &AppState, cur: &Current, ctx: &ClientContext, t: &'static str) -> AuditEvent {
+    AuditEvent::known((app.clock)(), t, Outcome::Success)
+        .subject(cur.user.username.as_str())
+        .client_ip(ctx.ip)
+        .user_agent(ctx.user_agent.clone())
+        .correlation_id(ctx.request_id.clone())
+}
+
+pub async fn revoke_session(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    SignedIn(cur): SignedIn,
+    Path(id): Path<String>,
+) -> Response {
+    let e = event(&app, &cur, &ctx, types::AUTH_SESSION_REVOKED)
+        .reason("revoked by the user")
+        .detail("session_id", id.clone());
+    match app.store.revoke_session(&cur.user.id, &id, (app.clock)(), &e).await {
+        Ok(()) => {
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            if id == cur.session.id {
+                resp.headers_mut().append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE));
+            }
+            resp
+        }
+        Err(StoreError::NotFound) => Problem::not_found().into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Sign out everywhere: every session of this account, this one included.
+pub async fn revoke_all(State(app): State<AppState>, ctx: ClientContext, SignedIn(cur): SignedIn) -> Response {
+    let e = event(&app, &cur, &ctx, types::AUTH_SESSIONS_REVOKED_ALL).reason("signed out everywhere by the user");
+    match app.store.revoke_sessions_of(&cur.user.id, (app.clock)(), &e).await {
+        Ok(n) => {
+            let mut resp = axum::Json(serde_json::json!({"revoked": n})).into_response();
+            resp.headers_mut().append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE));
+            resp
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// A fresh set of ten recovery codes, replacing the old set; shown once.
+pub async fn regenerate_recovery_codes(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    SignedIn(cur): SignedIn,
+) -> Response {
+    match regenerate(&app, &cur, &ctx).await {
+        Ok(codes) => axum::Json(serde_json::json!({"recovery_codes": codes})).into_response(),
+        Err(r) => r,
+    }
+}
+
+pub(crate) async fn regenerate(app: &AppState, cur: &Current, ctx: &ClientContext) -> Result<Vec<String>, Response> {
+    let factors = app.store.factors_of(&cur.user.id).await.map_err(unavailable)?;
+    let codes = tokio::task::spawn_blocking(recovery_codes::generate)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| Problem::internal().into_response())?;
+    let slots = serde_json::to_string(&codes.hashes).map_err(|_| Problem::internal().into_response())?;
+    let now = (app.clock)();
+    let e = event(app, cur, ctx, types::ACCOUNT_RECOVERY_CODES_REGENERATED).factor("otp");
+    let stored = match factors.iter().find(|f| f.kind == FactorKind::RecoveryCodes) {
+        Some(old) => {
+            let mut new = old.clone();
+            new.secret = slots;
+            new.params = serde_json::json!({"remaining": codes.codes.len()});
+            new.last_used_at = None;
+            new.created_at = now;
+            app.store.update_factor(&new, &old.secret, Some(&e)).await.map_err(unavailable)?
+        }
+        None => {
+            let id = wardgate_core::token::random_id().map_err(|_| Problem::internal().into_response())?;
+            let f = Factor::new(id, cur.user.id.clone(), FactorKind::RecoveryCodes, "Recovery codes", slots, now);
+            app.store.add_factor(&f, &e).await.map_err(unavailable)?;
+            true
+        }
+    };
+    if !stored {
+        return Err(Problem::new(StatusCode::CONFLICT, "concurrent-change", "The codes changed meanwhile; try again")
+            .into_response());
+    }
+    Ok(codes.codes.iter().map(|c| c.to_string()).collect())
+}

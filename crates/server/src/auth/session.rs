@@ -1,0 +1,198 @@
+//! Sessions over HTTP (capability A3): the cookie, the idle and absolute limits checked on
+//! every request, automatic logoff, and the CSRF token bound to the session.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use time::{Duration, OffsetDateTime};
+use wardgate_core::audit::event::types;
+use wardgate_core::audit::{AuditEvent, Outcome};
+use wardgate_core::identity::User;
+use wardgate_core::session::{Session, SessionState};
+use wardgate_core::token;
+use wardgate_store::StoreError;
+
+use crate::app::AppState;
+use crate::context::ClientContext;
+use crate::problem::Problem;
+
+/// `__Host-` pins the cookie to this origin: Secure, Path=/, no Domain attribute.
+pub const SESSION_COOKIE: &str = "__Host-wardgate-session";
+/// The login or enrollment in progress, for the HTML pages (the JSON API takes it in the body).
+pub const FLOW_COOKIE: &str = "__Host-wardgate-flow";
+
+/// Activity is written at most this often per session, so that busy pages do not turn
+/// every request into a database write.
+const TOUCH_EVERY: Duration = Duration::seconds(15);
+
+/// The value of one cookie from the `Cookie` header (RFC 6265 §4.2.1: `name=value; …`).
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// `Set-Cookie` for a `__Host-` cookie. SameSite=Lax so that a link from the EHR into a
+/// protected page arrives signed in, while cross-site POSTs do not carry the session.
+pub fn set_cookie(name: &str, value: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Lax")).ok()
+}
+
+pub fn clear_cookie(name: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0"))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The signed-in person making this request.
+#[derive(Debug, Clone)]
+pub struct Current {
+    pub session: Session,
+    pub user: User,
+    token: String,
+}
+
+impl Current {
+    /// The CSRF token for forms and API calls made with this session: derived from the
+    /// session secret, so it needs no storage and dies with the session.
+    pub fn csrf(&self) -> String {
+        csrf_for(&self.token)
+    }
+
+    pub fn csrf_ok(&self, presented: &str) -> bool {
+        token::ct_eq(self.csrf().as_bytes(), presented.as_bytes())
+    }
+}
+
+fn csrf_for(session_token: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(b"wardgate-csrf\0");
+    h.update(session_token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h.finalize())
+}
+
+/// The session this request carries, if it is live. An expired one is ended and audited
+/// (automatic logoff, HIPAA 164.312(a)(2)(iii)) the first time it is presented.
+pub async fn current(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -> Result<Option<Current>, Problem> {
+    let Some(tok) = cookie_value(headers, SESSION_COOKIE).filter(|t| t.len() == 43) else { return Ok(None) };
+    let digest = token::digest(&tok);
+    let session = match app.store.session_by_digest(&digest).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let now = (app.clock)();
+    match session.state(&app.auth.sessions, now) {
+        SessionState::Active => {}
+        SessionState::Revoked => return Ok(None),
+        expired @ (SessionState::IdleExpired | SessionState::LifetimeExpired) => {
+            let why = if expired == SessionState::IdleExpired { "idle timeout" } else { "absolute lifetime reached" };
+            let e = AuditEvent::known(now, types::AUTH_SESSION_EXPIRED, Outcome::Success)
+                .subject(session.user_id.clone())
+                .reason(why)
+                .client_ip(ctx.ip)
+                .correlation_id(session.correlation_id.clone())
+                .detail("session_id", session.id.clone());
+            match app.store.revoke_session(&session.user_id, &session.id, now, &e).await {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
+            return Ok(None);
+        }
+    }
+    let user = match app.store.user_by_id(&session.user_id).await {
+        Ok(Some(u)) if u.may_sign_in() => u,
+        Ok(_) => return Ok(None),
+        Err(e) => return Err(unavailable(e)),
+    };
+    if now - session.last_seen_at >= TOUCH_EVERY
+        && let Err(e) = app.store.touch_session(&digest, now).await
+    {
+        return Err(unavailable(e));
+    }
+    Ok(Some(Current { session, user, token: tok }))
+}
+
+fn unavailable(e: StoreError) -> Problem {
+    tracing::error!(error = %e, "session lookup failed");
+    Problem::unavailable("the database is unreachable")
+}
+
+/// Ends the session this request carries (sign out).
+pub async fn end(app: &AppState, cur: &Current, ctx: &ClientContext) -> Result<(), Problem> {
+    let now: OffsetDateTime = (app.clock)();
+    let e = AuditEvent::known(now, types::AUTH_SESSION_ENDED, Outcome::Success)
+        .subject(cur.user.username.as_str())
+        .reason("signed out")
+        .client_ip(ctx.ip)
+        .user_agent(ctx.user_agent.clone())
+        .correlation_id(cur.session.correlation_id.clone())
+        .detail("session_id", cur.session.id.clone());
+    match app.store.revoke_session(&cur.user.id, &cur.session.id, now, &e).await {
+        Ok(()) | Err(StoreError::NotFound) => Ok(()),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
+/// Extractor for API routes that need a signed-in person; 401 otherwise. State-changing
+/// methods also need the session's CSRF token in `X-CSRF-Token`.
+pub struct SignedIn(pub Current);
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let ctx = ClientContext::from_request_parts(parts, app).await.map_err(|_| Problem::internal())?;
+        let cur = current(app, &parts.headers, &ctx).await?.ok_or_else(unauthenticated)?;
+        if !parts.method.is_safe() {
+            let presented = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !cur.csrf_ok(presented) {
+                return Err(csrf_problem());
+            }
+        }
+        Ok(SignedIn(cur))
+    }
+}
+
+pub fn unauthenticated() -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, "unauthenticated", "Sign-in required")
+        .detail("no live session: it was never started, was signed out, revoked, or expired")
+}
+
+pub fn csrf_problem() -> Problem {
+    Problem::new(StatusCode::FORBIDDEN, "csrf", "The form has expired; reload the page and try again")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_host_prefixed_and_parsed_back() {
+        let v = set_cookie(SESSION_COOKIE, "abc").unwrap();
+        let s = v.to_str().unwrap();
+        assert!(s.starts_with("__Host-wardgate-session=abc;"));
+        for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Lax"] {
+            assert!(s.contains(attr), "{attr}");
+        }
+        assert!(!s.contains("Domain"));
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1; __Host-wardgate-session=tok; b=2"));
+        assert_eq!(cookie_value(&h, SESSION_COOKIE).as_deref(), Some("tok"));
+        assert_eq!(cookie_value(&h, FLOW_COOKIE), None);
+    }
+
+    #[test]
+    fn csrf_tokens_are_bound_to_the_session() {
+        let a = csrf_for("session-a");
+        assert_eq!(a, csrf_for("session-a"));
+        assert_ne!(a, csrf_for("session-b"));
+        assert_eq!(a.len(), 43);
+    }
+}

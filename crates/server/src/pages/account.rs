@@ -1,0 +1,288 @@
+//! `/account`: factors with their last use, sessions, sign out everywhere, recovery codes.
+
+use askama::Template;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use wardgate_core::identity::FactorKind;
+use wardgate_core::session::SessionState;
+
+use super::enroll::CodesPage;
+use super::{csrf_refused, render, see_other, show_time, with_cookies};
+use crate::app::AppState;
+use crate::auth::session::{self, Current, SESSION_COOKIE, clear_cookie, cookie_value};
+use crate::context::ClientContext;
+use crate::problem::ApiForm;
+
+struct FactorRow {
+    label: String,
+    details: String,
+    created: String,
+    last_used: String,
+}
+
+struct SessionRow {
+    id: String,
+    device: String,
+    ip: String,
+    created: String,
+    last_seen: String,
+    current: bool,
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage<'a> {
+    display_name: &'a str,
+    username: &'a str,
+    csrf: &'a str,
+    aal: &'a str,
+    amr: String,
+    idle_secs: i64,
+    idle_minutes: i64,
+    notices: Vec<String>,
+    message: Option<&'a str>,
+    factors: Vec<FactorRow>,
+    sessions: Vec<SessionRow>,
+}
+
+#[derive(Deserialize)]
+pub struct AccountQuery {
+    #[serde(default)]
+    recovery_code_used: Option<usize>,
+    #[serde(default)]
+    done: Option<String>,
+}
+
+/// The signed-in person, or where to send the browser: the sign-in page, or the logoff
+/// page when the session it carries has just expired.
+async fn signed_in(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -> Result<Current, Response> {
+    match session::current(app, headers, ctx).await {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) if cookie_value(headers, SESSION_COOKIE).is_some() => {
+            Err(with_cookies(see_other("/signed-out?reason=expired"), [clear_cookie(SESSION_COOKIE)]))
+        }
+        Ok(None) => Err(see_other("/")),
+        Err(p) => Err(p.into_response()),
+    }
+}
+
+fn device(ua: Option<&str>) -> String {
+    let ua = ua.unwrap_or("");
+    let browser = ["Edg/", "Firefox/", "Chrome/", "Safari/"]
+        .iter()
+        .find(|b| ua.contains(*b))
+        .map(|b| b.trim_end_matches('/').replace("Edg", "Edge"))
+        .unwrap_or_else(|| if ua.is_empty() { "Unknown".into() } else { ua.chars().take(40).collect() });
+    let os = ["Windows", "Mac OS X", "Linux", "Android", "iPhone", "iPad"]
+        .iter()
+        .find(|o| ua.contains(*o))
+        .map(|o| format!(" on {o}"))
+        .unwrap_or_default();
+    format!("{browser}{os}")
+}
+
+pub async fn page(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    Query(q): Query<AccountQuery>,
+) -> Response {
+    let cur = match signed_in(&app, &headers, &ctx).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (factors, sessions) =
+        match (app.store.factors_of(&cur.user.id).await, app.store.sessions_of(&cur.user.id).await) {
+            (Ok(f), Ok(s)) => (f, s),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "account page: store failed");
+                return crate::problem::Problem::unavailable("the database is unreachable").into_response();
+            }
+        };
+    let now = (app.clock)();
+    let mut notices = Vec::new();
+    let mut rows = Vec::new();
+    for f in &factors {
+        let json = crate::api::me::factor_json(f);
+        let mut details = Vec::new();
+        for key in ["model", "serial"] {
+            if let Some(v) = json.get(key).and_then(|v| v.as_str()) {
+                details.push(v.to_owned());
+            }
+        }
+        if let Some(a) = json.get("aaguid").and_then(|v| v.as_str()) {
+            details.push(format!("AAGUID {a}"));
+        }
+        if json.get("backup_eligible").and_then(|v| v.as_bool()) == Some(true) {
+            details.push("synced passkey".into());
+        }
+        if f.kind == FactorKind::RecoveryCodes {
+            let left = json.get("remaining").and_then(|v| v.as_u64()).unwrap_or(0);
+            details.push(format!("{left} of 10 left"));
+            if let Some(used) = f.last_used_at {
+                let from = f.params.get("last_used_ip").and_then(|v| v.as_str()).unwrap_or("an unknown address");
+                notices.push(format!(
+                    "A recovery code was used to sign in to your account on {} from {from}. If that was not you, call the help desk now.",
+                    show_time(used)
+                ));
+            }
+            if left <= 1 {
+                notices.push(if left == 0 {
+                    "You have no recovery codes left. Make new ones below.".to_owned()
+                } else {
+                    "Only one recovery code is left. Make new ones below.".to_owned()
+                });
+            }
+        }
+        if json.get("counter_regressions").and_then(|v| v.as_u64()).unwrap_or(0) > 0 {
+            notices.push(format!(
+                "Your security key \"{}\" reported a signature counter that went backwards; it may have been copied. Tell the help desk.",
+                f.label
+            ));
+        }
+        rows.push(FactorRow {
+            label: f.label.clone(),
+            details: details.join(" · "),
+            created: show_time(f.created_at),
+            last_used: f.last_used_at.map(show_time).unwrap_or_else(|| "never".into()),
+        });
+    }
+    let session_rows = sessions
+        .iter()
+        .filter(|s| s.state(&app.auth.sessions, now) == SessionState::Active)
+        .map(|s| SessionRow {
+            id: s.id.clone(),
+            device: device(s.user_agent.as_deref()),
+            ip: s.client_ip.map(|i| i.to_string()).unwrap_or_else(|| "unknown".into()),
+            created: show_time(s.created_at),
+            last_seen: show_time(s.last_seen_at),
+            current: s.id == cur.session.id,
+        })
+        .collect();
+    let message = match (q.recovery_code_used, q.done.as_deref()) {
+        (Some(left), _) => Some(if left == 0 {
+            "You signed in with your last recovery code."
+        } else {
+            "You signed in with a recovery code; it cannot be used again."
+        }),
+        (_, Some("revoked")) => Some("The session was ended."),
+        _ => None,
+    };
+    let csrf = cur.csrf();
+    let idle = app.auth.sessions.idle_timeout;
+    let page = AccountPage {
+        display_name: &cur.user.display_name,
+        username: cur.user.username.as_str(),
+        csrf: &csrf,
+        aal: cur.session.aal.as_str(),
+        amr: cur.session.amr.join(", "),
+        idle_secs: idle.whole_seconds() + 1,
+        idle_minutes: idle.whole_minutes(),
+        notices,
+        message,
+        factors: rows,
+        sessions: session_rows,
+    };
+    render(&page, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeForm {
+    csrf: String,
+    id: String,
+}
+
+pub async fn revoke(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<RevokeForm>,
+) -> Response {
+    let cur = match signed_in(&app, &headers, &ctx).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !cur.csrf_ok(&f.csrf) {
+        return csrf_refused();
+    }
+    let e = wardgate_core::audit::AuditEvent::known(
+        (app.clock)(),
+        wardgate_core::audit::event::types::AUTH_SESSION_REVOKED,
+        wardgate_core::audit::Outcome::Success,
+    )
+    .subject(cur.user.username.as_str())
+    .reason("ended by the user on the account page")
+    .client_ip(ctx.ip)
+    .correlation_id(ctx.request_id.clone())
+    .detail("session_id", f.id.clone());
+    match app.store.revoke_session(&cur.user.id, &f.id, (app.clock)(), &e).await {
+        Ok(()) if f.id == cur.session.id => with_cookies(see_other("/?signed_out=1"), [clear_cookie(SESSION_COOKIE)]),
+        Ok(()) | Err(wardgate_store::StoreError::NotFound) => see_other("/account?done=revoked"),
+        Err(e) => {
+            tracing::error!(error = %e, "revoke session failed");
+            crate::problem::Problem::unavailable("the database is unreachable").into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn revoke_all(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<CsrfForm>,
+) -> Response {
+    let cur = match signed_in(&app, &headers, &ctx).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !cur.csrf_ok(&f.csrf) {
+        return csrf_refused();
+    }
+    let e = wardgate_core::audit::AuditEvent::known(
+        (app.clock)(),
+        wardgate_core::audit::event::types::AUTH_SESSIONS_REVOKED_ALL,
+        wardgate_core::audit::Outcome::Success,
+    )
+    .subject(cur.user.username.as_str())
+    .reason("signed out everywhere by the user")
+    .client_ip(ctx.ip)
+    .correlation_id(ctx.request_id.clone());
+    match app.store.revoke_sessions_of(&cur.user.id, (app.clock)(), &e).await {
+        Ok(_) => with_cookies(see_other("/?signed_out=1"), [clear_cookie(SESSION_COOKIE)]),
+        Err(e) => {
+            tracing::error!(error = %e, "revoke all sessions failed");
+            crate::problem::Problem::unavailable("the database is unreachable").into_response()
+        }
+    }
+}
+
+pub async fn recovery_codes(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<CsrfForm>,
+) -> Response {
+    let cur = match signed_in(&app, &headers, &ctx).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !cur.csrf_ok(&f.csrf) {
+        return csrf_refused();
+    }
+    match crate::api::me::regenerate(&app, &cur, &ctx).await {
+        Ok(codes) => render(
+            &CodesPage { intro: "Your new recovery codes. The old ones no longer work.", codes: &codes },
+            StatusCode::OK,
+        ),
+        Err(r) => r,
+    }
+}
