@@ -89,6 +89,8 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/api/v1/me/sessions/{id}", axum::routing::delete(api::me::revoke_session))
         .route("/api/v1/me/sessions/revoke-all", post(api::me::revoke_all))
         .route("/api/v1/me/recovery-codes", post(api::me::regenerate_recovery_codes))
+        .route("/api/v1/me/passphrase", post(api::me::passphrase))
+        .route("/account/passphrase", post(pages::account::passphrase))
         .route("/api/v1/admin/users", get(api::admin::list_users).post(api::admin::invite))
         .route("/api/v1/admin/users/{username}", get(api::admin::show_user).delete(api::admin::delete_user))
         .route("/api/v1/admin/users/{username}/{action}", post(api::admin::user_action))

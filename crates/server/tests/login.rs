@@ -484,3 +484,32 @@ async fn the_admin_api_takes_an_admin_session_or_a_scoped_token_and_audits_every
             .any(|r| r["type"] == "admin.user.disabled" && r["actor"] == "user:rsmith" && r["subject"] == "jdoe")
     );
 }
+
+#[tokio::test]
+async fn a_passphrase_change_needs_the_current_one_and_is_audited() {
+    let h = start().await;
+    let admin = h.enroll_admin("rsmith").await;
+    let s = &admin.session;
+    let change = |current: &str, new: &str| {
+        h.http
+            .post(h.url("/api/v1/me/passphrase"))
+            .header("cookie", &s.cookie)
+            .header("x-csrf-token", &s.csrf)
+            .json(&json!({"current_passphrase": current, "new_passphrase": new}))
+            .send()
+    };
+    let (status, _) = problem(change("not my passphrase", "quiet harbor violet engine").await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, p) = problem(change(PASS, "rsmith rsmith rsmith").await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{p}");
+    assert_eq!(change(PASS, "quiet harbor violet engine").await.unwrap().status(), StatusCode::NO_CONTENT);
+
+    let flow = h.start_login("rsmith").await;
+    let old = h.post("/api/v1/login/passphrase", json!({"flow": flow, "passphrase": PASS})).await;
+    assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
+    let flow = h.start_login("rsmith").await;
+    h.ok("/api/v1/login/passphrase", json!({"flow": flow, "passphrase": "quiet harbor violet engine"})).await;
+    let audit = h.audit().await;
+    assert!(audit.iter().any(|r| r["type"] == "account.passphrase.changed" && r["subject"] == "rsmith"));
+    assert!(audit.iter().all(|r| !r.to_string().contains("quiet harbor")));
+}

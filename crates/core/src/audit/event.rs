@@ -84,6 +84,7 @@ pub mod types {
     pub const AUTH_LOGIN_STARTED: &str = "auth.login.started";
     pub const AUTH_LOGIN_THROTTLED: &str = "auth.login.throttled";
     pub const AUTH_ACCOUNT_LOCKED: &str = "auth.account.locked";
+    pub const AUTH_ACCOUNT_UNLOCKED: &str = "auth.account.unlocked";
     pub const AUTH_RECOVERY_CODE_USED: &str = "auth.recovery_code.used";
     pub const AUTH_WEBAUTHN_COUNTER_REGRESSION: &str = "auth.webauthn.counter_regression";
     pub const AUTH_SESSION_ENDED: &str = "auth.session.ended";
@@ -251,6 +252,7 @@ mod tests {
             AUTH_LOGIN_FAILED,
             AUTH_FACTOR_FAILED,
             AUTH_FACTOR_PASSED,
+            AUTH_ACCOUNT_UNLOCKED,
             AUTH_LOGIN_STARTED,
             AUTH_LOGIN_THROTTLED,
             AUTH_ACCOUNT_LOCKED,

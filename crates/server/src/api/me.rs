@@ -168,3 +168,98 @@ pub(crate) async fn regenerate(app: &AppState, cur: &Current, ctx: &ClientContex
     }
     Ok(codes.codes.iter().map(|c| c.to_string()).collect())
 }
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassphraseChange {
+    current_passphrase: String,
+    new_passphrase: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ChangeError {
+    #[error("the current passphrase is not correct")]
+    Wrong,
+    #[error("{0}")]
+    Weak(#[from] wardgate_core::passphrase::PassphraseError),
+    #[error("the passphrase changed meanwhile; try again")]
+    Conflict,
+    #[error("the passphrase cannot be changed now")]
+    Unavailable,
+}
+
+impl ChangeError {
+    pub(crate) fn problem(&self) -> Problem {
+        match self {
+            ChangeError::Wrong => {
+                Problem::new(StatusCode::UNAUTHORIZED, "wrong-passphrase", "The current passphrase is not correct")
+            }
+            ChangeError::Weak(_) => Problem::invalid_field(self.to_string()),
+            ChangeError::Conflict => {
+                Problem::new(StatusCode::CONFLICT, "concurrent-change", "The passphrase changed meanwhile")
+            }
+            ChangeError::Unavailable => Problem::unavailable(self.to_string()),
+        }
+    }
+}
+
+/// Changing the passphrase needs the current one (so a borrowed, unlocked workstation is
+/// not enough); the new one meets the same rules as at enrollment. No forced rotation
+/// exists: this is for people who choose to, or suspect theirs was seen.
+pub(crate) async fn change_passphrase(
+    app: &AppState,
+    cur: &Current,
+    ctx: &ClientContext,
+    current: &str,
+    new: &str,
+) -> Result<(), ChangeError> {
+    use wardgate_core::passphrase;
+    let factors = app.store.factors_of(&cur.user.id).await.map_err(|_| ChangeError::Unavailable)?;
+    let old = factors.iter().find(|f| f.kind == FactorKind::Passphrase).cloned();
+    let phc = old.as_ref().map(|f| f.secret.clone()).unwrap_or_else(|| app.auth.decoy_phc.clone());
+    let typed = current.to_owned();
+    let ok = tokio::task::spawn_blocking(move || passphrase::verify(&typed, &phc))
+        .await
+        .map_err(|_| ChangeError::Unavailable)?;
+    let Some(old) = old.filter(|_| ok) else {
+        let e = event(app, cur, ctx, types::AUTH_FACTOR_FAILED)
+            .factor("pwd")
+            .reason("wrong current passphrase when changing it");
+        let e = AuditEvent { outcome: Outcome::Failure, ..e };
+        app.audit.append(e).await.map_err(|_| ChangeError::Unavailable)?;
+        return Err(ChangeError::Wrong);
+    };
+    let org = app.auth.settings.organization_name.clone();
+    passphrase::check_new(
+        &app.auth.passphrases,
+        new,
+        false,
+        &[cur.user.username.as_str(), &cur.user.display_name, &cur.user.email, &org],
+    )?;
+    let params = app.auth.hash;
+    let chosen = new.to_owned();
+    let phc = tokio::task::spawn_blocking(move || passphrase::hash_with(params, &chosen))
+        .await
+        .map_err(|_| ChangeError::Unavailable)??;
+    let mut updated = old.clone();
+    updated.secret = phc;
+    updated.last_used_at = Some((app.clock)());
+    let e = event(app, cur, ctx, types::ACCOUNT_PASSPHRASE_CHANGED).factor("pwd").detail("factor_id", old.id.clone());
+    match app.store.update_factor(&updated, &old.secret, Some(&e)).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ChangeError::Conflict),
+        Err(_) => Err(ChangeError::Unavailable),
+    }
+}
+
+pub async fn passphrase(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    SignedIn(cur): SignedIn,
+    crate::problem::ApiJson(b): crate::problem::ApiJson<PassphraseChange>,
+) -> Response {
+    match change_passphrase(&app, &cur, &ctx, &b.current_passphrase, &b.new_passphrase).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.problem().into_response(),
+    }
+}

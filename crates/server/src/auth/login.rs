@@ -466,7 +466,9 @@ async fn webauthn_step(
             return Err(LoginError::Failed { second_step: false });
         };
         l.user = Some(owner.clone());
-        gate(app, ctx, &l).await?;
+        // No gate here: a passkey with user verification cannot be guessed, so it is the
+        // stronger factor with which a person locked out by password guessing (perhaps
+        // someone else's) unlocks their own account (R5).
         let keys = factor_check::passkeys(&app.keyring.get(), std::slice::from_ref(&factor));
         let result = match keys.first() {
             Some((_, key)) => app.auth.rp.finish_discoverable_authentication_v2(cred, state, key),
@@ -617,6 +619,11 @@ async fn create_session(
         // The same final step arrived twice; the first one made the session.
         Err(StoreError::NotFound) => return Err(LoginError::Expired),
         Err(e) => return Err(e.into()),
+    }
+    if user.attempts.locked_until.is_some_and(|u| u > t) {
+        let e = event(app, ctx, types::AUTH_ACCOUNT_UNLOCKED, Outcome::Success, &l.st)
+            .reason("signed in with a phishing-resistant factor during a lockout");
+        record(app, e).await?;
     }
     if user.attempts != Attempts::cleared() {
         // Best effort: a concurrent failure elsewhere may have changed the count; it will

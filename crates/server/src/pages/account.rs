@@ -168,6 +168,8 @@ pub async fn page(
             "You signed in with a recovery code; it cannot be used again."
         }),
         (_, Some("revoked")) => Some("The session was ended."),
+        (_, Some("passphrase")) => Some("Your passphrase was changed."),
+        (_, Some("mismatch")) => Some("The two new passphrases differ; nothing was changed."),
         _ => None,
     };
     let csrf = cur.csrf();
@@ -285,4 +287,42 @@ pub async fn recovery_codes(
         ),
         Err(r) => r,
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassphraseForm {
+    csrf: String,
+    current_passphrase: String,
+    new_passphrase: String,
+    new_passphrase_confirm: String,
+}
+
+pub async fn passphrase(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<PassphraseForm>,
+) -> Response {
+    let cur = match signed_in(&app, &headers, &ctx).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !cur.csrf_ok(&f.csrf) {
+        return csrf_refused();
+    }
+    let outcome = if f.new_passphrase != f.new_passphrase_confirm {
+        "mismatch".to_owned()
+    } else {
+        match crate::api::me::change_passphrase(&app, &cur, &ctx, &f.current_passphrase, &f.new_passphrase).await {
+            Ok(()) => "passphrase".to_owned(),
+            Err(e) => {
+                return crate::pages::render(
+                    &crate::pages::enroll::ErrorPage { title: "Passphrase not changed", message: &e.to_string() },
+                    e.problem().status_code(),
+                );
+            }
+        }
+    };
+    see_other(&format!("/account?done={outcome}"))
 }

@@ -37,9 +37,9 @@ pub(crate) struct CodesPage<'a> {
 
 #[derive(Template)]
 #[template(path = "message.html")]
-struct MessagePage<'a> {
-    title: &'a str,
-    message: &'a str,
+pub(crate) struct ErrorPage<'a> {
+    pub title: &'a str,
+    pub message: &'a str,
 }
 
 #[derive(Deserialize)]
@@ -49,7 +49,7 @@ pub struct LinkQuery {
 }
 
 fn link_refused(e: &EnrollError) -> Response {
-    render(&MessagePage { title: "This link cannot be used", message: &e.to_string() }, StatusCode::GONE)
+    render(&ErrorPage { title: "This link cannot be used", message: &e.to_string() }, StatusCode::GONE)
 }
 
 /// The link from the invitation: opens an enrollment and moves its handle into a cookie,
