@@ -71,6 +71,13 @@ pub enum UserCommand {
         #[arg(long)]
         base_url: Option<String>,
     },
+    /// Reset a forgotten passphrase: the account's sessions end, its passphrase is removed,
+    /// and it re-enrolls (a new passphrase and a second factor) through a new one-time link.
+    ResetPassphrase {
+        name: String,
+        #[arg(long)]
+        base_url: Option<String>,
+    },
     /// Import hardware TOTP tokens from a PSKC file (RFC 6030) and assign them to people.
     ImportToken {
         /// The PSKC file from the token vendor.
@@ -118,6 +125,15 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
             let base = base_url_for(&inst.settings, base_url);
             let (user, link) = accounts.reissue_enrollment(&name, &base).await.map_err(failure)?;
             println!("New enrollment link for {} (the previous one no longer works).", user.username);
+            print_link(&link);
+        }
+        UserCommand::ResetPassphrase { name, base_url } => {
+            let base = base_url_for(&inst.settings, base_url);
+            let (user, link) = accounts.reset_passphrase(&name, &base).await.map_err(failure)?;
+            println!(
+                "Passphrase of {} reset: signed out everywhere; give them this link to choose a new one and prove a second factor.",
+                user.username
+            );
             print_link(&link);
         }
         UserCommand::List { json } => {

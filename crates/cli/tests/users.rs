@@ -395,3 +395,24 @@ fn hardware_tokens_from_a_pskc_file_are_sealed_and_bound_to_one_person_each() {
     let export = ok(&data, &["audit", "export", "--format", "jsonl"]);
     assert!(!export.contains(&sealed) && !export.contains("3132333435"), "no secret in the log");
 }
+
+#[test]
+fn a_passphrase_reset_sends_the_person_back_through_enrollment() {
+    let (_dir, data) = installation();
+    // The only administrator cannot be reset into an account nobody can use.
+    let err = refused(&data, &["user", "reset-passphrase", "chief"]);
+    assert!(err.contains("last active administrator"), "{err}");
+    ok(&data, &["user", "add", "pnurse", "--role", "nurse"]);
+    refused(&data, &["user", "reset-passphrase", "pnurse"]);
+    sql(&data, "UPDATE users SET status = 'active' WHERE username = 'pnurse'");
+    let out = ok(&data, &["user", "reset-passphrase", "pnurse"]);
+    assert!(out.contains("/enroll?token=") && out.contains("signed out everywhere"), "{out}");
+    assert_eq!(status_of(&data, "pnurse"), "invited");
+    let records = audit(&data);
+    for kind in ["admin.user.invited", "auth.session.revoked_all"] {
+        assert!(
+            records.iter().any(|r| r["type"] == kind && r["subject"] == "pnurse" && r["reason"] == "passphrase reset"),
+            "{kind}"
+        );
+    }
+}

@@ -351,6 +351,41 @@ impl<'a> Accounts<'a> {
         Ok(changed)
     }
 
+    /// A forgotten passphrase: the account goes back to `invited` without its passphrase,
+    /// its sessions end, and the person re-enrolls through a new one-time link — a new
+    /// passphrase and a second factor proven again — so that whoever asked the help desk
+    /// cannot take over the account with the link alone. Returns the account and the link.
+    pub async fn reset_passphrase(
+        &self,
+        username: &str,
+        base_url: &str,
+    ) -> Result<(User, EnrollmentLink), AccountError> {
+        let user = self.user(username).await?;
+        if user.status != AccountStatus::Active {
+            return Err(wrong_status(&user, self.now, "only active accounts have a passphrase to reset"));
+        }
+        self.refuse_last_admin(&user).await?;
+        if let Some(f) = self.store.factors_of(&user.id).await?.into_iter().find(|f| f.kind == FactorKind::Passphrase) {
+            let event = self
+                .event(types::ADMIN_PASSPHRASE_RESET, &user)
+                .factor("pwd")
+                .detail("factor_id", f.id.clone())
+                .reason("passphrase reset by the help desk; the account re-enrolls");
+            match self.store.remove_factor(&user.id, &f.id, &event).await {
+                Ok(()) | Err(StoreError::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let event = self.event(types::AUTH_SESSIONS_REVOKED_ALL, &user).reason("passphrase reset");
+        self.store.revoke_sessions_of(&user.id, self.now, &event).await?;
+        let event =
+            self.event(types::ADMIN_USER_INVITED, &user).detail("previous_status", "active").reason("passphrase reset");
+        let changed = User { status: AccountStatus::Invited, ..user };
+        self.store.update_user(&changed, &event).await?;
+        let link = self.issue_link(&changed, base_url).await?;
+        Ok((changed, link))
+    }
+
     /// Clears failed attempts and any lockout. Returns the account and whether anything
     /// needed clearing (nothing is written or audited when not).
     pub async fn unlock(&self, username: &str) -> Result<(User, bool), AccountError> {

@@ -55,6 +55,7 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/assets/wardgate.css", get(ops::stylesheet))
         .route("/assets/webauthn.js", get(ops::webauthn_script))
+        .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .route("/", get(pages::login::index))
         .route("/login", post(pages::login::submit))
         .route("/login/verify", get(pages::login::verify_page).post(pages::login::verify))

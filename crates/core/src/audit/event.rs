@@ -69,6 +69,7 @@ pub mod types {
     pub const ADMIN_TOKEN_REVOKED: &str = "admin.token.revoked";
     pub const ADMIN_FACTOR_IMPORTED: &str = "admin.factor.imported";
     pub const ADMIN_FACTOR_REMOVED: &str = "admin.factor.removed";
+    pub const ADMIN_PASSPHRASE_RESET: &str = "admin.passphrase.reset";
     pub const AUDIT_CHECKPOINT_SIGNED: &str = "audit.checkpoint.signed";
     pub const AUDIT_RETENTION_PRUNED: &str = "audit.retention.pruned";
     pub const AUDIT_EXPORTED: &str = "audit.exported";
@@ -240,6 +241,7 @@ mod tests {
             ADMIN_TOKEN_REVOKED,
             ADMIN_FACTOR_IMPORTED,
             ADMIN_FACTOR_REMOVED,
+            ADMIN_PASSPHRASE_RESET,
             AUDIT_CHECKPOINT_SIGNED,
             AUDIT_RETENTION_PRUNED,
             AUDIT_EXPORTED,

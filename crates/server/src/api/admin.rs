@@ -204,9 +204,14 @@ pub async fn user_action(
         "disable" => a.disable(&username).await,
         "enable" => a.enable(&username).await,
         "unlock" => a.unlock(&username).await.map(|(u, _)| u),
-        "enrollment-link" => {
+        "enrollment-link" | "reset-passphrase" => {
             let base = app.base_url.clone();
-            return match a.reissue_enrollment(&username, &base).await {
+            let issued = if action == "reset-passphrase" {
+                a.reset_passphrase(&username, &base).await
+            } else {
+                a.reissue_enrollment(&username, &base).await
+            };
+            return match issued {
                 Ok((user, link)) => axum::Json(serde_json::json!({
                     "user": UserView::new(&user, now),
                     "enrollment_url": link.url,

@@ -1,0 +1,370 @@
+// Wardgate's pages in headless Chromium, as a person uses them:
+//   1. the first administrator enrolls a passkey (Chromium's virtual authenticator),
+//      signs out, and signs in with the passkey alone;
+//   2. an invited user enrolls a passphrase and an authenticator app, signs out, and
+//      signs in with passphrase + code.
+// Run by crates/server/tests/browser.rs, which starts the server and checks the audit log
+// afterwards. Inputs come from the environment:
+//   WARDGATE_BASE_URL       http://localhost:PORT (WebAuthn refuses IP addresses as RP ids)
+//   WARDGATE_BOOTSTRAP_URL  the first start's one-time bootstrap link
+//   WARDGATE_ENROLL_URL     the invited user's enrollment link
+//   WARDGATE_ADMIN, WARDGATE_USER, WARDGATE_PASSPHRASE
+//   WARDGATE_SCREENSHOTS    optional folder for a screenshot of the page that failed
+//   WARDGATE_CHROMIUM       optional, default /usr/bin/chromium
+// Exits 0 when every step behaved; otherwise prints the step, the page and its text.
+
+import { createHmac } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { chromium } from "playwright-core";
+
+const env = (name, fallback) => {
+  const v = process.env[name] ?? fallback;
+  if (v === undefined || v === "") {
+    console.error(`flows.mjs: ${name} is not set`);
+    process.exit(2);
+  }
+  return v;
+};
+
+const BASE = env("WARDGATE_BASE_URL").replace(/\/$/, "");
+const BOOTSTRAP_URL = env("WARDGATE_BOOTSTRAP_URL");
+const ENROLL_URL = env("WARDGATE_ENROLL_URL");
+const ADMIN = env("WARDGATE_ADMIN", "rsmith");
+const USER = env("WARDGATE_USER", "jdoe");
+const PASSPHRASE = env("WARDGATE_PASSPHRASE");
+const CHROMIUM = env("WARDGATE_CHROMIUM", "/usr/bin/chromium");
+const TIMEOUT_MS = 15_000;
+
+// --- TOTP (RFC 6238 over RFC 4226), written here from the RFCs rather than taken from
+// Wardgate, so that a shared misreading cannot make both sides agree.
+
+function base32Decode(s) {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  const clean = s.toUpperCase().replace(/[\s=-]/g, "");
+  let bits = 0;
+  let value = 0;
+  const out = [];
+  for (const ch of clean) {
+    const i = alphabet.indexOf(ch);
+    if (i < 0) throw new Error(`not base32: ${JSON.stringify(s)}`);
+    value = (value << 5) | i;
+    bits += 5;
+    if (bits >= 8) {
+      out.push((value >>> (bits - 8)) & 0xff);
+      bits -= 8;
+    }
+  }
+  return Buffer.from(out);
+}
+
+const STEP_SECS = 30;
+const currentStep = () => Math.floor(Date.now() / 1000 / STEP_SECS);
+
+function totp(secret, step, digits = 6) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const mac = createHmac("sha1", secret).update(counter).digest();
+  const offset = mac[mac.length - 1] & 0x0f;
+  const bin = mac.readUInt32BE(offset) & 0x7fffffff;
+  return String(bin % 10 ** digits).padStart(digits, "0");
+}
+
+// The RFC's own vector (Appendix B, T = 59 s, 8 digits) guards the helper itself.
+if (totp(Buffer.from("12345678901234567890"), Math.floor(59 / 30), 8) !== "94287082") {
+  throw new Error("the test's own TOTP does not match RFC 6238 Appendix B");
+}
+
+// --- what a person sees
+
+let step = "starting";
+const say = (msg) => {
+  step = msg;
+  console.log(`flows: ${msg}`);
+};
+
+class Mismatch extends Error {}
+
+function check(cond, what) {
+  if (!cond) throw new Mismatch(what);
+}
+
+async function heading(page, name) {
+  await page.getByRole("heading", { level: 1, name, exact: true }).waitFor({ timeout: TIMEOUT_MS });
+}
+
+async function sees(page, text) {
+  await page.getByText(text).first().waitFor({ timeout: TIMEOUT_MS });
+}
+
+async function lead(page) {
+  return (await page.locator("p.lead").first().innerText()).trim();
+}
+
+async function at(page, path) {
+  await page.waitForURL((u) => u.pathname === path, { timeout: TIMEOUT_MS });
+}
+
+// Every input a person types into has a label on screen (the issue's accessibility rule);
+// checked on each page, not just where this script happens to type.
+async function labelsAreVisible(page) {
+  const bare = await page.evaluate(() =>
+    [...document.querySelectorAll("input, select, textarea")]
+      // Inputs folded away (a closed <details>) are checked once the script opens them.
+      .filter((el) => el.type !== "hidden" && el.checkVisibility())
+      .filter((el) => ![...el.labels].some((l) => l.checkVisibility() && l.innerText.trim() !== ""))
+      .map((el) => el.outerHTML),
+  );
+  check(bare.length === 0, `${page.url()}: inputs without a visible label: ${bare.join(" ")}`);
+}
+
+// The page's own error box, if the server refused something: the most useful fact on failure.
+async function noErrorShown(page) {
+  const errors = await page.locator("[role=alert]:not(.hidden)").allInnerTexts();
+  check(errors.length === 0, `${page.url()} shows an error: ${errors.join(" | ")}`);
+}
+
+async function recoveryCodes(page) {
+  await heading(page, "Your recovery codes");
+  const codes = await page.locator("#recovery-codes li").allInnerTexts();
+  check(codes.length === 10, `expected 10 recovery codes, saw ${codes.length}: ${codes.join(", ")}`);
+  check(new Set(codes).size === 10, `recovery codes repeat: ${codes.join(", ")}`);
+  await page.getByRole("link", { name: "Continue to your account" }).click();
+  await at(page, "/account");
+  await heading(page, "Your account");
+}
+
+async function signOut(page) {
+  await page.locator("#sign-out").click();
+  await at(page, "/");
+  await heading(page, "Sign in");
+  await sees(page, "You are signed out.");
+  // The session is gone server-side too: the account page sends the browser back.
+  await page.goto(`${BASE}/account`);
+  await at(page, "/");
+  await heading(page, "Sign in");
+}
+
+// Each scenario is a separate person: a fresh context, so no cookie carries over.
+const pages = [];
+const logs = [];
+async function openPage(browser) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.setDefaultTimeout(TIMEOUT_MS);
+  page.on("console", (m) => logs.push(`console.${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => logs.push(`page error: ${e.message}`));
+  page.on("response", (r) => r.status() >= 400 && logs.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`));
+  pages.push(page);
+  return { context, page };
+}
+
+// --- scenario 1: the first administrator, with a passkey
+
+async function passkeyScenario(browser) {
+  const { context, page } = await openPage(browser);
+
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: {
+      protocol: "ctap2",
+      transport: "usb",
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: true,
+      automaticPresenceSimulation: true,
+    },
+  });
+
+  say("administrator: bootstrap page");
+  await page.goto(BOOTSTRAP_URL.replace("//127.0.0.1:", "//localhost:"));
+  await heading(page, "Enroll the first administrator");
+  await labelsAreVisible(page);
+  await page.getByLabel("Username", { exact: true }).fill(ADMIN);
+  await page.getByLabel("Full name", { exact: true }).fill("Rita Smith");
+  await page.getByLabel("Passphrase", { exact: true }).fill(PASSPHRASE);
+  await page.getByLabel("Passphrase again", { exact: true }).fill(PASSPHRASE);
+  await page.getByRole("button", { name: "Create administrator" }).click();
+
+  say("administrator: enrollment, register a passkey");
+  await at(page, "/enroll/steps");
+  await heading(page, "Set up your account");
+  await noErrorShown(page);
+  await sees(page, "Passphrase set.");
+  check(
+    (await page.getByRole("button", { name: "Finish and show recovery codes" }).count()) === 0,
+    "enrollment offers to finish with a passphrase alone",
+  );
+  await labelsAreVisible(page);
+  await page.getByRole("button", { name: "Register a security key or passkey" }).click();
+  // The script reloads the steps page once the server has the credential.
+  try {
+    await page.getByText("Added:").waitFor({ timeout: TIMEOUT_MS });
+  } catch (e) {
+    await noErrorShown(page);
+    throw e;
+  }
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  check(credentials.length === 1, `the authenticator holds ${credentials.length} credentials, expected 1`);
+  check(credentials[0].isResidentCredential, "the passkey is not discoverable (resident)");
+
+  say("administrator: finish enrollment");
+  await page.getByRole("button", { name: "Finish and show recovery codes" }).click();
+  await recoveryCodes(page);
+  const enrolled = await lead(page);
+  check(/Signed in at aal3 with /.test(enrolled), `after enrollment: "${enrolled}", expected aal3`);
+
+  say("administrator: sign out");
+  await signOut(page);
+  await labelsAreVisible(page);
+
+  say("administrator: sign in with the passkey, no username typed");
+  await page.getByRole("button", { name: "Sign in with a security key or passkey" }).click();
+  try {
+    await at(page, "/account");
+  } catch (e) {
+    await noErrorShown(page);
+    throw e;
+  }
+  await heading(page, "Your account");
+  const signedIn = await lead(page);
+  check(/Signed in at aal3 with .*\bhwk\b/.test(signedIn), `after passkey sign-in: "${signedIn}", expected aal3 with hwk`);
+  await sees(page, `Rita Smith (${ADMIN})`);
+  const after = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  check(after.credentials[0].signCount > credentials[0].signCount, "the passkey's signature counter did not move");
+  await context.close();
+  return signedIn;
+}
+
+// --- scenario 2: an invited user, with a passphrase and an authenticator app
+
+async function totpScenario(browser) {
+  const { context, page } = await openPage(browser);
+
+  say("user: enrollment link, choose a passphrase");
+  await page.goto(ENROLL_URL.replace("//127.0.0.1:", "//localhost:"));
+  await at(page, "/enroll/steps");
+  await heading(page, "Set up your account");
+  await labelsAreVisible(page);
+  await page.getByLabel("Passphrase", { exact: true }).fill(PASSPHRASE);
+  await page.getByLabel("Passphrase again", { exact: true }).fill(PASSPHRASE);
+  await page.getByRole("button", { name: "Save passphrase" }).click();
+  await at(page, "/enroll/steps");
+  await noErrorShown(page);
+  await sees(page, "Passphrase set.");
+
+  say("user: add an authenticator app");
+  await page.getByRole("button", { name: "Use an authenticator app instead" }).click();
+  await page.locator(".qr svg").waitFor();
+  const secret = base32Decode(await page.locator("code.secret").innerText());
+  check(secret.length >= 16, `the TOTP secret has ${secret.length} bytes, expected at least 16 (RFC 4226 §4)`);
+  await labelsAreVisible(page);
+  const enrolledStep = currentStep();
+  await page.getByLabel("Authentication code", { exact: true }).fill(totp(secret, enrolledStep));
+  await page.getByRole("button", { name: "Confirm app" }).click();
+  await at(page, "/enroll/steps");
+  await noErrorShown(page);
+  await sees(page, "Added:");
+
+  say("user: finish enrollment");
+  await page.getByRole("button", { name: "Finish and show recovery codes" }).click();
+  await recoveryCodes(page);
+  const enrolled = await lead(page);
+  check(/Signed in at aal2 with /.test(enrolled), `after enrollment: "${enrolled}", expected aal2`);
+
+  say("user: sign out");
+  await signOut(page);
+
+  say("user: sign in with passphrase and code");
+  await page.getByLabel("Username", { exact: true }).fill(USER);
+  await page.getByLabel("Passphrase", { exact: true }).fill(PASSPHRASE);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await at(page, "/login/verify");
+  await heading(page, "Confirm it is you");
+  await noErrorShown(page);
+  await labelsAreVisible(page);
+  await page.getByText("Use a recovery code instead").click();
+  await page.getByLabel("Recovery code", { exact: true }).waitFor();
+  await labelsAreVisible(page);
+
+  // A wrong code is refused in words a person understands, and the form stays usable.
+  const good = (s) => totp(secret, s);
+  let wrong = "000000";
+  for (let s = enrolledStep - 2; s <= enrolledStep + 3; s++) if (good(s) === wrong) wrong = "999999";
+  await page.getByLabel("Authentication code", { exact: true }).fill(wrong);
+  await page.getByRole("button", { name: "Verify" }).click();
+  await sees(page, "That was not accepted. Check the code and try again.");
+
+  // The enrollment spent its time step (a code works once), so take the next one; the
+  // server accepts one step of drift either way.
+  const signInStep = Math.max(currentStep(), enrolledStep + 1);
+  await page.getByLabel("Authentication code", { exact: true }).fill(good(signInStep));
+  await page.getByRole("button", { name: "Verify" }).click();
+  try {
+    await at(page, "/account");
+  } catch (e) {
+    await noErrorShown(page);
+    throw e;
+  }
+  await heading(page, "Your account");
+  const signedIn = await lead(page);
+  check(/Signed in at aal2 with .*\bpwd\b.*\botp\b/.test(signedIn), `after sign-in: "${signedIn}", expected aal2 with pwd, otp`);
+  await context.close();
+  return signedIn;
+}
+
+// --- main
+
+async function describe(page) {
+  if (!page || page.isClosed()) return "(no page open)";
+  let body = "";
+  try {
+    body = await page.locator("body").innerText({ timeout: 2000 });
+  } catch (e) {
+    body = `(body unreadable: ${e.message})`;
+  }
+  if (process.env.WARDGATE_SCREENSHOTS) {
+    try {
+      mkdirSync(process.env.WARDGATE_SCREENSHOTS, { recursive: true });
+      const file = join(process.env.WARDGATE_SCREENSHOTS, "failure.png");
+      await page.screenshot({ path: file, fullPage: true });
+      body += `\n(screenshot: ${file})`;
+    } catch {}
+  }
+  return `page: ${page.url()}\n--- page text ---\n${body}\n-----------------`;
+}
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  // No GPU, no sandbox (CI runs as root), and no calls home: the CI machine has no
+  // outside network and Chromium would otherwise retry its update and sync services.
+  args: [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+  ],
+});
+browser.on("disconnected", () => logs.push("browser disconnected"));
+let exitCode = 0;
+try {
+  const passkey = await passkeyScenario(browser);
+  const password = await totpScenario(browser);
+  console.log(`flows: ok\n  ${ADMIN}: ${passkey}\n  ${USER}: ${password}`);
+  // Refusals the script provoked on purpose show here too; anything else is worth a look.
+  const notable = logs.filter((l) => /^(HTTP|page error)/.test(l));
+  if (notable.length) console.log(`flows: browser saw\n  ${notable.join("\n  ")}`);
+} catch (e) {
+  exitCode = 1;
+  console.error(`flows: FAILED at "${step}": ${e instanceof Mismatch ? e.message : e.stack || e}`);
+  console.error(await describe(pages[pages.length - 1]));
+  if (logs.length) console.error(`browser log:\n  ${logs.join("\n  ")}`);
+} finally {
+  await browser.close().catch(() => {});
+}
+process.exit(exitCode);
