@@ -447,8 +447,10 @@ async fn the_admin_api_takes_an_admin_session_or_a_scoped_token_and_audits_every
     let bogus = h.http.get(h.url("/api/v1/admin/users")).header("authorization", "Bearer nope").send().await.unwrap();
     assert_eq!(problem(bogus).await.0, StatusCode::UNAUTHORIZED);
 
-    // Disabling ends the nurse's sessions at once.
+    // Disabling ends the nurse's sessions at once, and a login half-way through fails.
     assert_eq!(h.me(&nurse.session).await.status(), StatusCode::OK);
+    let half_way = h.start_login("jdoe").await;
+    h.ok("/api/v1/login/passphrase", json!({"flow": half_way, "passphrase": PASS})).await;
     let resp = h
         .http
         .post(h.url("/api/v1/admin/users/jdoe/disable"))
@@ -459,6 +461,10 @@ async fn the_admin_api_takes_an_admin_session_or_a_scoped_token_and_audits_every
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(h.me(&nurse.session).await.status(), StatusCode::UNAUTHORIZED);
+    let code = totp::code_at(TotpParams::default(), &nurse.totp_secret, clock() + Duration::seconds(30)).unwrap();
+    let late = h.post("/api/v1/login/totp", json!({"flow": half_way, "code": code})).await;
+    // Disabling ended the pending login too.
+    assert_eq!(problem(late).await.0, StatusCode::GONE);
     let shown: Value = h
         .http
         .get(h.url("/api/v1/admin/users/jdoe"))

@@ -605,6 +605,16 @@ async fn create_session(
     recovery_codes_left: Option<usize>,
 ) -> Result<Advanced, LoginError> {
     let t = now(app);
+    // The account may have been disabled between the first step and this one.
+    let user = match app.store.user_by_id(&user.id).await? {
+        Some(fresh) if fresh.may_sign_in() => fresh,
+        _ => {
+            let e =
+                event(app, ctx, types::AUTH_LOGIN_FAILED, Outcome::Denied, &l.st).reason("account no longer active");
+            record(app, e).await?;
+            return Err(LoginError::Failed { second_step: true });
+        }
+    };
     let (session, token) =
         Session::start(&auth, t, ctx.ip, ctx.user_agent.clone()).map_err(|_| LoginError::Unavailable)?;
     let e = event(app, ctx, types::AUTH_LOGIN_SUCCEEDED, Outcome::Success, &l.st)
