@@ -52,7 +52,7 @@ pub async fn run(global: &GlobalArgs, cmd: AdminCommand) -> Result<(), Failure> 
             let inst = Installation::open(settings, OpenMode::Existing).await?;
             if inst.store.count_admins().await? > 0 {
                 return Err(Failure::new(
-                    "an administrator already exists; enroll further people through the admin console",
+                    "an administrator already exists; invite further people with `wardgate user add`",
                 ));
             }
             let actor = format!("cli:{}", whoami());

@@ -19,6 +19,8 @@ pub enum Kind {
     Integer,
     Text,
     TextList,
+    /// A table of lists of strings, such as role → allowed authenticator models.
+    TextListTable,
 }
 
 impl Kind {
@@ -28,6 +30,7 @@ impl Kind {
             Kind::Integer => "a non-negative integer",
             Kind::Text => "a string",
             Kind::TextList => "a list of strings",
+            Kind::TextListTable => "a table whose values are lists of strings",
         }
     }
 }
@@ -40,6 +43,8 @@ pub fn known_keys() -> BTreeMap<String, Kind> {
             for (k, v) in m {
                 let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                 let kind = match v {
+                    // An empty table by default is a map the operator fills in, not a section.
+                    serde_json::Value::Object(m) if m.is_empty() => Kind::TextListTable,
                     serde_json::Value::Object(_) => {
                         walk(&path, v, out);
                         continue;
@@ -140,6 +145,12 @@ fn set(
             key,
             raw.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect::<Vec<_>>(),
         ),
+        Kind::TextListTable => {
+            return Err(Failure::new(format!(
+                "{} ({key}): a table cannot be given in the environment; set it in the configuration file",
+                env_name(key)
+            )));
+        }
     };
     r.map_err(|e| Failure::new(format!("{key}: {e}")))
 }
@@ -254,12 +265,18 @@ fn walk(
 }
 
 fn kind_matches(kind: Kind, item: &toml_edit::Item) -> bool {
+    if kind == Kind::TextListTable {
+        return item.as_table_like().is_some_and(|t| {
+            t.iter().all(|(_, v)| v.as_value().and_then(|v| v.as_array()).is_some_and(|a| a.iter().all(|x| x.is_str())))
+        });
+    }
     let Some(v) = item.as_value() else { return false };
     match kind {
         Kind::Bool => v.is_bool(),
         Kind::Integer => v.as_integer().is_some_and(|i| i >= 0),
         Kind::Text => v.is_str(),
         Kind::TextList => v.as_array().is_some_and(|a| a.iter().all(|x| x.is_str())),
+        Kind::TextListTable => false,
     }
 }
 
@@ -302,6 +319,7 @@ mod tests {
         assert_eq!(k.get("server.listen"), Some(&Kind::Text));
         assert_eq!(k.get("audit.retention_days"), Some(&Kind::Integer));
         assert_eq!(k.get("server.trusted_proxies"), Some(&Kind::TextList));
+        assert_eq!(k.get("auth.webauthn_allowed_aaguids"), Some(&Kind::TextListTable));
         assert_eq!(k.get("master_key_file"), Some(&Kind::Text));
         assert_eq!(env_name("server.listen"), "WARDGATE_SERVER_LISTEN");
     }

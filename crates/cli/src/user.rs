@@ -93,9 +93,9 @@ pub enum UserCommand {
 }
 
 /// The audit actor for everything done from this shell.
+/// Under `sudo -u wardgate`, the person is `SUDO_USER`, not the service account.
 pub fn actor() -> String {
-    let user = std::env::var("USER").ok().filter(|u| !u.trim().is_empty());
-    format!("operator:{}", user.as_deref().unwrap_or("unknown"))
+    format!("operator:{}", crate::admin::whoami())
 }
 
 /// Exit code 2 for input the operator can correct (as clap does for bad arguments), 1 otherwise.

@@ -220,6 +220,16 @@ fn config_check_reports_every_problem_with_its_line() {
     std::fs::write(&cfg, "[server]\nlisten = \"127.0.0.1:9000\"\n").unwrap();
     let o = Command::new(BIN).args(["config", "check"]).arg(&cfg).output().unwrap();
     assert!(o.status.success(), "{}", stdout(&o));
+    // The authenticator allowlist is a table of role → AAGUIDs; each AAGUID is checked.
+    let table = "[auth.webauthn_allowed_aaguids]\nprescriber = [\"73bb0cd4-e502-49b8-9c6f-b59445bf720b\"]\n";
+    std::fs::write(&cfg, table).unwrap();
+    let o = Command::new(BIN).args(["config", "check"]).arg(&cfg).output().unwrap();
+    assert!(o.status.success(), "{}", stdout(&o));
+    std::fs::write(&cfg, "[auth.webauthn_allowed_aaguids]\nprescriber = [\"yubikey\"]\nnurse = 3\n").unwrap();
+    let o = Command::new(BIN).args(["config", "check"]).arg(&cfg).output().unwrap();
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("auth.webauthn_allowed_aaguids"), "{out}");
 }
 
 #[test]

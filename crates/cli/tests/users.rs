@@ -16,6 +16,7 @@ fn wardgate(data: &Path, args: &[&str]) -> Output {
         .arg(data)
         .args(args)
         .env("USER", OPERATOR)
+        .env_remove("SUDO_USER")
         .env_remove("WARDGATE_CONFIG")
         .env_remove("WARDGATE_DATABASE")
         .env_remove("WARDGATE_PSKC_KEY")

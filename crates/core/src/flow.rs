@@ -7,9 +7,10 @@
 
 use time::{Duration, OffsetDateTime};
 
-/// How long a login may sit between steps before it has to start again.
+/// How long a login may take, from the username to the session, before it has to start
+/// again (not extended by each step: a half-finished login does not linger).
 pub const LOGIN_TTL: Duration = Duration::minutes(5);
-/// How long an enrollment may sit between pages.
+/// How long an enrollment may take in all.
 pub const ENROLLMENT_TTL: Duration = Duration::minutes(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 //! NIST SP 800-63B §5.2.2 caps consecutive failures at 100; a hospital also cannot afford
 //! clinicians locked out mid-shift, so the defaults slow guessing down early (delays that
 //! double from the fourth failure) and lock only after twenty, for fifteen minutes. An
-//! administrator, or the user with a stronger factor, can unlock sooner.
+//! administrator can unlock sooner, and so can the person, by signing in with a passkey (a
+//! factor guessing cannot reach).
 
 use time::{Duration, OffsetDateTime};
 

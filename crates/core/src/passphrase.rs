@@ -155,6 +155,19 @@ mod tests {
     }
 
     #[test]
+    fn hashes_record_their_cost_and_are_remade_when_it_rises() {
+        let cheap = HashParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 };
+        let phc = hash_with(cheap, "correct horse battery staple").unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"), "{phc}");
+        assert!(verify("correct horse battery staple", &phc), "verification reads the cost from the hash");
+        assert!(!verify("correct horse battery stapler", &phc));
+        assert!(needs_rehash(&phc, HashParams::default()));
+        assert!(!needs_rehash(&phc, cheap));
+        assert!(needs_rehash("not a hash", cheap));
+        assert!(decoy_hash(cheap).unwrap().starts_with("$argon2id$"));
+    }
+
+    #[test]
     fn length_rules_depend_on_whether_it_is_the_only_factor() {
         assert_eq!(check("short", false, &[]), Err(PassphraseError::TooShort(12)));
         assert_eq!(check("violet kettle", true, &[]), Err(PassphraseError::TooShort(15)));

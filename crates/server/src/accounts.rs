@@ -365,11 +365,19 @@ impl<'a> Accounts<'a> {
             return Err(wrong_status(&user, self.now, "only active accounts have a passphrase to reset"));
         }
         self.refuse_last_admin(&user).await?;
-        if let Some(f) = self.store.factors_of(&user.id).await?.into_iter().find(|f| f.kind == FactorKind::Passphrase) {
+        // The recovery codes go too: re-enrollment issues a fresh set.
+        let stale = self
+            .store
+            .factors_of(&user.id)
+            .await?
+            .into_iter()
+            .filter(|f| matches!(f.kind, FactorKind::Passphrase | FactorKind::RecoveryCodes));
+        for f in stale {
             let event = self
                 .event(types::ADMIN_PASSPHRASE_RESET, &user)
-                .factor("pwd")
+                .factor(f.kind.amr())
                 .detail("factor_id", f.id.clone())
+                .detail("kind", f.kind.as_str())
                 .reason("passphrase reset by the help desk; the account re-enrolls");
             match self.store.remove_factor(&user.id, &f.id, &event).await {
                 Ok(()) | Err(StoreError::NotFound) => {}

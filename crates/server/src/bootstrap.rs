@@ -71,6 +71,8 @@ enum RedeemError {
     Passphrase(#[from] passphrase::PassphraseError),
     #[error("the two passphrases differ")]
     Mismatch,
+    #[error("that username is already taken; choose another")]
+    Taken,
     #[error(
         "this enrollment link is invalid, used or expired; run `wardgate admin bootstrap` on the server for a new one"
     )]
@@ -209,10 +211,10 @@ async fn redeem(
     }
     // Until the administrator enrolls a second factor, the passphrase is the only one.
     passphrase::check_new(
-        &passphrase::PassphrasePolicy::default(),
+        &state.auth.passphrases,
         passphrase_text,
         true,
-        &[username.as_str(), display_name],
+        &[username.as_str(), display_name, &state.auth.settings.organization_name],
     )?;
     let event = |t, outcome| {
         AuditEvent::known(now, t, outcome)
@@ -223,8 +225,10 @@ async fn redeem(
     };
     // Argon2id is deliberately slow: keep it off the async workers.
     let pass = passphrase_text.to_owned();
-    let phc =
-        tokio::task::spawn_blocking(move || passphrase::hash(&pass)).await.map_err(|_| RedeemError::Unavailable)??;
+    let params = state.auth.hash;
+    let phc = tokio::task::spawn_blocking(move || passphrase::hash_with(params, &pass))
+        .await
+        .map_err(|_| RedeemError::Unavailable)??;
     let id = token::random_id().map_err(|_| RedeemError::Unavailable)?;
     let factor_id = token::random_id().map_err(|_| RedeemError::Unavailable)?;
     // Invited until a second factor is enrolled: the administrator continues straight into
@@ -249,7 +253,8 @@ async fn redeem(
                 })?;
             Ok((user, enroll))
         }
-        Err(StoreError::BootstrapInvalid | StoreError::AdminExists | StoreError::UsernameTaken) => {
+        Err(StoreError::UsernameTaken) => Err(RedeemError::Taken),
+        Err(StoreError::BootstrapInvalid | StoreError::AdminExists) => {
             let refused =
                 event(types::ADMIN_BOOTSTRAP_REFUSED, Outcome::Denied).reason("invalid, used or expired link");
             // The refusal is evidence too; if it cannot be recorded the caller still only sees a refusal.

@@ -73,7 +73,8 @@ fn session_cookie(resp: &reqwest::Response) -> Option<String> {
 
 impl Harness {
     fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.node.base_url)
+        // The listening address, not base_url: some tests set a public_url elsewhere.
+        format!("http://{}{path}", self.node.addr)
     }
 
     async fn post(&self, path: &str, body: Value) -> reqwest::Response {
@@ -489,6 +490,17 @@ async fn the_admin_api_takes_an_admin_session_or_a_scoped_token_and_audits_every
             .iter()
             .any(|r| r["type"] == "admin.user.disabled" && r["actor"] == "user:rsmith" && r["subject"] == "jdoe")
     );
+    // Refusals are recorded too: the bad token, the nurse, the missing scope.
+    let denied: Vec<_> = audit.iter().filter(|r| r["type"] == "admin.api.called" && r["outcome"] == "denied").collect();
+    assert!(denied.iter().any(|r| r["actor"] == "user:jdoe"));
+    assert!(
+        denied
+            .iter()
+            .any(|r| r["actor"] == token_actor.as_str() && r["details"]["path"] == "/api/v1/admin/users/jdoe/disable")
+    );
+    assert!(
+        denied.iter().any(|r| r["actor"].is_null() && r["reason"] == "The API token is invalid, revoked or expired")
+    );
 }
 
 #[tokio::test]
@@ -518,4 +530,18 @@ async fn a_passphrase_change_needs_the_current_one_and_is_audited() {
     let audit = h.audit().await;
     assert!(audit.iter().any(|r| r["type"] == "account.passphrase.changed" && r["subject"] == "rsmith"));
     assert!(audit.iter().all(|r| !r.to_string().contains("quiet harbor")));
+}
+
+#[tokio::test]
+async fn without_a_domain_name_security_keys_are_refused_with_a_reason_and_the_rest_works() {
+    let h = start_with(|s| s.public_url = Some("https://10.1.2.3:8443".into())).await;
+    let flow = h.ok("/api/v1/login", json!({})).await["flow"].as_str().unwrap().to_owned();
+    let (status, p) = problem(h.post("/api/v1/login/webauthn/challenge", json!({"flow": flow})).await).await;
+    assert_eq!(
+        (status, p["type"].as_str().unwrap()),
+        (StatusCode::CONFLICT, "urn:wardgate:problem:webauthn-unavailable")
+    );
+    // Passphrase and authenticator app still enroll and sign in.
+    let admin = h.enroll_admin("rsmith").await;
+    assert_eq!(h.login_totp("rsmith", &admin.totp_secret, 1).await.status(), StatusCode::OK);
 }

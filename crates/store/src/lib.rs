@@ -6,7 +6,8 @@
 //! there is no way to create or change an account, a factor, a key, a link, a session or
 //! an API token without one. Only routine bookkeeping is written without a record — flows
 //! between login steps, session activity, factor and failure counters — and those methods
-//! take an optional event for the writes that are events (a lockout, a recovery code spent).
+//! take an optional event for the writes that are events (a lockout, an unlock). A spent
+//! recovery code is such a counter write; its audit record follows it through the writer.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod audit_writer;

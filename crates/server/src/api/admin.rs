@@ -28,25 +28,68 @@ pub struct Admin {
     /// `user:<username>` for a session, `token:<id>:<username>` for an API token.
     pub actor: String,
     pub ctx: ClientContext,
-    token_scopes: Option<Vec<Scope>>,
-}
-
-impl Admin {
-    fn require(&self, scope: Scope) -> Result<(), Problem> {
-        match &self.token_scopes {
-            Some(scopes) if !scopes.contains(&scope) => Err(Problem::new(
-                StatusCode::FORBIDDEN,
-                "insufficient-scope",
-                "The API token lacks the scope this call needs",
-            )
-            .detail(format!("needs {}", scope.as_str()))),
-            _ => Ok(()),
-        }
-    }
 }
 
 fn forbidden() -> Problem {
     Problem::new(StatusCode::FORBIDDEN, "not-an-administrator", "Administrators only")
+}
+
+/// Reads need `users:read`, changes `users:write`: every admin route follows the method.
+fn scope_for(method: &axum::http::Method) -> Scope {
+    if method.is_safe() { Scope::UsersRead } else { Scope::UsersWrite }
+}
+
+/// Who is calling, or why not. The actor is known as soon as the credential is.
+async fn identify(app: &AppState, parts: &Parts, ctx: &ClientContext) -> Result<String, (Option<String>, Problem)> {
+    let now = (app.clock)();
+    let unavailable = |e: StoreError| {
+        tracing::error!(error = %e, "admin api: store failed");
+        (None, Problem::unavailable("the database is unreachable"))
+    };
+    let bearer = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if let Some(secret) = bearer {
+        let tok = app.store.api_token_by_digest(&token::digest(secret)).await.map_err(unavailable)?;
+        let Some(tok) = tok.filter(|t| t.revoked_at.is_none() && now < t.expires_at) else {
+            return Err((
+                None,
+                Problem::new(StatusCode::UNAUTHORIZED, "invalid-token", "The API token is invalid, revoked or expired"),
+            ));
+        };
+        let user = app.store.user_by_id(&tok.user_id).await.map_err(unavailable)?;
+        let actor = format!("token:{}:{}", tok.id, user.as_ref().map(|u| u.username.as_str()).unwrap_or("?"));
+        if !user.is_some_and(|u| u.status == AccountStatus::Active && u.is_admin()) {
+            return Err((Some(actor), forbidden()));
+        }
+        let needed = scope_for(&parts.method);
+        if !tok.scopes.contains(&needed) {
+            let p = Problem::new(
+                StatusCode::FORBIDDEN,
+                "insufficient-scope",
+                "The API token lacks the scope this call needs",
+            )
+            .detail(format!("needs {}", needed.as_str()));
+            return Err((Some(actor), p));
+        }
+        return Ok(actor);
+    }
+    let cur =
+        session::current(app, &parts.headers, ctx).await.map_err(|p| (None, p))?.ok_or((None, unauthenticated()))?;
+    let actor = format!("user:{}", cur.user.username);
+    if !cur.user.is_admin() {
+        return Err((Some(actor), forbidden()));
+    }
+    if !parts.method.is_safe() {
+        let presented = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !cur.csrf_ok(presented) {
+            return Err((Some(actor), csrf_problem()));
+        }
+    }
+    Ok(actor)
 }
 
 impl FromRequestParts<AppState> for Admin {
@@ -54,56 +97,36 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         let ctx = ClientContext::from_request_parts(parts, app).await.map_err(|_| Problem::internal())?;
-        let now = (app.clock)();
-        let bearer = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let admin = if let Some(secret) = bearer {
-            let unavailable = |e: StoreError| {
-                tracing::error!(error = %e, "admin api: store failed");
-                Problem::unavailable("the database is unreachable")
-            };
-            let tok = app.store.api_token_by_digest(&token::digest(secret)).await.map_err(unavailable)?;
-            let Some(tok) = tok.filter(|t| t.revoked_at.is_none() && now < t.expires_at) else {
-                return Err(Problem::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid-token",
-                    "The API token is invalid, revoked or expired",
-                ));
-            };
-            let user = app.store.user_by_id(&tok.user_id).await.map_err(unavailable)?;
-            let Some(user) = user.filter(|u| u.status == AccountStatus::Active && u.is_admin()) else {
-                return Err(forbidden());
-            };
-            Admin { actor: format!("token:{}:{}", tok.id, user.username), ctx, token_scopes: Some(tok.scopes) }
-        } else {
-            let cur = session::current(app, &parts.headers, &ctx).await?.ok_or_else(unauthenticated)?;
-            if !cur.user.is_admin() {
-                return Err(forbidden());
-            }
-            if !parts.method.is_safe() {
-                let presented = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");
-                if !cur.csrf_ok(presented) {
-                    return Err(csrf_problem());
-                }
-            }
-            Admin { actor: format!("user:{}", cur.user.username), ctx, token_scopes: None }
-        };
-        let e = AuditEvent::known(now, types::ADMIN_API_CALLED, Outcome::Success)
-            .actor(admin.actor.clone())
-            .client_ip(admin.ctx.ip)
-            .user_agent(admin.ctx.user_agent.clone())
-            .correlation_id(admin.ctx.request_id.clone())
+        let outcome = identify(app, parts, &ctx).await;
+        // Refused calls are evidence too: probing the admin API with stolen or stale
+        // credentials should show up in the log.
+        let mut e = AuditEvent::known((app.clock)(), types::ADMIN_API_CALLED, Outcome::Success)
+            .client_ip(ctx.ip)
+            .user_agent(ctx.user_agent.clone())
+            .correlation_id(ctx.request_id.clone())
             .detail("method", parts.method.as_str().to_owned())
             .detail("path", parts.uri.path().to_owned());
+        match &outcome {
+            Ok(actor) => e = e.actor(actor.clone()),
+            Err((actor, p)) => {
+                e.outcome = Outcome::Denied;
+                e = e.reason(p.title);
+                if let Some(a) = actor {
+                    e = e.actor(a.clone());
+                }
+            }
+        }
+        if matches!(&outcome, Err((_, p)) if p.status_code() == StatusCode::SERVICE_UNAVAILABLE) {
+            return Err(Problem::unavailable("the database is unreachable"));
+        }
         app.audit.append(e).await.map_err(|err| {
             tracing::error!(error = %err, "admin api: audit append failed");
             Problem::unavailable("the call could not be recorded")
         })?;
-        Ok(admin)
+        match outcome {
+            Ok(actor) => Ok(Admin { actor, ctx }),
+            Err((_, p)) => Err(p),
+        }
     }
 }
 
@@ -129,16 +152,7 @@ fn accounts<'a>(app: &'a AppState, admin: &'a Admin) -> Accounts<'a> {
     Accounts::new(&*app.store, &admin.actor, (app.clock)(), &app.auth.settings)
 }
 
-macro_rules! scope {
-    ($admin:expr, $scope:expr) => {
-        if let Err(p) = $admin.require($scope) {
-            return p.into_response();
-        }
-    };
-}
-
 pub async fn list_users(State(app): State<AppState>, admin: Admin) -> Response {
-    scope!(admin, Scope::UsersRead);
     let now = (app.clock)();
     match accounts(&app, &admin).list().await {
         Ok(users) => axum::Json(users.iter().map(|u| UserView::new(u, now)).collect::<Vec<_>>()).into_response(),
@@ -161,7 +175,6 @@ pub struct InviteBody {
 }
 
 pub async fn invite(State(app): State<AppState>, admin: Admin, ApiJson(b): ApiJson<InviteBody>) -> Response {
-    scope!(admin, Scope::UsersWrite);
     let new = NewUser {
         username: b.username,
         display_name: b.display_name,
@@ -185,7 +198,6 @@ pub async fn invite(State(app): State<AppState>, admin: Admin, ApiJson(b): ApiJs
 }
 
 pub async fn show_user(State(app): State<AppState>, admin: Admin, Path(username): Path<String>) -> Response {
-    scope!(admin, Scope::UsersRead);
     match accounts(&app, &admin).show(&username).await {
         Ok(d) => axum::Json(d.view((app.clock)())).into_response(),
         Err(e) => problem(&e),
@@ -197,7 +209,6 @@ pub async fn user_action(
     admin: Admin,
     Path((username, action)): Path<(String, String)>,
 ) -> Response {
-    scope!(admin, Scope::UsersWrite);
     let a = accounts(&app, &admin);
     let now = (app.clock)();
     let result = match action.as_str() {
@@ -231,7 +242,6 @@ pub async fn user_action(
 
 /// Terminates the account: sessions end, factors are removed, the username stays reserved.
 pub async fn delete_user(State(app): State<AppState>, admin: Admin, Path(username): Path<String>) -> Response {
-    scope!(admin, Scope::UsersWrite);
     match accounts(&app, &admin).terminate(&username).await {
         Ok(u) => axum::Json(UserView::new(&u, (app.clock)())).into_response(),
         Err(e) => problem(&e),
@@ -243,7 +253,6 @@ pub async fn remove_factor(
     admin: Admin,
     Path((username, factor_id)): Path<(String, String)>,
 ) -> Response {
-    scope!(admin, Scope::UsersWrite);
     match accounts(&app, &admin).remove_factor(&username, &factor_id).await {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => problem(&e),
@@ -251,7 +260,6 @@ pub async fn remove_factor(
 }
 
 pub async fn sessions(State(app): State<AppState>, admin: Admin, Path(username): Path<String>) -> Response {
-    scope!(admin, Scope::UsersRead);
     match accounts(&app, &admin).show(&username).await {
         Ok(d) => axum::Json(d.sessions.iter().map(SessionView::from).collect::<Vec<_>>()).into_response(),
         Err(e) => problem(&e),
@@ -268,7 +276,6 @@ fn revoke_event(app: &AppState, admin: &Admin, username: &str, t: &'static str) 
 }
 
 pub async fn revoke_sessions(State(app): State<AppState>, admin: Admin, Path(username): Path<String>) -> Response {
-    scope!(admin, Scope::UsersWrite);
     let user = match accounts(&app, &admin).user(&username).await {
         Ok(u) => u,
         Err(e) => return problem(&e),
@@ -285,7 +292,6 @@ pub async fn revoke_session(
     admin: Admin,
     Path((username, id)): Path<(String, String)>,
 ) -> Response {
-    scope!(admin, Scope::UsersWrite);
     let user = match accounts(&app, &admin).user(&username).await {
         Ok(u) => u,
         Err(e) => return problem(&e),

@@ -80,6 +80,11 @@ pub fn login_problem(e: &LoginError, now: OffsetDateTime) -> Response {
                 .into_response()
         }
         LoginError::Malformed(m) => Problem::invalid_field(m.clone()).into_response(),
+        LoginError::NoWebauthn => {
+            Problem::new(StatusCode::CONFLICT, "webauthn-unavailable", "Security keys are not available on this server")
+                .detail(e.to_string())
+                .into_response()
+        }
         LoginError::Unavailable => Problem::unavailable(e.to_string()).into_response(),
     }
 }
@@ -98,6 +103,11 @@ pub fn enroll_problem(e: &EnrollError) -> Response {
                 .into_response()
         }
         EnrollError::Unavailable => Problem::unavailable(e.to_string()).into_response(),
+        EnrollError::NoWebauthn => {
+            Problem::new(StatusCode::CONFLICT, "webauthn-unavailable", "Security keys are not available on this server")
+                .detail(e.to_string())
+                .into_response()
+        }
         EnrollError::ModelRefused => {
             Problem::new(StatusCode::FORBIDDEN, "authenticator-not-allowed", "Authenticator model not allowed")
                 .detail(e.to_string())

@@ -40,6 +40,10 @@ pub enum EnrollError {
     ModelRefused,
     #[error("the security key could not be registered: {0}")]
     Webauthn(String),
+    #[error(
+        "security keys and passkeys are not available on this server (its public_url has no domain name); use an authenticator app"
+    )]
+    NoWebauthn,
     #[error("this step is not expected now: {0}")]
     OutOfOrder(&'static str),
     #[error("the enrollment cannot be completed now")]
@@ -311,9 +315,16 @@ pub async fn totp_confirm(
 }
 
 pub async fn webauthn_begin(app: &AppState, handle: &str) -> Result<CreationChallengeResponse, EnrollError> {
+    let rp = app.auth.rp().ok_or(EnrollError::NoWebauthn)?;
     let mut l = load(app, handle).await?;
+    // Keys the account already has (after a passphrase reset) are excluded, so the
+    // authenticator says so instead of making a duplicate the store would refuse.
+    let existing: Vec<_> = super::factor_check::passkeys(&app.keyring.get(), &app.store.factors_of(&l.user.id).await?)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
     let (ccr, state) =
-        wa::start_registration(&app.auth.rp, &l.user.id, l.user.username.as_str(), &l.user.display_name, &[])
+        wa::start_registration(rp, &l.user.id, l.user.username.as_str(), &l.user.display_name, &existing)
             .map_err(|e| EnrollError::Webauthn(e.to_string()))?;
     l.st.webauthn_pending = Some(serde_json::to_value(&state).map_err(|_| EnrollError::Unavailable)?);
     save(app, &mut l).await?;
@@ -342,8 +353,9 @@ pub async fn webauthn_finish(
             return Err(err);
         }
     };
+    let synced = proven.params.get("backup_eligible").and_then(serde_json::Value::as_bool).unwrap_or(false);
     let e = event(app, ctx, types::ENROLLMENT_FACTOR_VERIFIED, Outcome::Success, &l)
-        .factor("hwk")
+        .factor(if synced { "swk" } else { "hwk" })
         .detail("factor_id", proven.factor_id.clone())
         .detail("aaguid", proven.params.get("aaguid").cloned().unwrap_or_default());
     l.st.second.push(proven);
@@ -361,8 +373,8 @@ fn register_credential(
     state: &PasskeyRegistration,
     label: Option<&str>,
 ) -> Result<Proven, EnrollError> {
-    let passkey =
-        app.auth.rp.finish_passkey_registration(reg, state).map_err(|e| EnrollError::Webauthn(e.to_string()))?;
+    let rp = app.auth.rp().ok_or(EnrollError::NoWebauthn)?;
+    let passkey = rp.finish_passkey_registration(reg, state).map_err(|e| EnrollError::Webauthn(e.to_string()))?;
     let facts = wa::device_facts(reg).ok_or_else(|| EnrollError::Webauthn("authenticator data unreadable".into()))?;
     if !wa::aaguid_allowed(&app.auth.settings.webauthn_allowed_aaguids, &user.roles, facts.aaguid) {
         return Err(EnrollError::ModelRefused);

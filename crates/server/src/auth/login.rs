@@ -83,6 +83,8 @@ pub enum LoginError {
     NoSecondFactor,
     #[error("{0}")]
     Malformed(String),
+    #[error("security keys and passkeys are not available on this server (its public_url has no domain name)")]
+    NoWebauthn,
     #[error("the sign-in cannot be completed now")]
     Unavailable,
 }
@@ -213,6 +215,7 @@ async fn gate(app: &AppState, ctx: &ClientContext, l: &Loaded) -> Result<(), Log
         Gate::WaitUntil(until) => LoginError::Throttled(until),
         Gate::Locked(until) => LoginError::Locked(until),
     };
+    metrics::counter!("wardgate_login_outcomes_total", "outcome" => "denied").increment(1);
     let e = event(app, ctx, types::AUTH_LOGIN_THROTTLED, Outcome::Denied, &l.st).reason(refusal.to_string());
     record(app, e).await?;
     Err(refusal)
@@ -229,6 +232,7 @@ async fn failed(
     factor_id: Option<&str>,
     reason: &str,
 ) -> Result<(), LoginError> {
+    metrics::counter!("wardgate_login_outcomes_total", "outcome" => "failed").increment(1);
     let t = now(app);
     let policy = app.auth.lockout;
     match (&l.user, &l.st.username) {
@@ -294,10 +298,11 @@ pub async fn pending(app: &AppState, handle: &str) -> Result<Vec<Next>, LoginErr
 /// A WebAuthn challenge for this login: discoverable (any passkey of any account) before
 /// the first factor; the account's own credentials after a passphrase.
 pub async fn webauthn_challenge(app: &AppState, handle: &str) -> Result<RequestChallengeResponse, LoginError> {
+    let rp = app.auth.rp().ok_or(LoginError::NoWebauthn)?;
     let mut l = load(app, handle).await?;
     let (rcr, state) = match (&l.st.first, &l.user) {
         (None, _) => {
-            let (rcr, s) = app.auth.rp.start_discoverable_authentication().map_err(|e| {
+            let (rcr, s) = rp.start_discoverable_authentication().map_err(|e| {
                 tracing::error!(error = %e, "webauthn challenge failed");
                 LoginError::Unavailable
             })?;
@@ -310,7 +315,7 @@ pub async fn webauthn_challenge(app: &AppState, handle: &str) -> Result<RequestC
             if keys.is_empty() {
                 return Err(LoginError::OutOfOrder);
             }
-            let (rcr, s) = app.auth.rp.start_passkey_authentication(&keys).map_err(|e| {
+            let (rcr, s) = rp.start_passkey_authentication(&keys).map_err(|e| {
                 tracing::error!(error = %e, "webauthn challenge failed");
                 LoginError::Unavailable
             })?;
@@ -359,8 +364,10 @@ async fn passphrase_step(
     let usable = l.user.as_ref().is_some_and(User::may_sign_in) && stored.is_some();
     // Always one Argon2id verification: against the real hash, or against the decoy.
     let phc = stored.map(|f| f.secret.clone()).unwrap_or_else(|| app.auth.decoy_phc.clone());
-    let typed_owned = typed.to_owned();
-    let matches = tokio::task::spawn_blocking(move || passphrase::verify(&typed_owned, &phc))
+    let typed_owned = zeroize::Zeroizing::new(typed.to_owned());
+    let check_phc = phc.clone();
+    let check_typed = typed_owned.clone();
+    let matches = tokio::task::spawn_blocking(move || passphrase::verify(&check_typed, &check_phc))
         .await
         .map_err(|_| LoginError::Unavailable)?;
     if !(matches && usable) {
@@ -378,6 +385,9 @@ async fn passphrase_step(
         record(app, e).await?;
         return Err(LoginError::NoSecondFactor);
     }
+    if let Some(f) = stored.filter(|_| passphrase::needs_rehash(&phc, app.auth.hash)) {
+        rehash(app, f.clone(), typed_owned);
+    }
     l.st.first = Some(FactorUsed::Passphrase);
     l.st.webauthn = None;
     let mut e = event(app, ctx, types::AUTH_FACTOR_PASSED, Outcome::Success, &l.st).factor("pwd");
@@ -387,6 +397,23 @@ async fn passphrase_step(
     save(app, l).await?;
     record(app, e).await?;
     Ok(Advanced::Continue(Progress { flow: handle.to_owned(), next }))
+}
+
+/// The configured Argon2id cost went up since this hash was made: re-hash now that the
+/// passphrase is at hand, off the request path (the login does not wait for it).
+fn rehash(app: &AppState, factor: Factor, typed: zeroize::Zeroizing<String>) {
+    let (store, params) = (std::sync::Arc::clone(&app.store), app.auth.hash);
+    tokio::spawn(async move {
+        let hashed = tokio::task::spawn_blocking(move || passphrase::hash_with(params, &typed)).await;
+        if let Ok(Ok(phc)) = hashed {
+            let mut new = factor.clone();
+            new.secret = phc;
+            // Compare-and-set: a concurrent change of passphrase wins over this.
+            if let Err(e) = store.update_factor(&new, &factor.secret, None).await {
+                tracing::warn!(error = %e, "passphrase re-hash not stored");
+            }
+        }
+    });
 }
 
 async fn second_code(
@@ -438,6 +465,7 @@ async fn webauthn_step(
     mut l: Loaded,
     cred: &PublicKeyCredential,
 ) -> Result<Advanced, LoginError> {
+    let rp = app.auth.rp().ok_or(LoginError::NoWebauthn)?;
     let pending = l.st.webauthn.take().ok_or(LoginError::OutOfOrder)?;
     let cred_id = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, cred.get_credential_id());
     let t = now(app);
@@ -450,7 +478,7 @@ async fn webauthn_step(
             Some(f) => app.store.user_by_id(&f.user_id).await?,
             None => None,
         };
-        let claimed = app.auth.rp.identify_discoverable_authentication(cred).ok().map(|(h, _)| wa::user_id_of(h));
+        let claimed = rp.identify_discoverable_authentication(cred).ok().map(|(h, _)| wa::user_id_of(h));
         let consistent = match (&owner, &claimed, &l.st.username) {
             (Some(o), Some(c), typed) => &o.id == c && typed.as_ref().is_none_or(|t| t == o.username.as_str()),
             _ => false,
@@ -471,7 +499,7 @@ async fn webauthn_step(
         // someone else's) unlocks their own account (R5).
         let keys = factor_check::passkeys(&app.keyring.get(), std::slice::from_ref(&factor));
         let result = match keys.first() {
-            Some((_, key)) => app.auth.rp.finish_discoverable_authentication_v2(cred, state, key),
+            Some((_, key)) => rp.finish_discoverable_authentication_v2(cred, state, key),
             None => Err(webauthn_rs::prelude::WebauthnError::CredentialNotFound),
         };
         let result = match result {
@@ -504,7 +532,7 @@ async fn webauthn_step(
     gate(app, ctx, &l).await?;
     let factors = app.store.factors_of(&user.id).await?;
     let factor = factors.iter().find(|f| f.credential_id.as_deref() == Some(cred_id.as_str())).cloned();
-    let result = match (app.auth.rp.finish_passkey_authentication(cred, &state), &factor) {
+    let result = match (rp.finish_passkey_authentication(cred, &state), &factor) {
         (Ok(r), Some(_)) => r,
         (res, _) => {
             let why = res.err().map(|e| e.to_string()).unwrap_or_else(|| "credential not registered".into());
@@ -630,6 +658,7 @@ async fn create_session(
         Err(StoreError::NotFound) => return Err(LoginError::Expired),
         Err(e) => return Err(e.into()),
     }
+    metrics::counter!("wardgate_login_outcomes_total", "outcome" => "succeeded").increment(1);
     if user.attempts.locked_until.is_some_and(|u| u > t) {
         let e = event(app, ctx, types::AUTH_ACCOUNT_UNLOCKED, Outcome::Success, &l.st)
             .reason("signed in with a phishing-resistant factor during a lockout");

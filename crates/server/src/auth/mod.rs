@@ -30,7 +30,9 @@ pub struct Auth {
     /// Checked instead of a real hash when the username is unknown, so that the answer
     /// takes as long as for a real account.
     pub decoy_phc: String,
-    pub rp: ::webauthn_rs::Webauthn,
+    /// `None` when `public_url` has no domain name (WebAuthn binds credentials to a
+    /// domain): the server runs, and security keys and passkeys are refused with a reason.
+    rp: Option<::webauthn_rs::Webauthn>,
     /// Failed attempts against usernames that do not exist, so that they are throttled and
     /// "locked" exactly like real ones and guessing cannot tell the two apart. Node-local
     /// and bounded: it only needs to mirror what an attacker can observe from one node.
@@ -39,8 +41,6 @@ pub struct Auth {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthSetupError {
-    #[error(transparent)]
-    Webauthn(#[from] webauthn::SetupError),
     #[error("cannot prepare the passphrase decoy: {0}")]
     Decoy(String),
 }
@@ -57,11 +57,22 @@ impl Auth {
             passphrases: settings.passphrase_policy(),
             totp: settings.totp_params(),
             decoy_phc: wardgate_core::passphrase::decoy_hash(hash).map_err(|e| AuthSetupError::Decoy(e.to_string()))?,
-            rp: webauthn::relying_party(base_url, settings.webauthn_rp_id.as_deref(), &settings.organization_name)?,
+            rp: match webauthn::relying_party(base_url, settings.webauthn_rp_id.as_deref(), &settings.organization_name)
+            {
+                Ok(rp) => Some(rp),
+                Err(e) => {
+                    tracing::warn!(error = %e, "security keys and passkeys are unavailable: set public_url to an https:// URL with a domain name");
+                    None
+                }
+            },
             hash,
             settings: settings.clone(),
             unknown: Mutex::new(HashMap::new()),
         })
+    }
+
+    pub fn rp(&self) -> Option<&::webauthn_rs::Webauthn> {
+        self.rp.as_ref()
     }
 
     pub(crate) fn unknown_attempts(&self, username: &str) -> Attempts {
