@@ -41,9 +41,22 @@ async fn seed(settings: &Settings, n: usize) -> Vec<Account> {
     for i in 0..n {
         let username = format!("bench{i:05}");
         let id = wardgate_core::token::random_id().unwrap();
-        let user = User::new(id.clone(), Username::parse(&username).unwrap(), format!("Bench {i}"), AccountStatus::Active, now);
+        let user = User::new(
+            id.clone(),
+            Username::parse(&username).unwrap(),
+            format!("Bench {i}"),
+            AccountStatus::Active,
+            now,
+        );
         let secret = totp::generate_secret().unwrap().to_vec();
-        let pwd = Factor::new(wardgate_core::token::random_id().unwrap(), id.clone(), FactorKind::Passphrase, "Passphrase", phc.clone(), now);
+        let pwd = Factor::new(
+            wardgate_core::token::random_id().unwrap(),
+            id.clone(),
+            FactorKind::Passphrase,
+            "Passphrase",
+            phc.clone(),
+            now,
+        );
         let fid = wardgate_core::token::random_id().unwrap();
         let sealed = ring.seal(&Factor::seal_context(&fid), &secret).unwrap();
         let mut otp = Factor::new(fid, id.clone(), FactorKind::Totp, "Authenticator app", sealed, now);
@@ -59,8 +72,15 @@ async fn seed(settings: &Settings, n: usize) -> Vec<Account> {
 
 async fn login(http: &reqwest::Client, base: &str, a: &Account) -> Duration {
     let t = Instant::now();
-    let start: serde_json::Value =
-        http.post(format!("{base}/api/v1/login")).json(&json!({"username": a.username})).send().await.unwrap().json().await.unwrap();
+    let start: serde_json::Value = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&json!({"username": a.username}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let flow = start["flow"].as_str().expect("flow").to_owned();
     let r = http
         .post(format!("{base}/api/v1/login/passphrase"))
@@ -70,7 +90,8 @@ async fn login(http: &reqwest::Client, base: &str, a: &Account) -> Duration {
         .unwrap();
     assert_eq!(r.status(), 200, "passphrase step");
     let code = totp::code_at(TotpParams::default(), &a.secret, OffsetDateTime::now_utc()).unwrap();
-    let r = http.post(format!("{base}/api/v1/login/totp")).json(&json!({"flow": flow, "code": code})).send().await.unwrap();
+    let r =
+        http.post(format!("{base}/api/v1/login/totp")).json(&json!({"flow": flow, "code": code})).send().await.unwrap();
     assert_eq!(r.status(), 200, "totp step");
     t.elapsed()
 }
