@@ -2,8 +2,8 @@
 
 use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use wardgate_core::audit::event::types;
 use wardgate_core::audit::{AuditEvent, Outcome};
@@ -13,10 +13,8 @@ use wardgate_store::StoreError;
 
 use crate::app::AppState;
 use crate::context::ClientContext;
+use crate::pages::{csrf_refused, form_token_ok, new_form_token, render, with_cookies};
 use crate::problem::{ApiForm, ApiJson, Problem};
-
-/// `__Host-` pins the cookie to this origin: Secure, Path=/, no Domain.
-const CSRF_COOKIE: &str = "__Host-wardgate-csrf";
 
 #[derive(Template)]
 #[template(path = "bootstrap.html")]
@@ -94,16 +92,6 @@ impl RedeemError {
     }
 }
 
-fn render(t: &impl Template, status: StatusCode) -> Response {
-    match t.render() {
-        Ok(html) => (status, Html(html)).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "template failed");
-            Problem::internal().into_response()
-        }
-    }
-}
-
 fn invalid_link_page() -> Response {
     render(
         &MessagePage {
@@ -126,11 +114,10 @@ pub async fn page(State(state): State<AppState>, Query(q): Query<PageQuery>) -> 
     if !pending || q.token.len() != 43 {
         return invalid_link_page();
     }
-    let Ok(csrf) = token::generate() else { return Problem::internal().into_response() };
-    let mut resp =
+    let Some((csrf, cookie)) = new_form_token() else { return Problem::internal().into_response() };
+    let resp =
         render(&FormPage { token: &q.token, csrf: &csrf, username: "", display_name: "", error: None }, StatusCode::OK);
-    set_csrf_cookie(&mut resp, &csrf);
-    resp
+    with_cookies(resp, [cookie])
 }
 
 pub async fn submit_form(
@@ -142,10 +129,8 @@ pub async fn submit_form(
     if let Err(limited) = state.bootstrap_limit.check(ctx.ip) {
         return limited.into_response();
     }
-    let cookie = cookie_value(&headers, CSRF_COOKIE).unwrap_or_default();
-    if cookie.is_empty() || !token::ct_eq(cookie.as_bytes(), form.csrf.as_bytes()) {
-        return Problem::new(StatusCode::FORBIDDEN, "csrf", "The form has expired; reload the page and try again")
-            .into_response();
+    if !form_token_ok(&headers, &form.csrf) {
+        return csrf_refused();
     }
     if form.passphrase != form.passphrase_confirm {
         return form_error(&form, RedeemError::Mismatch);
@@ -268,23 +253,4 @@ async fn redeem(
             Err(RedeemError::Unavailable)
         }
     }
-}
-
-fn set_csrf_cookie(resp: &mut Response, value: &str) {
-    let cookie = format!("{CSRF_COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict");
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        resp.headers_mut().append(header::SET_COOKIE, v);
-    }
-}
-
-/// The value of one cookie from the `Cookie` header (RFC 6265 §4.2.1: `name=value; …`).
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
 }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use webauthn_rs::prelude::RegisterPublicKeyCredential;
 
-use super::{enroll_problem, flow_handle};
+use super::{CodeBody, FlowBody, PassphraseBody, enroll_problem, flow_handle};
 use crate::app::AppState;
 use crate::auth::enroll;
 use crate::auth::session::{FLOW_COOKIE, set_cookie};
@@ -17,29 +17,6 @@ use crate::problem::ApiJson;
 #[serde(deny_unknown_fields)]
 pub struct BeginBody {
     token: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PassphraseBody {
-    #[serde(default)]
-    flow: Option<String>,
-    passphrase: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CodeBody {
-    #[serde(default)]
-    flow: Option<String>,
-    code: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowBody {
-    #[serde(default)]
-    flow: Option<String>,
 }
 
 #[derive(Deserialize)]

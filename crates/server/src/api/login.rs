@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use webauthn_rs::prelude::PublicKeyCredential;
 
-use super::{flow_handle, login_problem};
+use super::{CodeBody, FlowBody, PassphraseBody, flow_handle, login_problem};
 use crate::app::AppState;
 use crate::auth::login::{self, Advanced, SignedIn, Step};
 use crate::auth::session::{FLOW_COOKIE, SESSION_COOKIE, SignedIn as Authenticated, clear_cookie, set_cookie};
@@ -18,29 +18,6 @@ use crate::problem::ApiJson;
 pub struct StartBody {
     #[serde(default)]
     username: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PassphraseBody {
-    #[serde(default)]
-    flow: Option<String>,
-    passphrase: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CodeBody {
-    #[serde(default)]
-    flow: Option<String>,
-    code: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FlowBody {
-    #[serde(default)]
-    flow: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -81,7 +81,8 @@ pub async fn me(State(app): State<AppState>, SignedIn(cur): SignedIn) -> Respons
     .into_response()
 }
 
-fn event(app: &AppState, cur: &Current, ctx: &ClientContext, t: &'static str) -> AuditEvent {
+/// An event about the signed-in person, done by themselves.
+pub(crate) fn event(app: &AppState, cur: &Current, ctx: &ClientContext, t: &'static str) -> AuditEvent {
     AuditEvent::known((app.clock)(), t, Outcome::Success)
         .subject(cur.user.username.as_str())
         .client_ip(ctx.ip)

@@ -15,6 +15,33 @@ use crate::auth::login::LoginError;
 use crate::auth::session::{FLOW_COOKIE, cookie_value};
 use crate::problem::Problem;
 
+/// A step that carries a passphrase (login or enrollment). `flow` may be omitted by the
+/// pages, whose flow handle travels in a cookie.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassphraseBody {
+    #[serde(default)]
+    pub flow: Option<String>,
+    pub passphrase: String,
+}
+
+/// A step that carries a one-time or recovery code.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeBody {
+    #[serde(default)]
+    pub flow: Option<String>,
+    pub code: String,
+}
+
+/// A step that carries only the flow handle.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowBody {
+    #[serde(default)]
+    pub flow: Option<String>,
+}
+
 pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub async fn openapi() -> Response {

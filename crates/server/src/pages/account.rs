@@ -5,6 +5,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use wardgate_core::audit::event::types;
 use wardgate_core::identity::FactorKind;
 use wardgate_core::session::SessionState;
 
@@ -66,6 +67,20 @@ async fn signed_in(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -> 
         Ok(None) => Err(see_other("/")),
         Err(p) => Err(p.into_response()),
     }
+}
+
+/// As [`signed_in`], for a form post: the session's CSRF token must come with it.
+async fn signed_in_form(
+    app: &AppState,
+    headers: &HeaderMap,
+    ctx: &ClientContext,
+    csrf: &str,
+) -> Result<Current, Response> {
+    let cur = signed_in(app, headers, ctx).await?;
+    if !cur.csrf_ok(csrf) {
+        return Err(csrf_refused());
+    }
+    Ok(cur)
 }
 
 fn device(ua: Option<&str>) -> String {
@@ -203,23 +218,13 @@ pub async fn revoke(
     headers: HeaderMap,
     ApiForm(f): ApiForm<RevokeForm>,
 ) -> Response {
-    let cur = match signed_in(&app, &headers, &ctx).await {
+    let cur = match signed_in_form(&app, &headers, &ctx, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !cur.csrf_ok(&f.csrf) {
-        return csrf_refused();
-    }
-    let e = wardgate_core::audit::AuditEvent::known(
-        (app.clock)(),
-        wardgate_core::audit::event::types::AUTH_SESSION_REVOKED,
-        wardgate_core::audit::Outcome::Success,
-    )
-    .subject(cur.user.username.as_str())
-    .reason("ended by the user on the account page")
-    .client_ip(ctx.ip)
-    .correlation_id(ctx.request_id.clone())
-    .detail("session_id", f.id.clone());
+    let e = crate::api::me::event(&app, &cur, &ctx, types::AUTH_SESSION_REVOKED)
+        .reason("ended by the user on the account page")
+        .detail("session_id", f.id.clone());
     match app.store.revoke_session(&cur.user.id, &f.id, (app.clock)(), &e).await {
         Ok(()) if f.id == cur.session.id => with_cookies(see_other("/?signed_out=1"), [clear_cookie(SESSION_COOKIE)]),
         Ok(()) | Err(wardgate_store::StoreError::NotFound) => see_other("/account?done=revoked"),
@@ -242,22 +247,12 @@ pub async fn revoke_all(
     headers: HeaderMap,
     ApiForm(f): ApiForm<CsrfForm>,
 ) -> Response {
-    let cur = match signed_in(&app, &headers, &ctx).await {
+    let cur = match signed_in_form(&app, &headers, &ctx, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !cur.csrf_ok(&f.csrf) {
-        return csrf_refused();
-    }
-    let e = wardgate_core::audit::AuditEvent::known(
-        (app.clock)(),
-        wardgate_core::audit::event::types::AUTH_SESSIONS_REVOKED_ALL,
-        wardgate_core::audit::Outcome::Success,
-    )
-    .subject(cur.user.username.as_str())
-    .reason("signed out everywhere by the user")
-    .client_ip(ctx.ip)
-    .correlation_id(ctx.request_id.clone());
+    let e = crate::api::me::event(&app, &cur, &ctx, types::AUTH_SESSIONS_REVOKED_ALL)
+        .reason("signed out everywhere by the user");
     match app.store.revoke_sessions_of(&cur.user.id, (app.clock)(), &e).await {
         Ok(_) => with_cookies(see_other("/?signed_out=1"), [clear_cookie(SESSION_COOKIE)]),
         Err(e) => {
@@ -273,13 +268,10 @@ pub async fn recovery_codes(
     headers: HeaderMap,
     ApiForm(f): ApiForm<CsrfForm>,
 ) -> Response {
-    let cur = match signed_in(&app, &headers, &ctx).await {
+    let cur = match signed_in_form(&app, &headers, &ctx, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !cur.csrf_ok(&f.csrf) {
-        return csrf_refused();
-    }
     match crate::api::me::regenerate(&app, &cur, &ctx).await {
         Ok(codes) => render(
             &CodesPage { intro: "Your new recovery codes. The old ones no longer work.", codes: &codes },
@@ -304,13 +296,10 @@ pub async fn passphrase(
     headers: HeaderMap,
     ApiForm(f): ApiForm<PassphraseForm>,
 ) -> Response {
-    let cur = match signed_in(&app, &headers, &ctx).await {
+    let cur = match signed_in_form(&app, &headers, &ctx, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !cur.csrf_ok(&f.csrf) {
-        return csrf_refused();
-    }
     let outcome = if f.new_passphrase != f.new_passphrase_confirm {
         "mismatch".to_owned()
     } else {
