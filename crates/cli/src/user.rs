@@ -71,8 +71,9 @@ pub enum UserCommand {
         #[arg(long)]
         base_url: Option<String>,
     },
-    /// Reset a forgotten passphrase: the account's sessions end, its passphrase is removed,
-    /// and it re-enrolls (a new passphrase and a second factor) through a new one-time link.
+    /// Reset a forgotten passphrase: the account's sessions end, its passphrase and recovery
+    /// codes are removed, and it re-enrolls (a new passphrase, a second factor proven again,
+    /// fresh recovery codes) through a new one-time link.
     ResetPassphrase {
         name: String,
         #[arg(long)]

@@ -124,7 +124,10 @@ pub fn hash_with(params: HashParams, passphrase: &str) -> Result<String, Passphr
 pub fn needs_rehash(phc: &str, params: HashParams) -> bool {
     let Ok(h) = PasswordHash::new(phc) else { return true };
     let Ok(stored) = Params::try_from(&h) else { return true };
-    stored.m_cost() < params.memory_kib || stored.t_cost() < params.iterations || h.algorithm.as_str() != "argon2id"
+    stored.m_cost() < params.memory_kib
+        || stored.t_cost() < params.iterations
+        || stored.p_cost() != params.parallelism
+        || h.algorithm.as_str() != "argon2id"
 }
 
 /// Constant-time verification against a stored PHC string.

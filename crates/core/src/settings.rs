@@ -139,7 +139,15 @@ impl AuthSettings {
     }
 
     pub fn passphrase_policy(&self) -> crate::passphrase::PassphrasePolicy {
-        crate::passphrase::PassphrasePolicy { min_chars: self.passphrase_min_length as usize, ..Default::default() }
+        let min = self.passphrase_min_length as usize;
+        let d = crate::passphrase::PassphrasePolicy::default();
+        // A passphrase alone (the first administrator, until a second factor is enrolled)
+        // is never held to less than the configured minimum.
+        crate::passphrase::PassphrasePolicy {
+            min_chars: min,
+            min_chars_single_factor: d.min_chars_single_factor.max(min),
+            ..d
+        }
     }
 
     pub fn hash_params(&self) -> crate::passphrase::HashParams {

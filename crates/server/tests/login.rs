@@ -545,3 +545,52 @@ async fn without_a_domain_name_security_keys_are_refused_with_a_reason_and_the_r
     let admin = h.enroll_admin("rsmith").await;
     assert_eq!(h.login_totp("rsmith", &admin.totp_secret, 1).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn people_add_and_remove_their_own_factors_but_keep_two_kinds() {
+    let h = start().await;
+    let admin = h.enroll_admin("rsmith").await;
+    let s = &admin.session;
+    let call = |method: reqwest::Method, path: &str| {
+        h.http.request(method, h.url(path)).header("cookie", &s.cookie).header("x-csrf-token", &s.csrf)
+    };
+    let me: Value = h.me(s).await.json().await.unwrap();
+    let factor = |kind: &str| {
+        me["factors"].as_array().unwrap().iter().find(|f| f["kind"] == kind).unwrap()["id"].as_str().unwrap().to_owned()
+    };
+    let (pwd, app, codes) = (factor("passphrase"), factor("totp"), factor("recovery_codes"));
+    for id in [&pwd, &codes, &app] {
+        let r = call(reqwest::Method::DELETE, &format!("/api/v1/me/factors/{id}")).send().await.unwrap();
+        let (status, p) = problem(r).await;
+        assert_eq!(
+            (status, p["type"].as_str().unwrap()),
+            (StatusCode::CONFLICT, "urn:wardgate:problem:factor-required")
+        );
+    }
+
+    // A second authenticator app, confirmed by a code, saved to the account.
+    let begun: Value = call(reqwest::Method::POST, "/api/v1/me/factors").send().await.unwrap().json().await.unwrap();
+    assert_eq!(begun["adding"], true);
+    let flow = begun["flow"].as_str().unwrap();
+    let early =
+        call(reqwest::Method::POST, "/api/v1/me/factors/save").json(&json!({"flow": flow})).send().await.unwrap();
+    assert_eq!(problem(early).await.0, StatusCode::CONFLICT);
+    let setup = h.ok("/api/v1/enroll/totp", json!({"flow": flow})).await;
+    let second = totp::secret_from_base32(setup["secret"].as_str().unwrap()).unwrap().to_vec();
+    let code = totp::code_at(TotpParams::default(), &second, clock()).unwrap();
+    h.ok("/api/v1/enroll/totp/confirm", json!({"flow": flow, "code": code})).await;
+    let saved =
+        call(reqwest::Method::POST, "/api/v1/me/factors/save").json(&json!({"flow": flow})).send().await.unwrap();
+    assert_eq!(saved.status(), StatusCode::OK);
+    // The enrollment finish cannot be reached through an add-factor flow.
+    assert_ne!(h.post("/api/v1/enroll/finish", json!({"flow": flow})).await.status(), StatusCode::OK);
+
+    // Now the first app can go, and the new one signs in.
+    let r = call(reqwest::Method::DELETE, &format!("/api/v1/me/factors/{app}")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(h.login_totp("rsmith", &admin.totp_secret, 1).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(h.login_totp("rsmith", &second, 1).await.status(), StatusCode::OK);
+    let audit = h.audit().await;
+    assert!(audit.iter().any(|r| r["type"] == "account.factor.added" && r["details"]["kind"] == "totp"));
+    assert!(audit.iter().any(|r| r["type"] == "account.factor.removed" && r["details"]["factor_id"] == app.as_str()));
+}

@@ -264,3 +264,90 @@ pub async fn passphrase(
         Err(e) => e.problem().into_response(),
     }
 }
+
+/// Removes one of the person's own factors. The passphrase and the recovery codes stay
+/// (they are changed or remade instead), and so does the last authenticator app or
+/// security key: nobody signs out of multi-factor by removing factors.
+pub(crate) async fn remove_own_factor(
+    app: &AppState,
+    cur: &Current,
+    ctx: &ClientContext,
+    id: &str,
+) -> Result<(), Problem> {
+    let factors = app.store.factors_of(&cur.user.id).await.map_err(|e| {
+        tracing::error!(error = %e, "account: store failed");
+        Problem::unavailable("the database is unreachable")
+    })?;
+    let Some(f) = factors.iter().find(|f| f.id == id) else { return Err(Problem::not_found()) };
+    let refuse =
+        |why: &str| Problem::new(StatusCode::CONFLICT, "factor-required", "This factor cannot be removed").detail(why);
+    match f.kind {
+        FactorKind::Passphrase => return Err(refuse("change the passphrase instead")),
+        FactorKind::RecoveryCodes => return Err(refuse("make new recovery codes instead")),
+        FactorKind::Totp | FactorKind::Webauthn => {
+            let others =
+                factors.iter().filter(|o| o.id != f.id && matches!(o.kind, FactorKind::Totp | FactorKind::Webauthn));
+            if others.count() == 0 {
+                return Err(refuse("it is your only authenticator app or security key; add another one first"));
+            }
+        }
+    }
+    let e = event(app, cur, ctx, types::ACCOUNT_FACTOR_REMOVED)
+        .factor(f.kind.amr())
+        .detail("factor_id", f.id.clone())
+        .detail("kind", f.kind.as_str())
+        .detail("label", f.label.clone());
+    match app.store.remove_factor(&cur.user.id, id, &e).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::NotFound) => Err(Problem::not_found()),
+        Err(e) => {
+            tracing::error!(error = %e, "account: remove factor failed");
+            Err(Problem::unavailable("the database is unreachable"))
+        }
+    }
+}
+
+pub async fn remove_factor(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    SignedIn(cur): SignedIn,
+    Path(id): Path<String>,
+) -> Response {
+    match remove_own_factor(&app, &cur, &ctx, &id).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+/// Starts adding an authenticator app or a security key; continue with the
+/// `/api/v1/enroll/totp…` or `/api/v1/enroll/webauthn…` steps, then `/api/v1/me/factors/save`.
+pub async fn add_factor(State(app): State<AppState>, SignedIn(cur): SignedIn) -> Response {
+    match crate::auth::enroll::begin_adding(&app, &cur.user).await {
+        Ok(s) => {
+            let mut resp = axum::Json(&s).into_response();
+            if let Some(c) = crate::auth::session::set_cookie(crate::auth::session::FLOW_COOKIE, &s.flow) {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
+            resp
+        }
+        Err(e) => super::enroll_problem(&e),
+    }
+}
+
+pub async fn save_factors(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: axum::http::HeaderMap,
+    SignedIn(cur): SignedIn,
+    crate::problem::ApiJson(b): crate::problem::ApiJson<super::FlowBody>,
+) -> Response {
+    let handle = super::flow_handle(b.flow, &headers);
+    match crate::auth::enroll::finish_adding(&app, &ctx, &handle, &cur.user).await {
+        Ok(labels) => {
+            let mut resp = axum::Json(serde_json::json!({"added": labels})).into_response();
+            resp.headers_mut().append(header::SET_COOKIE, clear_cookie(crate::auth::session::FLOW_COOKIE));
+            resp
+        }
+        Err(e) => super::enroll_problem(&e),
+    }
+}

@@ -94,6 +94,8 @@ pub struct Status {
     pub passphrase_set: bool,
     pub second_factors: Vec<String>,
     pub can_finish: bool,
+    /// Adding a factor to an active account (from the account page), not enrolling.
+    pub adding: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -144,6 +146,7 @@ fn status(handle: &str, l: &Loaded) -> Status {
         passphrase_set: l.st.has_passphrase || l.st.passphrase_phc.is_some(),
         second_factors: l.st.second.iter().map(|p| p.label.clone()).collect(),
         can_finish: (l.st.has_passphrase || l.st.passphrase_phc.is_some()) && !l.st.second.is_empty(),
+        adding: l.flow.kind == FlowKind::AddFactor,
     }
 }
 
@@ -182,18 +185,77 @@ pub async fn begin(app: &AppState, ctx: &ClientContext, link: &str) -> Result<St
     Ok(status(&handle, &l))
 }
 
+/// Starts adding a factor to a signed-in, active account: the same steps as enrollment
+/// (authenticator app or security key), without the passphrase and the recovery codes.
+pub async fn begin_adding(app: &AppState, user: &User) -> Result<Status, EnrollError> {
+    let t = now(app);
+    let st = EnrollState {
+        correlation_id: token::random_id().map_err(|_| EnrollError::Unavailable)?,
+        has_passphrase: true,
+        ..Default::default()
+    };
+    let handle = token::generate().map_err(|_| EnrollError::Unavailable)?;
+    let flow = Flow {
+        id_digest: token::digest(&handle),
+        kind: FlowKind::AddFactor,
+        user_id: Some(user.id.clone()),
+        state: serde_json::to_value(&st).map_err(|_| EnrollError::Unavailable)?,
+        version: 0,
+        created_at: t,
+        expires_at: t + ENROLLMENT_TTL,
+    };
+    app.store.insert_flow(&flow).await?;
+    Ok(status(&handle, &Loaded { flow, st, user: user.clone() }))
+}
+
+/// Stores the factors proven in an add-factor flow, for the signed-in account that
+/// started it (a flow handle from someone else's browser adds nothing to this account).
+pub async fn finish_adding(
+    app: &AppState,
+    ctx: &ClientContext,
+    handle: &str,
+    signed_in: &User,
+) -> Result<Vec<String>, EnrollError> {
+    let l = load(app, handle).await?;
+    if l.flow.kind != FlowKind::AddFactor || l.user.id != signed_in.id {
+        return Err(EnrollError::Expired);
+    }
+    if l.st.second.is_empty() {
+        return Err(EnrollError::OutOfOrder("add an authenticator app or a security key first"));
+    }
+    let t = now(app);
+    let mut labels = Vec::new();
+    for p in &l.st.second {
+        let mut f = Factor::new(p.factor_id.clone(), l.user.id.clone(), p.kind, &p.label, p.sealed.clone(), t);
+        f.params = p.params.clone();
+        f.counter = p.counter;
+        f.credential_id = p.credential_id.clone();
+        let e = event(app, ctx, types::ACCOUNT_FACTOR_ADDED, Outcome::Success, &l)
+            .factor(f.kind.amr())
+            .detail("factor_id", f.id.clone())
+            .detail("kind", f.kind.as_str())
+            .detail("label", f.label.clone());
+        app.store.add_factor(&f, &e).await?;
+        labels.push(f.label);
+    }
+    app.store.delete_flow(&l.flow.id_digest).await?;
+    Ok(labels)
+}
+
 async fn load(app: &AppState, handle: &str) -> Result<Loaded, EnrollError> {
     if handle.len() != 43 {
         return Err(EnrollError::Expired);
     }
     let flow = app.store.flow(&token::digest(handle), now(app)).await?.ok_or(EnrollError::Expired)?;
-    if flow.kind != FlowKind::Enrollment {
-        return Err(EnrollError::Expired);
-    }
+    let expected = match flow.kind {
+        FlowKind::Enrollment => AccountStatus::Invited,
+        FlowKind::AddFactor => AccountStatus::Active,
+        FlowKind::Login => return Err(EnrollError::Expired),
+    };
     let st: EnrollState = serde_json::from_value(flow.state.clone()).map_err(|_| EnrollError::Expired)?;
     let user_id = flow.user_id.clone().ok_or(EnrollError::Expired)?;
     let user = app.store.user_by_id(&user_id).await?.ok_or(EnrollError::Expired)?;
-    if user.status != AccountStatus::Invited {
+    if user.status != expected {
         return Err(EnrollError::Link);
     }
     Ok(Loaded { flow, st, user })
@@ -411,6 +473,9 @@ fn register_credential(
 /// recovery codes to show once.
 pub async fn finish(app: &AppState, ctx: &ClientContext, handle: &str) -> Result<Finished, EnrollError> {
     let l = load(app, handle).await?;
+    if l.flow.kind != FlowKind::Enrollment {
+        return Err(EnrollError::OutOfOrder("this is not an enrollment"));
+    }
     if !(l.st.has_passphrase || l.st.passphrase_phc.is_some()) {
         return Err(EnrollError::OutOfOrder("choose a passphrase first"));
     }

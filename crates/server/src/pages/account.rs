@@ -12,11 +12,14 @@ use wardgate_core::session::SessionState;
 use super::enroll::CodesPage;
 use super::{csrf_refused, render, see_other, show_time, with_cookies};
 use crate::app::AppState;
-use crate::auth::session::{self, Current, SESSION_COOKIE, clear_cookie, cookie_value};
+use crate::auth::session::{self, Current, FLOW_COOKIE, SESSION_COOKIE, clear_cookie, cookie_value};
 use crate::context::ClientContext;
 use crate::problem::ApiForm;
 
 struct FactorRow {
+    id: String,
+    /// An authenticator app or security key that is not the last one.
+    removable: bool,
     label: String,
     details: String,
     created: String,
@@ -157,7 +160,10 @@ pub async fn page(
                 f.label
             ));
         }
+        let second = |k: FactorKind| matches!(k, FactorKind::Totp | FactorKind::Webauthn);
         rows.push(FactorRow {
+            id: f.id.clone(),
+            removable: second(f.kind) && factors.iter().filter(|o| second(o.kind)).count() > 1,
             label: f.label.clone(),
             details: details.join(" · "),
             created: show_time(f.created_at),
@@ -184,6 +190,8 @@ pub async fn page(
         }),
         (_, Some("revoked")) => Some("The session was ended."),
         (_, Some("passphrase")) => Some("Your passphrase was changed."),
+        (_, Some("factor-added")) => Some("The new factor is saved; you can use it from your next sign-in."),
+        (_, Some("factor-removed")) => Some("The factor was removed."),
         (_, Some("mismatch")) => Some("The two new passphrases differ; nothing was changed."),
         _ => None,
     };
@@ -314,4 +322,67 @@ pub async fn passphrase(
         }
     };
     see_other(&format!("/account?done={outcome}"))
+}
+
+pub async fn add_factor(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<CsrfForm>,
+) -> Response {
+    let cur = match signed_in_form(&app, &headers, &ctx, &f.csrf).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match crate::auth::enroll::begin_adding(&app, &cur.user).await {
+        Ok(s) => with_cookies(see_other("/enroll/steps"), crate::auth::session::set_cookie(FLOW_COOKIE, &s.flow)),
+        Err(e) => crate::api::enroll_problem(&e),
+    }
+}
+
+pub async fn save_factors(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<CsrfForm>,
+) -> Response {
+    // This form lives on the factor pages, which carry the double-submit form token.
+    if !crate::pages::form_token_ok(&headers, &f.csrf) {
+        return csrf_refused();
+    }
+    let cur = match signed_in(&app, &headers, &ctx).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let handle = cookie_value(&headers, FLOW_COOKIE).unwrap_or_default();
+    match crate::auth::enroll::finish_adding(&app, &ctx, &handle, &cur.user).await {
+        Ok(_) => with_cookies(see_other("/account?done=factor-added"), [clear_cookie(FLOW_COOKIE)]),
+        Err(e) => crate::api::enroll_problem(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveFactorForm {
+    csrf: String,
+    id: String,
+}
+
+pub async fn remove_factor(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<RemoveFactorForm>,
+) -> Response {
+    let cur = match signed_in_form(&app, &headers, &ctx, &f.csrf).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match crate::api::me::remove_own_factor(&app, &cur, &ctx, &f.id).await {
+        Ok(()) => see_other("/account?done=factor-removed"),
+        Err(p) => crate::pages::render(
+            &crate::pages::enroll::ErrorPage { title: p.title, message: p.detail.as_deref().unwrap_or(p.title) },
+            p.status_code(),
+        ),
+    }
 }
