@@ -594,3 +594,71 @@ async fn people_add_and_remove_their_own_factors_but_keep_two_kinds() {
     assert!(audit.iter().any(|r| r["type"] == "account.factor.added" && r["details"]["kind"] == "totp"));
     assert!(audit.iter().any(|r| r["type"] == "account.factor.removed" && r["details"]["factor_id"] == app.as_str()));
 }
+
+/// A fresh schema on the test PostgreSQL server, or `None` (skip) when there is none and
+/// CI does not require it.
+async fn postgres_schema() -> Option<(String, String)> {
+    use sqlx::Connection as _;
+    let base = match std::env::var("WARDGATE_TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            assert!(
+                std::env::var("WARDGATE_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "WARDGATE_REQUIRE_POSTGRES=1 but WARDGATE_TEST_POSTGRES_URL is unset"
+            );
+            eprintln!("skipped: WARDGATE_TEST_POSTGRES_URL is unset");
+            return None;
+        }
+    };
+    let schema = format!("wg_login_{}", wardgate_core::token::random_id().unwrap());
+    let mut admin = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some((format!("{base}{sep}options=-c%20search_path%3D{schema}"), schema))
+}
+
+#[tokio::test]
+async fn two_nodes_on_postgresql_share_logins_and_sessions_and_a_code_works_on_one_only() {
+    let Some((url, schema)) = postgres_schema().await else { return };
+    let a = start_with(|s| s.database = Some(url.clone())).await;
+    let key = a._dir.path().join("data").join("master.key");
+    let b = start_with(|s| {
+        s.database = Some(url.clone());
+        s.master_key_file = Some(key.clone());
+    })
+    .await;
+    let admin = a.enroll_admin("rsmith").await;
+    // A session made on one node is good on the other.
+    assert_eq!(b.me(&admin.session).await.status(), StatusCode::OK);
+
+    // One code, presented on both nodes: accepted once.
+    let code = totp::code_at(TotpParams::default(), &admin.totp_secret, clock() + Duration::seconds(30)).unwrap();
+    let on_a = a.start_login("rsmith").await;
+    // The passphrase step goes to B: a login's state lives in the database, not in a node.
+    b.ok("/api/v1/login/passphrase", json!({"flow": on_a, "passphrase": PASS})).await;
+    let on_b = b.start_login("rsmith").await;
+    b.ok("/api/v1/login/passphrase", json!({"flow": on_b, "passphrase": PASS})).await;
+    let first = a.post("/api/v1/login/totp", json!({"flow": on_a, "code": code})).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let (status, p) = problem(b.post("/api/v1/login/totp", json!({"flow": on_b, "code": code})).await).await;
+    assert_eq!((status, p["type"].as_str().unwrap()), (StatusCode::UNAUTHORIZED, "urn:wardgate:problem:code-replayed"));
+
+    // Signing out everywhere on one node ends the session on the other at once.
+    let s = &admin.session;
+    let out = b
+        .http
+        .post(b.url("/api/v1/me/sessions/revoke-all"))
+        .header("cookie", &s.cookie)
+        .header("x-csrf-token", &s.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::OK);
+    assert_eq!(a.me(s).await.status(), StatusCode::UNAUTHORIZED);
+    a.node.stop().await;
+    b.node.stop().await;
+    use sqlx::Connection as _;
+    let base = std::env::var("WARDGATE_TEST_POSTGRES_URL").unwrap();
+    let mut admin_conn = sqlx::PgConnection::connect(&base).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut admin_conn).await.unwrap();
+}
