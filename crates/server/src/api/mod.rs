@@ -75,6 +75,9 @@ pub fn login_problem(e: &LoginError, now: OffsetDateTime) -> Response {
                 .detail("The code or security key was not accepted.")
                 .into_response()
         }
+        LoginError::KeyRefused => Problem::new(StatusCode::UNAUTHORIZED, "login-failed", "Sign-in failed")
+            .detail("The security key or passkey was not accepted.")
+            .into_response(),
         LoginError::Replayed => Problem::new(StatusCode::UNAUTHORIZED, "code-replayed", "That code was already used")
             .detail("Wait for your app to show the next code.")
             .into_response(),

@@ -129,13 +129,22 @@ pub async fn recovery_code(
 }
 
 /// The passkeys stored in a user's WebAuthn factors, with their factor ids.
+///
+/// Their signature counter is zeroed on the way out: `webauthn-rs` would otherwise refuse a
+/// counter that did not rise, before Wardgate could record the possible clone and apply
+/// `auth.webauthn_refuse_counter_regression`. The factor's own `counter` column, checked in
+/// [`webauthn_used`], is the one that decides.
 pub fn passkeys(keyring: &Keyring, factors: &[Factor]) -> Vec<(String, Passkey)> {
     factors
         .iter()
         .filter(|f| f.kind == FactorKind::Webauthn)
         .filter_map(|f| {
             let plain = keyring.open(&Factor::seal_context(&f.id), &f.secret).ok()?;
-            Some((f.id.clone(), serde_json::from_slice::<Passkey>(&plain).ok()?))
+            let mut json: serde_json::Value = serde_json::from_slice(&plain).ok()?;
+            if let Some(c) = json.pointer_mut("/cred/counter") {
+                *c = serde_json::json!(0);
+            }
+            Some((f.id.clone(), serde_json::from_value::<Passkey>(json).ok()?))
         })
         .collect()
 }

@@ -68,6 +68,9 @@ pub enum LoginError {
     /// Wrong secret, unknown or inactive account: one answer for all.
     #[error("sign-in failed")]
     Failed { second_step: bool },
+    /// A security key or passkey was not accepted (unknown, wrong account, bad signature).
+    #[error("the security key or passkey was not accepted")]
+    KeyRefused,
     #[error("that code was already used; wait for the next one")]
     Replayed,
     #[error("too many attempts; wait until {0}")]
@@ -491,7 +494,7 @@ async fn webauthn_step(
         }
         let (Some(factor), Some(owner), true) = (factor, owner, consistent) else {
             failed(app, ctx, &l, "hwk", None, "unknown security key or passkey").await?;
-            return Err(LoginError::Failed { second_step: false });
+            return Err(LoginError::KeyRefused);
         };
         l.user = Some(owner.clone());
         // No gate here: a passkey with user verification cannot be guessed, so it is the
@@ -506,11 +509,11 @@ async fn webauthn_step(
             Ok(r) if owner.may_sign_in() => r,
             Ok(_) => {
                 failed(app, ctx, &l, "hwk", Some(&factor.id), &format!("account is {}", owner.status.as_str())).await?;
-                return Err(LoginError::Failed { second_step: false });
+                return Err(LoginError::KeyRefused);
             }
             Err(e) => {
                 failed(app, ctx, &l, "hwk", Some(&factor.id), &format!("assertion refused: {e}")).await?;
-                return Err(LoginError::Failed { second_step: false });
+                return Err(LoginError::KeyRefused);
             }
         };
         let passed = webauthn_passed(app, ctx, &l, &factor, &result, t).await?;
@@ -520,7 +523,7 @@ async fn webauthn_step(
         if !first.is_multi_factor() {
             // A key without its own PIN or biometric is only something you have.
             failed(app, ctx, &l, "hwk", Some(&factor.id), "user verification missing").await?;
-            return Err(LoginError::Failed { second_step: false });
+            return Err(LoginError::KeyRefused);
         }
         let auth = first.finish().map_err(|_| LoginError::OutOfOrder)?;
         audit_passed(app, ctx, &l, &passed).await?;
@@ -578,7 +581,7 @@ async fn webauthn_passed(
                 .detail("presented_counter", presented);
             record(app, e).await?;
             failed(app, ctx, l, "hwk", Some(&factor.id), "signature counter regression").await?;
-            Err(LoginError::Failed { second_step: l.st.first.is_some() })
+            Err(LoginError::KeyRefused)
         }
         Err(e) => {
             tracing::error!(error = %e, "login: webauthn bookkeeping failed");

@@ -77,6 +77,7 @@ fn message(e: &LoginError, app: &AppState) -> (StatusCode, String) {
         LoginError::Failed { second_step: true } => {
             (StatusCode::UNAUTHORIZED, "That was not accepted. Check the code and try again.".into())
         }
+        LoginError::KeyRefused => (StatusCode::UNAUTHORIZED, "The security key or passkey was not accepted.".into()),
         LoginError::Replayed => {
             (StatusCode::UNAUTHORIZED, "That code was already used. Wait for your app to show the next one.".into())
         }

@@ -1,14 +1,21 @@
 // Wardgate's pages in headless Chromium, as a person uses them:
 //   1. the first administrator enrolls a passkey (Chromium's virtual authenticator),
-//      signs out, and signs in with the passkey alone;
+//      signs out, and signs in with the passkey alone; then signs in with a copy of that
+//      passkey (its signature counter behind the server's), which is let through with a
+//      warning on the account page (issue 3 item 4);
 //   2. an invited user enrolls a passphrase and an authenticator app, signs out, and
-//      signs in with passphrase + code.
+//      signs in with passphrase + code;
+//   3. when a second server that refuses copied keys is given, its first administrator does
+//      as in 1, and the copy's sign-in is refused.
 // Run by crates/server/tests/browser.rs, which starts the server and checks the audit log
 // afterwards. Inputs come from the environment:
 //   WARDGATE_BASE_URL       http://localhost:PORT (WebAuthn refuses IP addresses as RP ids)
 //   WARDGATE_BOOTSTRAP_URL  the first start's one-time bootstrap link
 //   WARDGATE_ENROLL_URL     the invited user's enrollment link
 //   WARDGATE_ADMIN, WARDGATE_USER, WARDGATE_PASSPHRASE
+//   WARDGATE_REFUSING_BASE_URL, WARDGATE_REFUSING_BOOTSTRAP_URL
+//                           optional: a second server with
+//                           auth.webauthn_refuse_counter_regression = true (scenario 3)
 //   WARDGATE_SCREENSHOTS    optional folder for a screenshot of the page that failed
 //   WARDGATE_CHROMIUM       optional, default /usr/bin/chromium
 // Exits 0 when every step behaved; otherwise prints the step, the page and its text.
@@ -35,6 +42,17 @@ const USER = env("WARDGATE_USER", "jdoe");
 const PASSPHRASE = env("WARDGATE_PASSPHRASE");
 const CHROMIUM = env("WARDGATE_CHROMIUM", "/usr/bin/chromium");
 const TIMEOUT_MS = 15_000;
+
+// The servers the passkey scenario runs against: the default configuration, and optionally
+// one that refuses a key whose signature counter went backwards.
+const DEFAULT_SERVER = { name: "administrator", base: BASE, bootstrapUrl: BOOTSTRAP_URL, refusesCopies: false };
+const REFUSING_BASE = process.env.WARDGATE_REFUSING_BASE_URL;
+const REFUSING_SERVER = REFUSING_BASE && {
+  name: "administrator (node refusing copied keys)",
+  base: REFUSING_BASE.replace(/\/$/, ""),
+  bootstrapUrl: env("WARDGATE_REFUSING_BOOTSTRAP_URL"),
+  refusesCopies: true,
+};
 
 // --- TOTP (RFC 6238 over RFC 4226), written here from the RFCs rather than taken from
 // Wardgate, so that a shared misreading cannot make both sides agree.
@@ -134,13 +152,13 @@ async function recoveryCodes(page) {
   await heading(page, "Your account");
 }
 
-async function signOut(page) {
+async function signOut(page, base = BASE) {
   await page.locator("#sign-out").click();
   await at(page, "/");
   await heading(page, "Sign in");
   await sees(page, "You are signed out.");
   // The session is gone server-side too: the account page sends the browser back.
-  await page.goto(`${BASE}/account`);
+  await page.goto(`${base}/account`);
   await at(page, "/");
   await heading(page, "Sign in");
 }
@@ -159,10 +177,39 @@ async function openPage(browser) {
   return { context, page };
 }
 
-// --- scenario 1: the first administrator, with a passkey
+// --- scenario 1 (and 3): the first administrator, with a passkey, then a copy of it
 
-async function passkeyScenario(browser) {
+// After a passkey button: the account page, or the refusal the page's script shows. Waiting
+// for either fails fast, with the server's words, instead of timing out on the wrong one.
+async function passkeyOutcome(page) {
+  const refusal = page.locator("#webauthn-error:not(.hidden)");
+  const account = page.getByRole("heading", { level: 1, name: "Your account", exact: true });
+  await refusal.or(account).first().waitFor({ timeout: TIMEOUT_MS });
+  return (await refusal.isVisible()) ? (await refusal.innerText()).trim() : null;
+}
+
+// What a copied key looks like to the server (WebAuthn §6.1.1): the same private key, on a
+// device whose signature counter is behind the one the server last saw. The virtual
+// authenticator becomes that copy when its credential is put back with a counter of 0.
+// Returns the counter the genuine key had reached.
+async function copyTheKey(cdp, authenticatorId) {
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  check(credentials.length === 1, `the authenticator holds ${credentials.length} credentials, expected 1`);
+  const genuine = credentials[0];
+  check(genuine.signCount > 0, `the passkey's counter is ${genuine.signCount}; a copy can only lag a used key`);
+  await cdp.send("WebAuthn.removeCredential", { authenticatorId, credentialId: genuine.credentialId });
+  await cdp.send("WebAuthn.addCredential", { authenticatorId, credential: { ...genuine, signCount: 0 } });
+  const { credentials: now } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  check(
+    now.length === 1 && now[0].credentialId === genuine.credentialId && now[0].signCount === 0,
+    `the copied credential did not take: ${JSON.stringify(now.map((c) => [c.credentialId, c.signCount]))}`,
+  );
+  return genuine.signCount;
+}
+
+async function passkeyScenario(browser, server) {
   const { context, page } = await openPage(browser);
+  const who = server.name;
 
   const cdp = await context.newCDPSession(page);
   await cdp.send("WebAuthn.enable");
@@ -177,8 +224,8 @@ async function passkeyScenario(browser) {
     },
   });
 
-  say("administrator: bootstrap page");
-  await page.goto(BOOTSTRAP_URL.replace("//127.0.0.1:", "//localhost:"));
+  say(`${who}: bootstrap page`);
+  await page.goto(server.bootstrapUrl.replace("//127.0.0.1:", "//localhost:"));
   await heading(page, "Enroll the first administrator");
   await labelsAreVisible(page);
   await page.getByLabel("Username", { exact: true }).fill(ADMIN);
@@ -187,7 +234,7 @@ async function passkeyScenario(browser) {
   await page.getByLabel("Passphrase again", { exact: true }).fill(PASSPHRASE);
   await page.getByRole("button", { name: "Create administrator" }).click();
 
-  say("administrator: enrollment, register a passkey");
+  say(`${who}: enrollment, register a passkey`);
   await at(page, "/enroll/steps");
   await heading(page, "Set up your account");
   await noErrorShown(page);
@@ -209,32 +256,62 @@ async function passkeyScenario(browser) {
   check(credentials.length === 1, `the authenticator holds ${credentials.length} credentials, expected 1`);
   check(credentials[0].isResidentCredential, "the passkey is not discoverable (resident)");
 
-  say("administrator: finish enrollment");
+  say(`${who}: finish enrollment`);
   await page.getByRole("button", { name: "Finish and show recovery codes" }).click();
   await recoveryCodes(page);
   const enrolled = await lead(page);
   check(/Signed in at aal3 with /.test(enrolled), `after enrollment: "${enrolled}", expected aal3`);
 
-  say("administrator: sign out");
-  await signOut(page);
+  say(`${who}: sign out`);
+  await signOut(page, server.base);
   await labelsAreVisible(page);
 
-  say("administrator: sign in with the passkey, no username typed");
+  say(`${who}: sign in with the passkey, no username typed`);
   await page.getByRole("button", { name: "Sign in with a security key or passkey" }).click();
-  try {
-    await at(page, "/account");
-  } catch (e) {
-    await noErrorShown(page);
-    throw e;
-  }
-  await heading(page, "Your account");
+  const refused = await passkeyOutcome(page);
+  check(refused === null, `the genuine passkey was refused: "${refused}"`);
+  await at(page, "/account");
   const signedIn = await lead(page);
   check(/Signed in at aal3 with .*\bhwk\b/.test(signedIn), `after passkey sign-in: "${signedIn}", expected aal3 with hwk`);
   await sees(page, `Rita Smith (${ADMIN})`);
+  const noWarning = await page.getByText("may have been copied").count();
+  check(noWarning === 0, "the account page warns of a copied key before any copy was used");
   const after = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
   check(after.credentials[0].signCount > credentials[0].signCount, "the passkey's signature counter did not move");
+
+  say(`${who}: sign out, copy the passkey, sign in with the copy`);
+  await signOut(page, server.base);
+  const genuineCount = await copyTheKey(cdp, authenticatorId);
+  await page.getByRole("button", { name: "Sign in with a security key or passkey" }).click();
+  const refusal = await passkeyOutcome(page);
+  let copy;
+  if (server.refusesCopies) {
+    check(refusal !== null, `a copied passkey (counter ${genuineCount} -> 0) was let in: ${page.url()}`);
+    check(refusal !== "", "the copied passkey was refused with an empty error");
+    // Refused means no session: the account page still sends the browser back.
+    await page.goto(`${server.base}/account`);
+    await at(page, "/");
+    await heading(page, "Sign in");
+    copy = `copy refused: "${refusal}"`;
+  } else {
+    check(refusal === null, `a copied passkey (counter ${genuineCount} -> 0) was refused: "${refusal}"`);
+    await at(page, "/account");
+    copy = await lead(page);
+    check(/Signed in at aal3 with .*\bhwk\b/.test(copy), `after the copy's sign-in: "${copy}", expected aal3 with hwk`);
+    // account.rs words it; the person is told to act.
+    const warning = page.locator("p.warning").filter({ hasText: "may have been copied" });
+    try {
+      await warning.waitFor({ timeout: TIMEOUT_MS });
+    } catch {
+      const shown = await page.locator("p.warning").allInnerTexts();
+      throw new Mismatch(`no warning of a copied key on /account; warnings shown: ${JSON.stringify(shown)}`);
+    }
+    const text = (await warning.innerText()).trim();
+    check(/help desk/.test(text), `the copied-key warning does not say whom to tell: "${text}"`);
+    copy = `copy let in with a warning: "${text}"`;
+  }
   await context.close();
-  return signedIn;
+  return `${signedIn}\n    ${copy}`;
 }
 
 // --- scenario 2: an invited user, with a passphrase and an authenticator app
@@ -316,7 +393,7 @@ async function totpScenario(browser) {
 
 // --- main
 
-async function describe(page) {
+async function describe(page, screenshot) {
   if (!page || page.isClosed()) return "(no page open)";
   let body = "";
   try {
@@ -327,7 +404,7 @@ async function describe(page) {
   if (process.env.WARDGATE_SCREENSHOTS) {
     try {
       mkdirSync(process.env.WARDGATE_SCREENSHOTS, { recursive: true });
-      const file = join(process.env.WARDGATE_SCREENSHOTS, "failure.png");
+      const file = join(process.env.WARDGATE_SCREENSHOTS, screenshot);
       await page.screenshot({ path: file, fullPage: true });
       body += `\n(screenshot: ${file})`;
     } catch {}
@@ -350,21 +427,40 @@ const browser = await chromium.launch({
     "--disable-sync",
   ],
 });
-browser.on("disconnected", () => logs.push("browser disconnected"));
-let exitCode = 0;
+// Only an unexpected disconnection is news; closing at the end is not.
+const disconnected = () => logs.push("browser disconnected");
+browser.on("disconnected", disconnected);
+// The scenarios use separate accounts (and servers), so one failing does not stop the
+// others: a run reports every scenario that failed, each with its own page.
+const results = [];
+let failures = 0;
+async function scenario(who, run) {
+  try {
+    results.push(`  ${who}: ${await run()}`);
+  } catch (e) {
+    failures += 1;
+    results.push(`  ${who}: FAILED`);
+    console.error(`flows: FAILED at "${step}": ${e instanceof Mismatch ? e.message : e.stack || e}`);
+    console.error(await describe(pages[pages.length - 1], `failure-${failures}.png`));
+    // The next scenario opens its own page; this one is done with.
+    await pages[pages.length - 1]?.context().close().catch(() => {});
+  }
+}
 try {
-  const passkey = await passkeyScenario(browser);
-  const password = await totpScenario(browser);
-  console.log(`flows: ok\n  ${ADMIN}: ${passkey}\n  ${USER}: ${password}`);
+  await scenario(ADMIN, () => passkeyScenario(browser, DEFAULT_SERVER));
+  await scenario(USER, () => totpScenario(browser));
+  if (REFUSING_SERVER) await scenario(`${ADMIN} (refusing copies)`, () => passkeyScenario(browser, REFUSING_SERVER));
+} finally {
+  browser.off("disconnected", disconnected);
+  await browser.close().catch(() => {});
+}
+if (failures) {
+  console.error(`flows: ${failures} scenario(s) failed\n${results.join("\n")}`);
+  if (logs.length) console.error(`browser log:\n  ${logs.join("\n  ")}`);
+} else {
+  console.log(`flows: ok\n${results.join("\n")}`);
   // Refusals the script provoked on purpose show here too; anything else is worth a look.
   const notable = logs.filter((l) => /^(HTTP|page error)/.test(l));
   if (notable.length) console.log(`flows: browser saw\n  ${notable.join("\n  ")}`);
-} catch (e) {
-  exitCode = 1;
-  console.error(`flows: FAILED at "${step}": ${e instanceof Mismatch ? e.message : e.stack || e}`);
-  console.error(await describe(pages[pages.length - 1]));
-  if (logs.length) console.error(`browser log:\n  ${logs.join("\n  ")}`);
-} finally {
-  await browser.close().catch(() => {});
 }
-process.exit(exitCode);
+process.exit(failures ? 1 : 0);
