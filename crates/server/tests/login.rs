@@ -662,3 +662,19 @@ async fn two_nodes_on_postgresql_share_logins_and_sessions_and_a_code_works_on_o
     let mut admin_conn = sqlx::PgConnection::connect(&base).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE"))).execute(&mut admin_conn).await.unwrap();
 }
+
+#[tokio::test]
+async fn refused_admin_calls_are_audited_only_up_to_the_per_address_limit() {
+    let h = start_with(|s| s.auth.source_attempts_per_minute = 1).await;
+    let mut statuses = Vec::new();
+    for _ in 0..15 {
+        let r = h.http.get(h.url("/api/v1/admin/users")).header("authorization", "Bearer stolen").send().await.unwrap();
+        statuses.push(r.status());
+    }
+    assert_eq!(statuses[0], StatusCode::UNAUTHORIZED);
+    assert_eq!(*statuses.last().unwrap(), StatusCode::TOO_MANY_REQUESTS);
+    let denied = h.audit().await.iter().filter(|r| r["type"] == "admin.api.called" && r["outcome"] == "denied").count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    assert_eq!(denied, refused, "one record per refusal let through, none for the rate-limited ones");
+    assert!(refused < 15);
+}

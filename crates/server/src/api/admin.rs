@@ -93,11 +93,19 @@ async fn identify(app: &AppState, parts: &Parts, ctx: &ClientContext) -> Result<
 }
 
 impl FromRequestParts<AppState> for Admin {
-    type Rejection = Problem;
+    type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
-        let ctx = ClientContext::from_request_parts(parts, app).await.map_err(|_| Problem::internal())?;
+        let ctx =
+            ClientContext::from_request_parts(parts, app).await.map_err(|_| Problem::internal().into_response())?;
         let outcome = identify(app, parts, &ctx).await;
+        // Refusals are audited, so an unauthenticated client must not be able to write
+        // records at will: past the per-address limit it gets 429 and no record.
+        if outcome.is_err()
+            && let Err(limited) = app.login_limit.check(ctx.ip)
+        {
+            return Err(limited.into_response());
+        }
         // Refused calls are evidence too: probing the admin API with stolen or stale
         // credentials should show up in the log.
         let mut e = AuditEvent::known((app.clock)(), types::ADMIN_API_CALLED, Outcome::Success)
@@ -117,15 +125,15 @@ impl FromRequestParts<AppState> for Admin {
             }
         }
         if matches!(&outcome, Err((_, p)) if p.status_code() == StatusCode::SERVICE_UNAVAILABLE) {
-            return Err(Problem::unavailable("the database is unreachable"));
+            return Err(Problem::unavailable("the database is unreachable").into_response());
         }
         app.audit.append(e).await.map_err(|err| {
             tracing::error!(error = %err, "admin api: audit append failed");
-            Problem::unavailable("the call could not be recorded")
+            Problem::unavailable("the call could not be recorded").into_response()
         })?;
         match outcome {
             Ok(actor) => Ok(Admin { actor, ctx }),
-            Err((_, p)) => Err(p),
+            Err((_, p)) => Err(p.into_response()),
         }
     }
 }
