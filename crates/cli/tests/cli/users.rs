@@ -1,5 +1,6 @@
 //! `wardgate user …` and `wardgate token …` as an operator runs them.
 
+use crate::{stderr, stdout};
 use std::io::{BufRead, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -22,14 +23,6 @@ fn wardgate(data: &Path, args: &[&str]) -> Output {
         .env_remove("WARDGATE_PSKC_KEY")
         .output()
         .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// Runs a command that must succeed; returns what it printed.

@@ -1,6 +1,7 @@
 //! Authentication over HTTP against the real server: enrollment, the login flow, sessions,
 //! lockout, and what an attacker can and cannot learn from the answers.
 
+use crate::problem;
 use std::cell::Cell;
 
 use reqwest::StatusCode;
@@ -183,12 +184,6 @@ impl Harness {
             .map(|r| serde_json::from_str(&r.body).unwrap())
             .collect()
     }
-}
-
-async fn problem(resp: reqwest::Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    assert_eq!(resp.headers()["content-type"], "application/problem+json", "status {status}");
-    (status, resp.json().await.unwrap())
 }
 
 #[tokio::test]

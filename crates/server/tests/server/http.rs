@@ -1,5 +1,6 @@
 //! The real server on an ephemeral port, driven over HTTP.
 
+use crate::problem;
 use std::sync::Arc;
 
 use reqwest::StatusCode;
@@ -56,12 +57,6 @@ async fn assert_chain_intact(store: &dyn Store) -> i64 {
         v.push(&r).unwrap();
     }
     v.finish().unwrap().seq
-}
-
-async fn problem(resp: reqwest::Response) -> (StatusCode, serde_json::Value) {
-    let status = resp.status();
-    assert_eq!(resp.headers()["content-type"], "application/problem+json", "status {status}");
-    (status, resp.json().await.unwrap())
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The `wardgate` binary as an operator runs it.
 
+use crate::{stderr, stdout};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -15,14 +16,6 @@ fn wardgate(data: &Path, args: &[&str]) -> Output {
         .env_remove("WARDGATE_DATABASE")
         .output()
         .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// A started `wardgate serve`, with what it printed.
