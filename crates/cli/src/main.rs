@@ -2,6 +2,7 @@
 
 mod admin;
 mod audit;
+mod client;
 mod config_cmd;
 mod keys;
 mod settings_load;
@@ -63,6 +64,9 @@ enum Command {
     /// API tokens for the admin API.
     #[command(subcommand, after_help = user::ACTOR_HELP)]
     Token(token::TokenCommand),
+    /// Applications that sign people in through Wardgate (OpenID Connect clients).
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Client(client::ClientCommand),
 }
 
 #[derive(Args, Default)]
@@ -123,6 +127,7 @@ fn main() -> ExitCode {
             Command::Audit(c) => audit::run(&cli.global, c).await,
             Command::User(c) => user::run(&cli.global, c).await,
             Command::Token(c) => token::run(&cli.global, c).await,
+            Command::Client(c) => client::run(&cli.global, c).await,
         }
     });
     match result {

@@ -13,6 +13,7 @@ pub mod identity;
 pub mod keys;
 pub mod lockout;
 pub mod login;
+pub mod oidc;
 pub mod passphrase;
 pub mod secrets;
 pub mod session;

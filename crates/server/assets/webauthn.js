@@ -55,15 +55,15 @@
     const start = await post("/api/v1/login", {});
     const options = await post("/api/v1/login/webauthn/challenge", { flow: start.flow });
     const credential = await assertion(options);
-    await post("/api/v1/login/webauthn", { flow: start.flow, credential });
-    window.location.assign("/account");
+    const done = await post("/api/v1/login/webauthn", { flow: start.flow, credential });
+    window.location.assign(done.next || "/account");
   }
 
   async function second() {
     const options = await post("/api/v1/login/webauthn/challenge", {});
     const credential = await assertion(options);
-    await post("/api/v1/login/webauthn", { credential });
-    window.location.assign("/account");
+    const done = await post("/api/v1/login/webauthn", { credential });
+    window.location.assign(done.next || "/account");
   }
 
   async function register() {

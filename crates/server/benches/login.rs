@@ -138,6 +138,8 @@ fn main() {
         let accounts = Arc::new(seed(&settings, users).await);
         let node = Node::start(settings).await.unwrap();
         let base = node.base_url.clone();
+        // reqwest has TLS without a crypto provider in this crate's tests; install ring's.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::new();
 
         // Latency of one login with nothing else running.

@@ -15,7 +15,7 @@ use wardgate_store::audit_writer::AuditHandle;
 use crate::context::TrustedProxies;
 use crate::installation::KeyringCell;
 use crate::problem::Problem;
-use crate::{api, bootstrap, context, ops, pages, telemetry};
+use crate::{api, bootstrap, context, oidc, ops, pages, telemetry};
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -33,6 +33,7 @@ pub struct AppState {
     pub auth: Arc<crate::auth::Auth>,
     /// Where people reach this server, for links it hands out.
     pub base_url: String,
+    pub oidc: Arc<crate::oidc::Provider>,
 }
 
 pub struct RouterOptions {
@@ -55,6 +56,14 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/assets/wardgate.css", get(ops::stylesheet))
         .route("/assets/webauthn.js", get(ops::webauthn_script))
+        .route("/assets/form_post.js", get(ops::form_post_script))
+        .route("/.well-known/openid-configuration", get(oidc::discovery::configuration))
+        .route(oidc::JWKS, get(oidc::discovery::jwks))
+        .route(oidc::AUTHORIZE, get(oidc::authorize::authorize_get).post(oidc::authorize::authorize_post))
+        .route(oidc::TOKEN, post(oidc::token::token))
+        .route(oidc::USERINFO, get(oidc::token::userinfo).post(oidc::token::userinfo))
+        .route(oidc::REVOKE, post(oidc::token::revoke))
+        .route(oidc::INTROSPECT, post(oidc::token::introspect))
         .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .route("/", get(pages::login::index))
         .route("/login", post(pages::login::submit))
@@ -124,7 +133,8 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .layer(middleware::from_fn(crate::problem::ensure_problem_body))
         .layer(middleware::from_fn(context::assign_request_id))
         .layer(axum::Extension(proxies))
-        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
+        // `if_not_present`: the form-post response sets its own, naming the client's origin.
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
         .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))

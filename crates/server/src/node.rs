@@ -123,6 +123,15 @@ impl Node {
 
         let auth =
             Arc::new(crate::auth::Auth::new(&settings.auth, &base_url).map_err(|e| NodeError::Auth(e.to_string()))?);
+        let oidc_keys = crate::oidc::keys::load_or_create(
+            &*inst.store,
+            &inst.keyring.get(),
+            now,
+            &format!("node:{}", inst.node_id),
+        )
+        .await
+        .map_err(|e| NodeError::Auth(e.to_string()))?;
+        let oidc = Arc::new(crate::oidc::Provider::new(base_url.clone(), oidc_keys));
         let state = AppState {
             store: Arc::clone(&inst.store),
             audit: audit.clone(),
@@ -136,6 +145,7 @@ impl Node {
             ),
             auth,
             base_url: base_url.clone(),
+            oidc,
         };
         let limits = state.bootstrap_limit.clone();
         let login_limits = state.login_limit.clone();

@@ -42,3 +42,10 @@ pub async fn webauthn_script() -> impl IntoResponse {
         include_str!("../assets/webauthn.js"),
     )
 }
+
+pub async fn form_post_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "public, max-age=3600")],
+        include_str!("../assets/form_post.js"),
+    )
+}

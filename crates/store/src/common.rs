@@ -13,10 +13,11 @@ use wardgate_core::identity::{AccountStatus, Factor, FactorKind, User, Username}
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
 use wardgate_core::login::Aal;
+use wardgate_core::oidc::{AuthCode, Grant, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::session::Session;
 use wardgate_core::{from_unix_micros, unix_micros};
 
-use crate::StoreError;
+use crate::{CodeRedemption, StoreError};
 
 /// The migrator for one backend, built from SQL embedded at compile time (the `migrate!`
 /// macro needs sqlx's `macros` feature, which this workspace leaves off).
@@ -55,7 +56,7 @@ pub(crate) fn sqlx_error(e: sqlx::Error) -> StoreError {
             {
                 StoreError::UsernameTaken
             }
-            // Every foreign key points at a user: the user does not exist.
+            // A reference to a row that does not exist (a user, an OIDC client or grant).
             ErrorKind::ForeignKeyViolation => StoreError::NotFound,
             ErrorKind::UniqueViolation | ErrorKind::NotNullViolation | ErrorKind::CheckViolation => {
                 StoreError::Malformed(d.message().to_owned())
@@ -69,6 +70,14 @@ pub(crate) fn sqlx_error(e: sqlx::Error) -> StoreError {
         | sqlx::Error::ColumnIndexOutOfBounds { .. }
         | sqlx::Error::TypeNotFound { .. }) => StoreError::Malformed(e.to_string()),
         other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// For inserts whose key the caller chose: a duplicate is [`StoreError::Conflict`].
+pub(crate) fn conflict(e: sqlx::Error, classify: fn(sqlx::Error) -> StoreError) -> StoreError {
+    match e.as_database_error().map(|d| d.kind()) {
+        Some(sqlx::error::ErrorKind::UniqueViolation) => StoreError::Conflict,
+        _ => classify(e),
     }
 }
 
@@ -360,6 +369,286 @@ pub(crate) fn signing_key(
         private_sealed,
         created_at: from_unix_micros(created_at_us),
     })
+}
+
+// --- OpenID Connect ------------------------------------------------------------------------
+
+/// A list of strings as stored: a JSON array, in the caller's order.
+pub(crate) fn list_json(items: &[String]) -> String {
+    serde_json::Value::from(items).to_string()
+}
+
+fn list(json: &str, malformed: impl FnOnce() -> StoreError) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(json).map_err(|_| malformed())
+}
+
+/// A lifetime as the `INTEGER` column holds it.
+pub(crate) fn ttl(secs: u32) -> i64 {
+    i64::from(secs)
+}
+
+macro_rules! select_clients {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, name, redirect_uris, post_logout_redirect_uris, secret_digest, scopes, first_party, \
+             backchannel_logout_uri, access_token_ttl_secs, refresh_token_ttl_secs, created_at_us FROM oidc_clients ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_clients;
+
+pub(crate) type ClientRow =
+    (String, String, String, String, Option<Vec<u8>>, String, bool, Option<String>, i64, i64, i64);
+
+pub(crate) fn client(
+    (
+        id,
+        name,
+        redirect_uris,
+        post_logout_redirect_uris,
+        secret_digest,
+        scopes,
+        first_party,
+        backchannel_logout_uri,
+        access_token_ttl_secs,
+        refresh_token_ttl_secs,
+        created_at_us,
+    ): ClientRow,
+) -> Result<OidcClient, StoreError> {
+    let malformed = |what: &str| StoreError::Malformed(format!("OIDC client {id} has {what}"));
+    let secs = |v: i64| u32::try_from(v).map_err(|_| malformed("a token lifetime out of range"));
+    Ok(OidcClient {
+        name,
+        redirect_uris: list(&redirect_uris, || malformed("redirect URIs that are not a list"))?,
+        post_logout_redirect_uris: list(&post_logout_redirect_uris, || {
+            malformed("post-logout redirect URIs that are not a list")
+        })?,
+        secret_digest: secret_digest.map(|d| bytes(d, "client secret digest")).transpose()?,
+        scopes: list(&scopes, || malformed("scopes that are not a list"))?,
+        first_party,
+        backchannel_logout_uri,
+        access_token_ttl_secs: secs(access_token_ttl_secs)?,
+        refresh_token_ttl_secs: secs(refresh_token_ttl_secs)?,
+        created_at: from_unix_micros(created_at_us),
+        id,
+    })
+}
+
+macro_rules! select_codes {
+    ($rest:literal) => {
+        concat!(
+            "SELECT digest, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, scopes, acr, amr, \
+             auth_time_us, correlation_id, created_at_us, expires_at_us, grant_id FROM oidc_codes ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_codes;
+
+pub(crate) type CodeRow = (
+    Vec<u8>,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    i64,
+    i64,
+    Option<String>,
+);
+
+pub(crate) fn auth_code(
+    (
+        digest,
+        client_id,
+        user_id,
+        session_id,
+        redirect_uri,
+        code_challenge,
+        nonce,
+        scopes,
+        acr,
+        amr,
+        auth_time_us,
+        correlation_id,
+        created_at_us,
+        expires_at_us,
+        grant_id,
+    ): CodeRow,
+) -> Result<AuthCode, StoreError> {
+    let malformed = |what: &str| StoreError::Malformed(format!("authorization code of client {client_id} has {what}"));
+    Ok(AuthCode {
+        digest: bytes(digest, "authorization code digest")?,
+        scopes: list(&scopes, || malformed("scopes that are not a list"))?,
+        amr: list(&amr, || malformed("an amr column that is not a list"))?,
+        client_id,
+        user_id,
+        session_id,
+        redirect_uri,
+        code_challenge,
+        nonce,
+        acr,
+        auth_time: from_unix_micros(auth_time_us),
+        correlation_id,
+        created_at: from_unix_micros(created_at_us),
+        expires_at: from_unix_micros(expires_at_us),
+        grant_id,
+    })
+}
+
+// The grant's columns alone, for `RETURNING` as well as `SELECT`.
+macro_rules! grant_columns {
+    () => {
+        "id, client_id, user_id, session_id, scopes, acr, amr, auth_time_us, correlation_id, created_at_us, \
+         revoked_at_us"
+    };
+}
+pub(crate) use grant_columns;
+
+macro_rules! select_grants {
+    ($rest:literal) => {
+        concat!("SELECT ", $crate::common::grant_columns!(), " FROM oidc_grants ", $rest)
+    };
+}
+pub(crate) use select_grants;
+
+pub(crate) type GrantRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    Option<i64>,
+    String,
+    i64,
+    Option<i64>,
+);
+
+pub(crate) fn grant(
+    (id, client_id, user_id, session_id, scopes, acr, amr, auth_time_us, correlation_id, created_at_us, revoked_at_us): GrantRow,
+) -> Result<Grant, StoreError> {
+    let malformed = |what: &str| StoreError::Malformed(format!("grant {id} has {what}"));
+    Ok(Grant {
+        scopes: list(&scopes, || malformed("scopes that are not a list"))?,
+        amr: list(&amr, || malformed("an amr column that is not a list"))?,
+        id,
+        client_id,
+        user_id,
+        session_id,
+        acr,
+        auth_time: auth_time_us.map(from_unix_micros),
+        correlation_id,
+        created_at: from_unix_micros(created_at_us),
+        revoked_at: revoked_at_us.map(from_unix_micros),
+    })
+}
+
+/// Grants as a caller reads them: oldest first (a `RETURNING` list comes in no set order).
+pub(crate) fn grants_in_order(rows: Vec<GrantRow>) -> Result<Vec<Grant>, StoreError> {
+    let mut grants = rows.into_iter().map(grant).collect::<Result<Vec<_>, _>>()?;
+    grants.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+    Ok(grants)
+}
+
+macro_rules! select_refresh_tokens {
+    ($rest:literal) => {
+        concat!("SELECT digest, grant_id, created_at_us, expires_at_us, used_at_us FROM oidc_refresh_tokens ", $rest)
+    };
+}
+pub(crate) use select_refresh_tokens;
+
+pub(crate) type RefreshTokenRow = (Vec<u8>, String, i64, i64, Option<i64>);
+
+pub(crate) fn refresh_token(
+    (digest, grant_id, created_at_us, expires_at_us, used_at_us): RefreshTokenRow,
+) -> Result<RefreshToken, StoreError> {
+    Ok(RefreshToken {
+        digest: bytes(digest, "refresh token digest")?,
+        grant_id,
+        created_at: from_unix_micros(created_at_us),
+        expires_at: from_unix_micros(expires_at_us),
+        used_at: used_at_us.map(from_unix_micros),
+    })
+}
+
+/// What a redemption found: `redeemed` says whether this call's conditional update marked
+/// the code used, `code` is the code as it now stands.
+pub(crate) fn redemption(redeemed: bool, code: Option<AuthCode>) -> CodeRedemption {
+    match code {
+        None => CodeRedemption::Unknown,
+        Some(c) if redeemed => CodeRedemption::Fresh(c),
+        // Used before, by this client or a thief: RFC 6749 §4.1.2 says revoke what it gave.
+        Some(c) if c.grant_id.is_some() => CodeRedemption::Reused(c),
+        // Unused but expired.
+        Some(_) => CodeRedemption::Unknown,
+    }
+}
+
+/// What a presented refresh token turns out to be, before anything is changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presented {
+    /// May be exchanged for its successor.
+    Live,
+    /// Exchanged before: a replay, so the grant must be revoked.
+    Used,
+    Unknown,
+}
+
+pub(crate) fn presented(token: &RefreshToken, grant: &Grant, now: OffsetDateTime) -> Presented {
+    if grant.revoked_at.is_some() {
+        // Nothing left to protect, and a second revocation would only add a record.
+        Presented::Unknown
+    } else if token.used_at.is_some() {
+        // Checked before expiry: a replay is evidence of theft whenever it comes, and the
+        // grant's newer tokens are still live (RFC 9700 §4.14.2).
+        Presented::Used
+    } else if now < token.expires_at {
+        Presented::Live
+    } else {
+        Presented::Unknown
+    }
+}
+
+/// The first refresh token stored with a grant must belong to it.
+pub(crate) fn check_first_refresh(grant: &Grant, refresh: Option<&RefreshToken>) -> Result<(), StoreError> {
+    match refresh {
+        Some(t) if t.grant_id != grant.id => Err(StoreError::Malformed(format!(
+            "a refresh token of grant {} cannot be stored with grant {}",
+            t.grant_id, grant.id
+        ))),
+        _ => Ok(()),
+    }
+}
+
+macro_rules! select_oidc_keys {
+    ($rest:literal) => {
+        concat!("SELECT id, algorithm, public_jwk, private_sealed, created_at_us, retired_at_us FROM oidc_keys ", $rest)
+    };
+}
+pub(crate) use select_oidc_keys;
+
+pub(crate) type OidcKeyRow = (String, String, String, String, i64, Option<i64>);
+
+pub(crate) fn oidc_key(
+    (id, algorithm, public_jwk, private_sealed, created_at_us, retired_at_us): OidcKeyRow,
+) -> OidcKey {
+    OidcKey {
+        id,
+        algorithm,
+        public_jwk,
+        private_sealed,
+        created_at: from_unix_micros(created_at_us),
+        retired_at: retired_at_us.map(from_unix_micros),
+    }
 }
 
 /// Sealed values start with this; anything else in a factor's secret (an Argon2id PHC

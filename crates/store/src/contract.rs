@@ -8,6 +8,7 @@ use wardgate_core::flow::Flow;
 use wardgate_core::identity::{Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
+use wardgate_core::oidc::{AuthCode, Grant, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::session::Session;
 
 use crate::StoreError;
@@ -33,6 +34,7 @@ pub struct AuditMarks {
 pub enum SealedColumn {
     FactorSecret,
     SigningKeyPrivate,
+    OidcKeyPrivate,
 }
 
 /// One sealed value, where it lives and the context its AEAD is bound to.
@@ -306,4 +308,110 @@ pub trait Store: Send + Sync + 'static {
         factors: &[Factor],
         event: &AuditEvent,
     ) -> Result<(), StoreError>;
+
+    // --- OpenID Connect: clients -----------------------------------------------------------
+
+    /// [`StoreError::Conflict`] if the id exists.
+    async fn create_client(&self, client: &OidcClient, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn client(&self, id: &str) -> Result<Option<OidcClient>, StoreError>;
+
+    /// Every client, by name.
+    async fn list_clients(&self) -> Result<Vec<OidcClient>, StoreError>;
+
+    /// Replaces every field but the id and creation time. [`StoreError::NotFound`] if none.
+    async fn update_client(&self, client: &OidcClient, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Deletes the client, its codes, and its grants with their refresh tokens.
+    /// [`StoreError::NotFound`] if none.
+    async fn delete_client(&self, id: &str, event: &AuditEvent) -> Result<(), StoreError>;
+
+    // --- OpenID Connect: codes, grants, refresh tokens -------------------------------------
+
+    async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError>;
+
+    /// Redeems a code once, atomically. If it exists, is unexpired and unused, it is marked
+    /// used with `grant_id` (the grant the caller is about to store with [`Store::insert_grant`],
+    /// built from the returned code): `Fresh(code)`. A code already used returns
+    /// `Reused(code)` (its `grant_id` names the grant to revoke) and changes nothing;
+    /// unknown or expired: `Unknown`.
+    async fn redeem_auth_code(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+        grant_id: &str,
+    ) -> Result<CodeRedemption, StoreError>;
+
+    /// Stores a grant (from a redeemed code, or client credentials) with its first refresh
+    /// token, if any, and appends `event`.
+    async fn insert_grant(
+        &self,
+        grant: &Grant,
+        refresh: Option<&RefreshToken>,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError>;
+
+    /// The refresh token with this digest and its grant, whatever their state.
+    async fn refresh_token(&self, digest: &[u8; 32]) -> Result<Option<(RefreshToken, Grant)>, StoreError>;
+
+    /// Exchanges a refresh token for `next` (same grant), atomically:
+    /// - unused, unexpired, grant not revoked → it is marked used, `next` stored: `Rotated(grant)`;
+    /// - already used → the grant is revoked (reuse means theft) and `reuse_event` appended:
+    ///   `Reused(grant)`;
+    /// - unknown, expired, or grant revoked → `Unknown`.
+    ///
+    /// A used token is `Reused` even once expired (a replay is evidence of theft whenever it
+    /// comes), but `Unknown` once its grant is revoked: there is nothing left to revoke, so
+    /// concurrent replays give one `Reused` and one audit record. `next` is stored under the
+    /// presented token's grant.
+    async fn rotate_refresh_token(
+        &self,
+        digest: &[u8; 32],
+        next: &RefreshToken,
+        now: OffsetDateTime,
+        reuse_event: &AuditEvent,
+    ) -> Result<Rotation, StoreError>;
+
+    /// Revokes a grant (and so its refresh tokens). Returns whether it was live.
+    async fn revoke_grant(&self, id: &str, now: OffsetDateTime, event: &AuditEvent) -> Result<bool, StoreError>;
+
+    /// Revokes every live grant made from one session (logout, session end); returns them.
+    async fn revoke_grants_of_session(
+        &self,
+        session_id: &str,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<Vec<Grant>, StoreError>;
+
+    // --- OpenID Connect: signing keys --------------------------------------------------------
+
+    async fn insert_oidc_key(&self, key: &OidcKey, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Every key, newest first, retired ones included.
+    async fn oidc_keys(&self) -> Result<Vec<OidcKey>, StoreError>;
+
+    /// Marks a key retired at `at`. [`StoreError::NotFound`] if none.
+    async fn retire_oidc_key(&self, id: &str, at: OffsetDateTime, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// Deletes keys retired before `before` (their tokens have all expired).
+    async fn purge_oidc_keys(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+/// What redeeming an authorization code found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    Fresh(AuthCode),
+    Reused(AuthCode),
+    Unknown,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    Rotated(Grant),
+    /// The token had been used before: the grant is now revoked.
+    Reused(Grant),
+    Unknown,
 }

@@ -16,6 +16,9 @@ pub enum StoreError {
     AdminExists,
     #[error("enrollment link is invalid, used or expired")]
     EnrollmentInvalid,
+    /// A row with this key exists already.
+    #[error("already exists")]
+    Conflict,
     #[error("not found")]
     NotFound,
     /// A stored value could not be decoded (a column holds something the schema forbids).

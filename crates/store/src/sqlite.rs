@@ -22,14 +22,16 @@ use wardgate_core::flow::Flow;
 use wardgate_core::identity::{AccountStatus, Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
+use wardgate_core::oidc::{AuthCode, Grant, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::session::Session;
 
-use crate::common::{self, micros};
-use crate::{AuditMark, AuditMarks, SealedColumn, SealedRef, Store, StoreError};
+use crate::common::{self, Presented, micros};
+use crate::{AuditMark, AuditMarks, CodeRedemption, Rotation, SealedColumn, SealedRef, Store, StoreError};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
     (2, "authentication", include_str!("../migrations/sqlite/0002_authentication.sql")),
+    (3, "oidc", include_str!("../migrations/sqlite/0003_oidc.sql")),
 ];
 
 /// Rows per INSERT: 5 parameters each stays far below SQLite's 32766-parameter limit, and a
@@ -481,6 +483,87 @@ async fn insert_session(conn: &mut SqliteConnection, s: &Session) -> Result<(), 
     Ok(())
 }
 
+async fn insert_grant_row(conn: &mut SqliteConnection, g: &Grant) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO oidc_grants (id, client_id, user_id, session_id, scopes, acr, amr, auth_time_us, correlation_id, \
+         created_at_us, revoked_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&g.id)
+    .bind(&g.client_id)
+    .bind(&g.user_id)
+    .bind(&g.session_id)
+    .bind(common::list_json(&g.scopes))
+    .bind(&g.acr)
+    .bind(common::list_json(&g.amr))
+    .bind(g.auth_time.map(micros))
+    .bind(&g.correlation_id)
+    .bind(micros(g.created_at))
+    .bind(g.revoked_at.map(micros))
+    .execute(conn)
+    .await
+    .map_err(|e| common::conflict(e, err))?;
+    Ok(())
+}
+
+/// Stores `t` under `grant_id` (which the caller has checked or chosen).
+async fn insert_refresh_token(conn: &mut SqliteConnection, t: &RefreshToken, grant_id: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO oidc_refresh_tokens (digest, grant_id, created_at_us, expires_at_us, used_at_us) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(t.digest.to_vec())
+    .bind(grant_id)
+    .bind(micros(t.created_at))
+    .bind(micros(t.expires_at))
+    .bind(t.used_at.map(micros))
+    .execute(conn)
+    .await
+    .map_err(|e| common::conflict(e, err))?;
+    Ok(())
+}
+
+async fn token_and_grant(
+    conn: &mut SqliteConnection,
+    digest: &[u8; 32],
+) -> Result<Option<(RefreshToken, Grant)>, StoreError> {
+    let row: Option<common::RefreshTokenRow> = sqlx::query_as(common::select_refresh_tokens!("WHERE digest = $1"))
+        .bind(digest.to_vec())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err)?;
+    let Some(token) = row.map(common::refresh_token).transpose()? else { return Ok(None) };
+    let row: Option<common::GrantRow> = sqlx::query_as(common::select_grants!("WHERE id = $1"))
+        .bind(&token.grant_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err)?;
+    Ok(row.map(common::grant).transpose()?.map(|g| (token, g)))
+}
+
+/// Marks a refresh token used if nobody has; returns whether this call did.
+async fn mark_used(conn: &mut SqliteConnection, digest: &[u8; 32], now: OffsetDateTime) -> Result<bool, StoreError> {
+    let marked = sqlx::query("UPDATE oidc_refresh_tokens SET used_at_us = $1 WHERE digest = $2 AND used_at_us IS NULL")
+        .bind(micros(now))
+        .bind(digest.to_vec())
+        .execute(conn)
+        .await
+        .map_err(err)?
+        .rows_affected();
+    Ok(marked == 1)
+}
+
+/// Revokes a grant if it is live; returns whether this call did.
+async fn revoke_grant_in(conn: &mut SqliteConnection, id: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+    let revoked = sqlx::query("UPDATE oidc_grants SET revoked_at_us = $1 WHERE id = $2 AND revoked_at_us IS NULL")
+        .bind(micros(now))
+        .bind(id)
+        .execute(conn)
+        .await
+        .map_err(err)?
+        .rows_affected();
+    Ok(revoked == 1)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
@@ -732,6 +815,10 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(err)?;
+        let oidc_keys: Vec<(String, String)> = sqlx::query_as("SELECT id, private_sealed FROM oidc_keys ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
         let factors = factors.into_iter().map(|(id, sealed)| SealedRef {
             column: SealedColumn::FactorSecret,
             context: Factor::seal_context(&id),
@@ -744,7 +831,13 @@ impl Store for SqliteStore {
             id,
             sealed,
         });
-        Ok(factors.chain(keys).collect())
+        let oidc_keys = oidc_keys.into_iter().map(|(id, sealed)| SealedRef {
+            column: SealedColumn::OidcKeyPrivate,
+            context: OidcKey::seal_context(&id),
+            id,
+            sealed,
+        });
+        Ok(factors.chain(keys).chain(oidc_keys).collect())
     }
 
     async fn replace_sealed(&self, old: &SealedRef, new_sealed: &str) -> Result<bool, StoreError> {
@@ -752,6 +845,9 @@ impl Store for SqliteStore {
             SealedColumn::FactorSecret => "UPDATE factors SET secret = $1 WHERE id = $2 AND secret = $3",
             SealedColumn::SigningKeyPrivate => {
                 "UPDATE signing_keys SET private_sealed = $1 WHERE id = $2 AND private_sealed = $3"
+            }
+            SealedColumn::OidcKeyPrivate => {
+                "UPDATE oidc_keys SET private_sealed = $1 WHERE id = $2 AND private_sealed = $3"
             }
         };
         let (_guard, mut tx) = self.write_beside_chain().await?;
@@ -1388,6 +1484,348 @@ impl Store for SqliteStore {
             sqlx::query("DELETE FROM bootstrap WHERE id = 1").execute(&mut *tx).await.map_err(err)?;
             append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
             bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn create_client(&self, client: &OidcClient, event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            sqlx::query(
+                "INSERT INTO oidc_clients (id, name, redirect_uris, post_logout_redirect_uris, secret_digest, scopes, \
+                 first_party, backchannel_logout_uri, access_token_ttl_secs, refresh_token_ttl_secs, created_at_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .bind(&client.id)
+            .bind(&client.name)
+            .bind(common::list_json(&client.redirect_uris))
+            .bind(common::list_json(&client.post_logout_redirect_uris))
+            .bind(client.secret_digest.map(|d| d.to_vec()))
+            .bind(common::list_json(&client.scopes))
+            .bind(client.first_party)
+            .bind(&client.backchannel_logout_uri)
+            .bind(common::ttl(client.access_token_ttl_secs))
+            .bind(common::ttl(client.refresh_token_ttl_secs))
+            .bind(micros(client.created_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| common::conflict(e, err))?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn client(&self, id: &str) -> Result<Option<OidcClient>, StoreError> {
+        let row: Option<common::ClientRow> = sqlx::query_as(common::select_clients!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(common::client).transpose()
+    }
+
+    async fn list_clients(&self) -> Result<Vec<OidcClient>, StoreError> {
+        let rows: Vec<common::ClientRow> =
+            sqlx::query_as(common::select_clients!("ORDER BY name, id")).fetch_all(&self.pool).await.map_err(err)?;
+        rows.into_iter().map(common::client).collect()
+    }
+
+    async fn update_client(&self, client: &OidcClient, event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let updated = sqlx::query(
+                "UPDATE oidc_clients SET name = $1, redirect_uris = $2, post_logout_redirect_uris = $3, \
+                 secret_digest = $4, scopes = $5, first_party = $6, backchannel_logout_uri = $7, \
+                 access_token_ttl_secs = $8, refresh_token_ttl_secs = $9 WHERE id = $10",
+            )
+            .bind(&client.name)
+            .bind(common::list_json(&client.redirect_uris))
+            .bind(common::list_json(&client.post_logout_redirect_uris))
+            .bind(client.secret_digest.map(|d| d.to_vec()))
+            .bind(common::list_json(&client.scopes))
+            .bind(client.first_party)
+            .bind(&client.backchannel_logout_uri)
+            .bind(common::ttl(client.access_token_ttl_secs))
+            .bind(common::ttl(client.refresh_token_ttl_secs))
+            .bind(&client.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn delete_client(&self, id: &str, event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            // Codes, grants and their refresh tokens follow by ON DELETE CASCADE.
+            let deleted = sqlx::query("DELETE FROM oidc_clients WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write_beside_chain().await?;
+        let r = sqlx::query(
+            "INSERT INTO oidc_codes (digest, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, \
+             scopes, acr, amr, auth_time_us, correlation_id, created_at_us, expires_at_us, grant_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(code.digest.to_vec())
+        .bind(&code.client_id)
+        .bind(&code.user_id)
+        .bind(&code.session_id)
+        .bind(&code.redirect_uri)
+        .bind(&code.code_challenge)
+        .bind(&code.nonce)
+        .bind(common::list_json(&code.scopes))
+        .bind(&code.acr)
+        .bind(common::list_json(&code.amr))
+        .bind(micros(code.auth_time))
+        .bind(&code.correlation_id)
+        .bind(micros(code.created_at))
+        .bind(micros(code.expires_at))
+        .bind(&code.grant_id)
+        .execute(&mut *tx)
+        .await
+        .map(|_| ())
+        .map_err(|e| common::conflict(e, err));
+        common::finish(tx, r, err).await
+    }
+
+    async fn redeem_auth_code(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+        grant_id: &str,
+    ) -> Result<CodeRedemption, StoreError> {
+        let (_guard, mut tx) = self.write_beside_chain().await?;
+        let r = async {
+            // The write lock already serialises redemptions; the guarded UPDATE is what makes
+            // single use hold whatever the locking, as on PostgreSQL.
+            let redeemed = sqlx::query(
+                "UPDATE oidc_codes SET grant_id = $1 WHERE digest = $2 AND grant_id IS NULL AND expires_at_us > $3",
+            )
+            .bind(grant_id)
+            .bind(digest.to_vec())
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected()
+                == 1;
+            let row: Option<common::CodeRow> = sqlx::query_as(common::select_codes!("WHERE digest = $1"))
+                .bind(digest.to_vec())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            Ok(common::redemption(redeemed, row.map(common::auth_code).transpose()?))
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn insert_grant(
+        &self,
+        grant: &Grant,
+        refresh: Option<&RefreshToken>,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        common::check_first_refresh(grant, refresh)?;
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            insert_grant_row(&mut tx, grant).await?;
+            if let Some(t) = refresh {
+                insert_refresh_token(&mut tx, t, &grant.id).await?;
+            }
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            Ok(())
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
+        let row: Option<common::GrantRow> = sqlx::query_as(common::select_grants!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(common::grant).transpose()
+    }
+
+    async fn refresh_token(&self, digest: &[u8; 32]) -> Result<Option<(RefreshToken, Grant)>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        token_and_grant(&mut conn, digest).await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        digest: &[u8; 32],
+        next: &RefreshToken,
+        now: OffsetDateTime,
+        reuse_event: &AuditEvent,
+    ) -> Result<Rotation, StoreError> {
+        // Most rotations append nothing, so they leave the remembered head alone.
+        let (mut guard, mut tx) = self.write_beside_chain().await?;
+        let r = async {
+            let Some((token, grant)) = token_and_grant(&mut tx, digest).await? else {
+                return Ok(Rotation::Unknown);
+            };
+            let state = common::presented(&token, &grant, now);
+            if state == Presented::Live && mark_used(&mut tx, digest, now).await? {
+                insert_refresh_token(&mut tx, next, &grant.id).await?;
+                return Ok(Rotation::Rotated(grant));
+            }
+            if state == Presented::Unknown || !revoke_grant_in(&mut tx, &grant.id, now).await? {
+                return Ok(Rotation::Unknown);
+            }
+            // A replay appends after all, which moves the head that `write_beside_chain` kept.
+            *guard = None;
+            append_in(&mut tx, &self.node, std::slice::from_ref(reuse_event)).await?;
+            Ok(Rotation::Reused(Grant { revoked_at: Some(now), ..grant }))
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn revoke_grant(&self, id: &str, now: OffsetDateTime, event: &AuditEvent) -> Result<bool, StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let live = revoke_grant_in(&mut tx, id, now).await?;
+            // Revoking twice (RFC 7009 allows it) changes nothing, so records nothing.
+            if live {
+                append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            }
+            Ok(live)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn revoke_grants_of_session(
+        &self,
+        session_id: &str,
+        now: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<Vec<Grant>, StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let rows: Vec<common::GrantRow> = sqlx::query_as(concat!(
+                "UPDATE oidc_grants SET revoked_at_us = $1 WHERE session_id = $2 AND revoked_at_us IS NULL RETURNING ",
+                common::grant_columns!()
+            ))
+            .bind(micros(now))
+            .bind(session_id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(err)?;
+            let revoked = common::grants_in_order(rows)?;
+            // Most sessions never signed in to a client: their end adds no record here.
+            if !revoked.is_empty() {
+                append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            }
+            Ok(revoked)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn insert_oidc_key(&self, key: &OidcKey, event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            sqlx::query(
+                "INSERT INTO oidc_keys (id, algorithm, public_jwk, private_sealed, created_at_us, retired_at_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&key.id)
+            .bind(&key.algorithm)
+            .bind(&key.public_jwk)
+            .bind(&key.private_sealed)
+            .bind(micros(key.created_at))
+            .bind(key.retired_at.map(micros))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| common::conflict(e, err))?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn oidc_keys(&self) -> Result<Vec<OidcKey>, StoreError> {
+        let rows: Vec<common::OidcKeyRow> =
+            sqlx::query_as(common::select_oidc_keys!("ORDER BY created_at_us DESC, id DESC"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        Ok(rows.into_iter().map(common::oidc_key).collect())
+    }
+
+    async fn retire_oidc_key(&self, id: &str, at: OffsetDateTime, event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            // The first retirement stands: moving it later would keep the key published
+            // longer, moving it earlier could purge it while its tokens are still valid.
+            let retired =
+                sqlx::query("UPDATE oidc_keys SET retired_at_us = $1 WHERE id = $2 AND retired_at_us IS NULL")
+                    .bind(micros(at))
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?
+                    .rows_affected();
+            if retired == 0 {
+                let exists: i64 = sqlx::query_scalar("SELECT count(*) FROM oidc_keys WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                return if exists == 0 { Err(StoreError::NotFound) } else { Ok(()) };
+            }
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn purge_oidc_keys(&self, before: OffsetDateTime) -> Result<u64, StoreError> {
+        let (_guard, mut tx) = self.write_beside_chain().await?;
+        let r = async {
+            let purged = sqlx::query("DELETE FROM oidc_keys WHERE retired_at_us IS NOT NULL AND retired_at_us < $1")
+                .bind(micros(before))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            // The published key set changed: other nodes reload it.
+            if purged > 0 {
+                bump_revision(&mut tx).await?;
+            }
+            Ok(purged)
         }
         .await;
         common::finish(tx, r, err).await

@@ -335,7 +335,8 @@ fn key_rotation_rewraps_secrets_and_the_log_still_verifies() {
     let old = std::fs::read_to_string(data.join("master.key")).unwrap();
     let o = wardgate(&data, &["keys", "rotate", "--grace-secs", "0"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("1 secret(s) re-wrapped"), "{}", stdout(&o));
+    // The audit-checkpoint key and the OpenID Connect signing key.
+    assert!(stdout(&o).contains("2 secret(s) re-wrapped"), "{}", stdout(&o));
     let new = std::fs::read_to_string(data.join("master.key")).unwrap();
     let key_lines = |s: &str| s.lines().filter(|l| l.starts_with("wgk1.")).map(String::from).collect::<Vec<_>>();
     assert_eq!(key_lines(&new).len(), 1, "old key retired");

@@ -102,6 +102,15 @@ pub mod types {
     pub const ACCOUNT_PASSPHRASE_CHANGED: &str = "account.passphrase.changed";
     pub const ACCOUNT_RECOVERY_CODES_REGENERATED: &str = "account.recovery_codes.regenerated";
     pub const ADMIN_API_CALLED: &str = "admin.api.called";
+    pub const OIDC_AUTHORIZATION: &str = "oidc.authorization";
+    pub const OIDC_GRANT_ISSUED: &str = "oidc.grant.issued";
+    pub const OIDC_GRANT_REVOKED: &str = "oidc.grant.revoked";
+    pub const OIDC_TOKEN_REFRESHED: &str = "oidc.token.refreshed";
+    pub const OIDC_REFRESH_REUSED: &str = "oidc.refresh.reused";
+    pub const OIDC_CODE_REUSED: &str = "oidc.code.reused";
+    pub const OIDC_CLIENT_CREATED: &str = "oidc.client.created";
+    pub const OIDC_CLIENT_UPDATED: &str = "oidc.client.updated";
+    pub const OIDC_CLIENT_DELETED: &str = "oidc.client.deleted";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -274,6 +283,15 @@ mod tests {
             ACCOUNT_PASSPHRASE_CHANGED,
             ACCOUNT_RECOVERY_CODES_REGENERATED,
             ADMIN_API_CALLED,
+            OIDC_AUTHORIZATION,
+            OIDC_GRANT_ISSUED,
+            OIDC_GRANT_REVOKED,
+            OIDC_TOKEN_REFRESHED,
+            OIDC_REFRESH_REUSED,
+            OIDC_CODE_REUSED,
+            OIDC_CLIENT_CREATED,
+            OIDC_CLIENT_UPDATED,
+            OIDC_CLIENT_DELETED,
         ] {
             assert!(EventType::new(t).is_ok(), "{t}");
         }

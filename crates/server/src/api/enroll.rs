@@ -119,7 +119,7 @@ pub async fn finish(
 ) -> Response {
     match enroll::finish(&app, &ctx, &flow_handle(b.flow, &headers)).await {
         Ok(f) => {
-            let mut resp = super::login::signed_in_response(&app, &f.signed_in);
+            let mut resp = super::login::signed_in_response(&app, &f.signed_in, None);
             let codes: Vec<&str> = f.recovery_codes.iter().map(|c| c.as_str()).collect();
             let body = serde_json::json!({
                 "status": "enrolled",

@@ -41,7 +41,7 @@ pub async fn start(State(app): State<AppState>, ctx: ClientContext, ApiJson(b): 
     }
 }
 
-async fn advance(app: &AppState, ctx: &ClientContext, handle: String, step: Step) -> Response {
+async fn advance(app: &AppState, ctx: &ClientContext, headers: &HeaderMap, handle: String, step: Step) -> Response {
     if let Err(limited) = app.login_limit.check(ctx.ip) {
         return limited.into_response();
     }
@@ -49,24 +49,29 @@ async fn advance(app: &AppState, ctx: &ClientContext, handle: String, step: Step
         Ok(Advanced::Continue(p)) => {
             axum::Json(serde_json::json!({"status": "continue", "flow": p.flow, "next": p.next})).into_response()
         }
-        Ok(Advanced::SignedIn(s)) => signed_in_response(app, &s),
+        // The pages' script continues to the waiting application, if one sent the person.
+        Ok(Advanced::SignedIn(s)) => signed_in_response(app, &s, crate::pages::take_next(headers).as_deref()),
         Err(e) => login_problem(&e, (app.clock)()),
     }
 }
 
 /// 200 with the session's facts, the session cookie, and the flow cookie cleared.
-pub(crate) fn signed_in_response(app: &AppState, s: &SignedIn) -> Response {
+pub(crate) fn signed_in_response(app: &AppState, s: &SignedIn, next: Option<&str>) -> Response {
     let body = serde_json::json!({
         "status": "authenticated",
         "user": {"id": s.user.id, "username": s.user.username.as_str(), "display_name": s.user.display_name},
         "session": session_json(app, &s.session),
         "recovery_codes_left": s.recovery_codes_left,
+        "next": next,
     });
     let mut resp = axum::Json(body).into_response();
     if let Some(c) = set_cookie(SESSION_COOKIE, &s.token) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     resp.headers_mut().append(header::SET_COOKIE, clear_cookie(FLOW_COOKIE));
+    if next.is_some() {
+        resp.headers_mut().append(header::SET_COOKIE, clear_cookie(crate::pages::NEXT_COOKIE));
+    }
     resp
 }
 
@@ -90,7 +95,7 @@ pub async fn passphrase(
     headers: HeaderMap,
     ApiJson(b): ApiJson<PassphraseBody>,
 ) -> Response {
-    advance(&app, &ctx, flow_handle(b.flow, &headers), Step::Passphrase(b.passphrase)).await
+    advance(&app, &ctx, &headers, flow_handle(b.flow, &headers), Step::Passphrase(b.passphrase)).await
 }
 
 pub async fn totp(
@@ -99,7 +104,7 @@ pub async fn totp(
     headers: HeaderMap,
     ApiJson(b): ApiJson<CodeBody>,
 ) -> Response {
-    advance(&app, &ctx, flow_handle(b.flow, &headers), Step::Totp(b.code)).await
+    advance(&app, &ctx, &headers, flow_handle(b.flow, &headers), Step::Totp(b.code)).await
 }
 
 pub async fn recovery_code(
@@ -108,7 +113,7 @@ pub async fn recovery_code(
     headers: HeaderMap,
     ApiJson(b): ApiJson<CodeBody>,
 ) -> Response {
-    advance(&app, &ctx, flow_handle(b.flow, &headers), Step::RecoveryCode(b.code)).await
+    advance(&app, &ctx, &headers, flow_handle(b.flow, &headers), Step::RecoveryCode(b.code)).await
 }
 
 pub async fn webauthn_challenge(
@@ -132,7 +137,7 @@ pub async fn webauthn(
     headers: HeaderMap,
     ApiJson(b): ApiJson<WebauthnBody>,
 ) -> Response {
-    advance(&app, &ctx, flow_handle(b.flow, &headers), Step::Webauthn(b.credential)).await
+    advance(&app, &ctx, &headers, flow_handle(b.flow, &headers), Step::Webauthn(b.credential)).await
 }
 
 /// Signs out: the session is revoked server-side, not just forgotten by the browser.

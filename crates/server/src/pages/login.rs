@@ -37,6 +37,14 @@ struct VerifyPage<'a> {
 pub struct IndexQuery {
     #[serde(default)]
     signed_out: Option<String>,
+    /// An authorization request to continue after sign-in.
+    #[serde(default)]
+    next: Option<String>,
+    #[serde(default)]
+    login_hint: Option<String>,
+    /// The application needs more assurance than the current session has.
+    #[serde(default)]
+    step_up: Option<String>,
 }
 
 pub async fn index(
@@ -45,13 +53,32 @@ pub async fn index(
     headers: HeaderMap,
     Query(q): Query<IndexQuery>,
 ) -> Response {
-    match session::current(&app, &headers, &ctx).await {
-        Ok(Some(_)) => return see_other("/account"),
-        Ok(None) => {}
-        Err(p) => return p.into_response(),
+    let next = q.next.as_deref().filter(|n| crate::pages::safe_next(n));
+    // With an application waiting, the page is always shown: the application asked for a
+    // sign-in (none yet, a fresh one, or a stronger one).
+    if next.is_none() {
+        match session::current(&app, &headers, &ctx).await {
+            Ok(Some(_)) => return see_other("/account"),
+            Ok(None) => {}
+            Err(p) => return p.into_response(),
+        }
     }
-    let notice = q.signed_out.map(|_| "You are signed out.");
-    login_page(&app, &headers, "", None, notice, StatusCode::OK)
+    let notice = match (&q.signed_out, &q.step_up, next) {
+        (_, Some(_), _) => Some("This application needs a stronger sign-in: use your security key."),
+        (Some(_), _, _) => Some("You are signed out."),
+        (_, _, Some(_)) => Some("Sign in to continue to the application."),
+        _ => None,
+    };
+    let hint = q.login_hint.as_deref().and_then(username_hint).unwrap_or_default();
+    let resp = login_page(&app, &headers, &hint, None, notice, StatusCode::OK);
+    match next.and_then(crate::pages::next_cookie) {
+        Some(c) => with_cookies(resp, [c]),
+        None => resp,
+    }
+}
+
+fn username_hint(hint: &str) -> Option<String> {
+    wardgate_core::identity::Username::parse(hint).ok().map(|u| u.as_str().to_owned())
 }
 
 fn login_page(
@@ -128,7 +155,7 @@ pub async fn submit(
     };
     match login::step(&app, &ctx, &progress.flow, Step::Passphrase(form.passphrase)).await {
         Ok(Advanced::Continue(p)) => with_cookies(see_other("/login/verify"), set_cookie(FLOW_COOKIE, &p.flow)),
-        Ok(Advanced::SignedIn(s)) => signed_in(&s),
+        Ok(Advanced::SignedIn(s)) => signed_in(&headers, &s),
         Err(e) => {
             let (status, msg) = message(&e, &app);
             login_page(&app, &headers, &form.username, Some(msg), None, status)
@@ -136,12 +163,16 @@ pub async fn submit(
     }
 }
 
-fn signed_in(s: &login::SignedIn) -> Response {
-    let to = match s.recovery_codes_left {
-        Some(left) => format!("/account?recovery_code_used={left}"),
-        None => "/account".into(),
+fn signed_in(headers: &HeaderMap, s: &login::SignedIn) -> Response {
+    let to = match (crate::pages::take_next(headers), s.recovery_codes_left) {
+        (Some(next), _) => next,
+        (None, Some(left)) => format!("/account?recovery_code_used={left}"),
+        (None, None) => "/account".into(),
     };
-    with_cookies(see_other(&to), set_cookie(SESSION_COOKIE, &s.token).into_iter().chain([clear_cookie(FLOW_COOKIE)]))
+    let cookies = set_cookie(SESSION_COOKIE, &s.token)
+        .into_iter()
+        .chain([clear_cookie(FLOW_COOKIE), clear_cookie(crate::pages::NEXT_COOKIE)]);
+    with_cookies(see_other(&to), cookies)
 }
 
 pub async fn verify_page(State(app): State<AppState>, headers: HeaderMap) -> Response {
@@ -192,7 +223,7 @@ pub async fn verify(
     };
     let handle = cookie_value(&headers, FLOW_COOKIE).unwrap_or_default();
     match login::step(&app, &ctx, &handle, step).await {
-        Ok(Advanced::SignedIn(s)) => signed_in(&s),
+        Ok(Advanced::SignedIn(s)) => signed_in(&headers, &s),
         Ok(Advanced::Continue(_)) => see_other("/login/verify"),
         Err(e @ (LoginError::Expired | LoginError::OutOfOrder)) => {
             let (status, msg) = message(&e, &app);

@@ -18,6 +18,30 @@ use crate::problem::Problem;
 
 /// The double-submit cookie for forms shown before sign-in.
 pub const CSRF_COOKIE: &str = "__Host-wardgate-csrf";
+/// Where to go after signing in, when an application sent the person (an OpenID Connect
+/// authorization request waiting for a session).
+pub const NEXT_COOKIE: &str = "__Host-wardgate-next";
+
+/// Only authorization requests are followed after sign-in: anything else would make the
+/// sign-in page an open redirector.
+pub fn safe_next(next: &str) -> bool {
+    next.starts_with("/oidc/authorize?") && next.len() <= 8192 && !next.chars().any(|c| c.is_control())
+}
+
+/// The cookie remembering `next` (base64url, as an authorization URL may hold characters a
+/// cookie cannot).
+pub fn next_cookie(next: &str) -> Option<HeaderValue> {
+    use base64::Engine as _;
+    crate::auth::session::set_cookie(NEXT_COOKIE, &base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(next))
+}
+
+/// The remembered `next`, if any and still safe.
+pub fn take_next(headers: &HeaderMap) -> Option<String> {
+    use base64::Engine as _;
+    let raw = cookie_value(headers, NEXT_COOKIE)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(raw).ok()?;
+    String::from_utf8(bytes).ok().filter(|n| safe_next(n))
+}
 
 pub fn render(t: &impl Template, status: StatusCode) -> Response {
     match t.render() {

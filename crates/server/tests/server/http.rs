@@ -23,12 +23,7 @@ async fn start() -> Harness {
     settings.server.max_body_bytes = 4096;
     let node = Node::start(settings).await.unwrap();
     let base = node.base_url.clone();
-    Harness {
-        node,
-        base,
-        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
-        _dir: dir,
-    }
+    Harness { node, base, http: crate::http_client(), _dir: dir }
 }
 
 impl Harness {

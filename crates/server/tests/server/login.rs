@@ -52,11 +52,7 @@ async fn start_with(tune: impl FnOnce(&mut Settings)) -> Harness {
     settings.server.max_body_bytes = 8192;
     tune(&mut settings);
     let node = Node::start_with_clock(settings, clock).await.unwrap();
-    Harness {
-        node,
-        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
-        _dir: dir,
-    }
+    Harness { node, http: crate::http_client(), _dir: dir }
 }
 
 async fn start() -> Harness {

@@ -4,6 +4,7 @@
 mod browser;
 mod http;
 mod login;
+mod oidc;
 mod openapi;
 
 /// An error answer: asserts it is an RFC 9457 problem document and returns its status and body.
@@ -11,4 +12,11 @@ async fn problem(resp: reqwest::Response) -> (reqwest::StatusCode, serde_json::V
     let status = resp.status();
     assert_eq!(resp.headers()["content-type"], "application/problem+json", "status {status}");
     (status, resp.json().await.unwrap())
+}
+
+/// A client that does not follow redirects (the tests look at them). reqwest is built with
+/// TLS but no crypto provider for the interoperability test; install ring's first.
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }

@@ -89,7 +89,7 @@ async fn openapi_document_matches_the_server() {
     let mut settings = Settings { data_dir: dir.path().join("data"), ..Settings::default() };
     settings.server.listen = "127.0.0.1:0".into();
     let node = Node::start(settings).await.unwrap();
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let http = crate::http_client();
     let url = |p: &str| format!("{}{p}", node.base_url);
 
     // The served document is the file, and it is OpenAPI 3.1.

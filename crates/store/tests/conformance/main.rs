@@ -7,13 +7,15 @@
 //!
 //! `harness` holds the environment and the fixtures; the cases are grouped by what they
 //! exercise: the audit chain, keys and the first administrator here, accounts, factors and
-//! enrollment in `accounts`, flows, sessions and API tokens in `access`. One test binary,
-//! because linking one is what takes longest.
+//! enrollment in `accounts`, flows, sessions and API tokens in `access`, the OpenID Connect
+//! provider's clients, codes, grants and keys in `oidc`. One test binary, because linking
+//! one is what takes longest.
 
 #[macro_use]
 mod harness;
 mod access;
 mod accounts;
+mod oidc;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

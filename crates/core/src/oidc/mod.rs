@@ -1,0 +1,12 @@
+//! OpenID Connect provider domain (capability I1): clients, authorization codes, grants
+//! with rotating refresh tokens, signing keys, PKCE and the `acr` values that name
+//! assurance levels. Protocol handling over HTTP lives in the server crate.
+
+pub mod acr;
+pub mod client;
+pub mod grant;
+pub mod pkce;
+
+pub use acr::Acr;
+pub use client::{ClientError, OidcClient};
+pub use grant::{AuthCode, Grant, OidcKey, RefreshToken};

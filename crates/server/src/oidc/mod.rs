@@ -1,0 +1,53 @@
+//! The OpenID Connect provider (capability I1): discovery, keys, the authorization code
+//! flow with PKCE, tokens, userinfo, introspection and revocation.
+//!
+//! Protocol errors follow RFC 6749 §5.2 and OIDC Core §3.1.2.6 — JSON `error` objects at
+//! the token endpoint, redirects with `error` to a *registered* redirect URI from the
+//! authorization endpoint, and a page (never a redirect) when the client or its redirect
+//! URI cannot be trusted.
+
+pub mod authorize;
+pub mod discovery;
+pub mod keys;
+pub mod token;
+pub mod tokens;
+
+use std::sync::{Arc, RwLock};
+
+use keys::KeySet;
+
+/// Endpoint paths, relative to the issuer.
+pub const AUTHORIZE: &str = "/oidc/authorize";
+pub const TOKEN: &str = "/oidc/token";
+pub const USERINFO: &str = "/oidc/userinfo";
+pub const JWKS: &str = "/oidc/jwks";
+pub const REVOKE: &str = "/oidc/revoke";
+pub const INTROSPECT: &str = "/oidc/introspect";
+
+/// How long an authorization code lives: one redirect and one back-channel call.
+pub const CODE_TTL: time::Duration = time::Duration::seconds(60);
+/// ID tokens are read once by the client at sign-in.
+pub const ID_TOKEN_TTL: time::Duration = time::Duration::minutes(5);
+
+pub struct Provider {
+    /// The `iss` of every token: the public URL, without a trailing slash.
+    pub issuer: String,
+    keys: RwLock<Arc<KeySet>>,
+}
+
+impl Provider {
+    pub fn new(issuer: String, keys: KeySet) -> Self {
+        Self { issuer, keys: RwLock::new(Arc::new(keys)) }
+    }
+
+    pub fn keys(&self) -> Arc<KeySet> {
+        match self.keys.read() {
+            Ok(k) => Arc::clone(&k),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.issuer)
+    }
+}

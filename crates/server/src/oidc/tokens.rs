@@ -1,0 +1,151 @@
+//! Minting and checking the JWTs this provider issues: ID tokens (OIDC Core §2) and
+//! access tokens (RFC 9068, `typ: at+jwt`).
+
+use jsonwebtoken::{Header, Validation};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use wardgate_core::identity::User;
+use wardgate_core::oidc::{Grant, OidcClient};
+
+use super::Provider;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("no signing key is available")]
+    NoKey,
+    #[error("token could not be signed: {0}")]
+    Sign(String),
+}
+
+/// Access-token claims (RFC 9068 §2.2) plus the grant they belong to, so that revoking the
+/// grant ends them at once at userinfo and introspection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub amr: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub roles: Vec<String>,
+    pub grant_id: String,
+}
+
+fn sign(p: &Provider, typ: Option<&str>, claims: &impl Serialize) -> Result<String, TokenError> {
+    let keys = p.keys();
+    let key = keys.signing().ok_or(TokenError::NoKey)?;
+    let mut header = Header::new(key.algorithm);
+    header.kid = Some(key.kid.clone());
+    header.typ = typ.map(str::to_owned).or(header.typ);
+    jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| TokenError::Sign(e.to_string()))
+}
+
+pub fn access_token(
+    p: &Provider,
+    client: &OidcClient,
+    grant: &Grant,
+    user: Option<&User>,
+    now: OffsetDateTime,
+) -> Result<(String, i64), TokenError> {
+    let ttl = i64::from(client.access_token_ttl_secs);
+    let claims = AccessClaims {
+        iss: p.issuer.clone(),
+        sub: user.map(|u| u.id.clone()).unwrap_or_else(|| client.id.clone()),
+        aud: client.id.clone(),
+        exp: now.unix_timestamp() + ttl,
+        iat: now.unix_timestamp(),
+        jti: wardgate_core::token::random_id().map_err(|e| TokenError::Sign(e.to_string()))?,
+        client_id: client.id.clone(),
+        scope: grant.scopes.join(" "),
+        auth_time: grant.auth_time.map(OffsetDateTime::unix_timestamp),
+        acr: grant.acr.clone(),
+        amr: grant.amr.clone(),
+        sid: grant.session_id.clone(),
+        roles: if grant.scopes.iter().any(|s| s == "roles") {
+            user.map(|u| u.roles.clone()).unwrap_or_default()
+        } else {
+            Vec::new()
+        },
+        grant_id: grant.id.clone(),
+    };
+    Ok((sign(p, Some("at+jwt"), &claims)?, ttl))
+}
+
+/// The claims a scope releases about a person (OIDC Core §5.4), for ID tokens and userinfo.
+pub fn person_claims(user: &User, scopes: &[String]) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    m.insert("sub".into(), user.id.clone().into());
+    let has = |s: &str| scopes.iter().any(|x| x == s);
+    if has("profile") {
+        m.insert("name".into(), user.display_name.clone().into());
+        m.insert("preferred_username".into(), user.username.as_str().into());
+    }
+    if has("email") && !user.email.is_empty() {
+        m.insert("email".into(), user.email.clone().into());
+    }
+    if has("roles") {
+        m.insert("roles".into(), user.roles.clone().into());
+    }
+    m
+}
+
+pub fn id_token(
+    p: &Provider,
+    client: &OidcClient,
+    grant: &Grant,
+    user: &User,
+    nonce: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<String, TokenError> {
+    let mut claims = person_claims(user, &grant.scopes);
+    claims.insert("iss".into(), p.issuer.clone().into());
+    claims.insert("aud".into(), client.id.clone().into());
+    claims.insert("azp".into(), client.id.clone().into());
+    claims.insert("iat".into(), now.unix_timestamp().into());
+    claims.insert("exp".into(), (now + super::ID_TOKEN_TTL).unix_timestamp().into());
+    if let Some(t) = grant.auth_time {
+        claims.insert("auth_time".into(), t.unix_timestamp().into());
+    }
+    if let Some(n) = nonce {
+        claims.insert("nonce".into(), n.into());
+    }
+    if let Some(acr) = &grant.acr {
+        claims.insert("acr".into(), acr.clone().into());
+    }
+    if !grant.amr.is_empty() {
+        claims.insert("amr".into(), grant.amr.clone().into());
+    }
+    if let Some(sid) = &grant.session_id {
+        claims.insert("sid".into(), sid.clone().into());
+    }
+    sign(p, None, &serde_json::Value::Object(claims))
+}
+
+/// An access token this provider issued and that has not expired (the grant's state is
+/// the caller's to check).
+pub fn verify_access(p: &Provider, token: &str) -> Option<AccessClaims> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.typ.as_deref() != Some("at+jwt") {
+        return None;
+    }
+    let keys = p.keys();
+    let key = keys.by_kid(header.kid.as_deref()?)?;
+    let mut v = Validation::new(key.algorithm);
+    v.set_issuer(&[&p.issuer]);
+    // The audience is the client; every client's tokens are accepted here and the caller
+    // decides what the client may see.
+    v.validate_aud = false;
+    v.leeway = 0;
+    jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v).ok().map(|d| d.claims)
+}

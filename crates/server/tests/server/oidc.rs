@@ -1,0 +1,377 @@
+//! The OpenID Connect provider against an independent client library (`openidconnect`,
+//! the Rust ecosystem's certified-profile client): discovery, code flow with PKCE, ID-token
+//! signature through the JWKS, userinfo, refresh, introspection, revocation — and the
+//! negative cases, each answered with the protocol's error and never a redirect to an
+//! address the client did not register.
+
+use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
+use openidconnect::{
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IntrospectionUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, RedirectUrl, RevocationUrl, Scope, TokenIntrospectionResponse, TokenResponse,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wardgate_core::settings::Settings;
+use wardgate_server::Node;
+use wardgate_server::clients::{Clients, NewClient};
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+thread_local! {
+    /// The development certificate of the provider under test, trusted by every client here.
+    static TLS: std::cell::RefCell<Option<rustls::ClientConfig>> = const { std::cell::RefCell::new(None) };
+}
+
+fn https_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = TLS.with(|t| t.borrow().clone()).expect("provider started");
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap()
+}
+
+fn trust(cert: &std::path::Path) {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    TLS.with(|t| *t.borrow_mut() = Some(config));
+}
+
+/// The library's HTTP calls, made with reqwest (the library is built without its own).
+async fn http(req: openidconnect::HttpRequest) -> Result<openidconnect::HttpResponse, reqwest::Error> {
+    let client = https_client();
+    let (parts, body) = req.into_parts();
+    let mut r = client.request(parts.method, parts.uri.to_string()).body(body);
+    for (k, v) in &parts.headers {
+        r = r.header(k, v);
+    }
+    let resp = r.send().await?;
+    let mut out = http_response(resp.status().as_u16());
+    *out.headers_mut() = resp.headers().clone();
+    *out.body_mut() = resp.bytes().await?.to_vec();
+    Ok(out)
+}
+
+fn http_response(status: u16) -> openidconnect::HttpResponse {
+    let mut r = openidconnect::HttpResponse::new(Vec::new());
+    *r.status_mut() = openidconnect::http::StatusCode::from_u16(status).unwrap_or_default();
+    r
+}
+
+struct Provider {
+    node: Node,
+    browser: reqwest::Client,
+    session: String,
+    _dir: tempfile::TempDir,
+}
+
+/// A provider with one administrator signed in (session cookie in hand), enrolled through
+/// the API with an authenticator app, and one confidential client.
+async fn provider() -> (Provider, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings { data_dir: dir.path().join("data"), ..Settings::default() };
+    settings.server.listen = "127.0.0.1:0".into();
+    // HTTPS, as in production: the client library refuses some endpoints over plain HTTP.
+    settings.server.dev_tls = true;
+    let node = Node::start(settings).await.unwrap();
+    trust(node.dev_cert.as_deref().unwrap());
+    let base = node.base_url.clone();
+    let browser = https_client();
+    let post = |path: &str, body: Value| browser.post(format!("{base}{path}")).json(&body).send();
+    let token = node.bootstrap_url.clone().unwrap().split("token=").nth(1).unwrap().to_owned();
+    let created: Value = post(
+        "/api/v1/bootstrap",
+        json!({"token": token, "username": "rsmith", "display_name": "Rita Smith", "passphrase": "tidal cobalt lantern orchard"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let begun: Value =
+        post("/api/v1/enroll", json!({"token": created["enrollment_token"]})).await.unwrap().json().await.unwrap();
+    let flow = begun["flow"].as_str().unwrap().to_owned();
+    let setup: Value = post("/api/v1/enroll/totp", json!({"flow": flow})).await.unwrap().json().await.unwrap();
+    let secret = wardgate_core::factors::totp::secret_from_base32(setup["secret"].as_str().unwrap()).unwrap();
+    let code =
+        wardgate_core::factors::totp::code_at(Default::default(), &secret, time::OffsetDateTime::now_utc()).unwrap();
+    post("/api/v1/enroll/totp/confirm", json!({"flow": flow, "code": code})).await.unwrap();
+    let done = post("/api/v1/enroll/finish", json!({"flow": flow})).await.unwrap();
+    let session = done
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("__Host-wardgate-session="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .unwrap();
+    let clients = Clients::new(&*node.store, "operator:test", time::OffsetDateTime::now_utc());
+    let (client, secret) = clients
+        .add(NewClient {
+            name: "EHR".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            scopes: vec!["profile".into(), "email".into(), "roles".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    (Provider { node, browser, session, _dir: dir }, client.id, secret.unwrap())
+}
+
+impl Provider {
+    /// What the browser gets from the authorization endpoint: the `Location` it is sent to.
+    async fn authorize(&self, url: &str) -> (StatusCode, Option<String>, String) {
+        let resp = self.browser.get(url).header("cookie", &self.session).send().await.unwrap();
+        let status = resp.status();
+        let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+        (status, location, resp.text().await.unwrap_or_default())
+    }
+
+    async fn audit_types(&self) -> Vec<String> {
+        self.node.store.audit_records(0, 100_000).await.unwrap().into_iter().map(|r| r.event_type).collect()
+    }
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+#[tokio::test]
+async fn a_standard_client_library_completes_the_code_flow_and_manages_its_tokens() {
+    let (p, client_id, secret) = provider().await;
+    let issuer = openidconnect::IssuerUrl::new(p.node.base_url.clone()).unwrap();
+    let metadata = CoreProviderMetadata::discover_async(issuer, &http).await.expect("discovery and JWKS");
+    let client =
+        CoreClient::from_provider_metadata(metadata, ClientId::new(client_id.clone()), Some(ClientSecret::new(secret)))
+            .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap())
+            .set_revocation_url(RevocationUrl::new(format!("{}/oidc/revoke", p.node.base_url)).unwrap())
+            .set_introspection_url(IntrospectionUrl::new(format!("{}/oidc/introspect", p.node.base_url)).unwrap());
+
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, state, nonce) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("email".into()))
+        .set_pkce_challenge(challenge)
+        .url();
+    let (status, location, _) = p.authorize(url.as_str()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let location = location.unwrap();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(query_param(&location, "state").as_deref(), Some(state.secret().as_str()));
+    assert_eq!(query_param(&location, "iss").as_deref(), Some(p.node.base_url.as_str()));
+    let code = query_param(&location, "code").unwrap();
+
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("token exchange");
+    let id_token = tokens.id_token().expect("an ID token");
+    // Signature checked against the JWKS, plus iss, aud, exp and nonce.
+    let claims = id_token.claims(&client.id_token_verifier(), &nonce).expect("a valid ID token");
+    assert_eq!(claims.preferred_username().map(|u| u.as_str()), Some("rsmith"));
+    assert_eq!(claims.auth_context_ref().map(|a| a.as_str()), Some("urn:wardgate:aal2"));
+    let amr: Vec<String> = claims.auth_method_refs().unwrap().iter().map(|a| a.to_string()).collect();
+    assert_eq!(amr, ["pwd", "otp", "mfa"]);
+    assert!(claims.auth_time().is_some());
+
+    let info: openidconnect::core::CoreUserInfoClaims =
+        client.user_info(tokens.access_token().clone(), None).unwrap().request_async(&http).await.expect("userinfo");
+    assert_eq!(info.preferred_username().map(|u| u.as_str()), Some("rsmith"));
+
+    let introspected = client.introspect(tokens.access_token()).request_async(&http).await.expect("introspection");
+    assert!(introspected.active());
+
+    // Refresh rotates; the old refresh token is then refused and revokes the grant.
+    let first_refresh = tokens.refresh_token().unwrap().clone();
+    let refreshed = client.exchange_refresh_token(&first_refresh).unwrap().request_async(&http).await.expect("refresh");
+    assert_ne!(refreshed.refresh_token().unwrap().secret(), first_refresh.secret());
+    assert!(client.exchange_refresh_token(&first_refresh).unwrap().request_async(&http).await.is_err());
+    let after_reuse = client.introspect(refreshed.access_token()).request_async(&http).await.unwrap();
+    assert!(!after_reuse.active(), "reuse of a refresh token revokes the whole grant");
+
+    // A fresh grant, revoked by the client (RFC 7009).
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let location = p.authorize(url.as_str()).await.1.unwrap();
+    let code = query_param(&location, "code").unwrap();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    client
+        .revoke_token(openidconnect::core::CoreRevocableToken::from(tokens.refresh_token().unwrap().clone()))
+        .unwrap()
+        .request_async(&http)
+        .await
+        .expect("revocation");
+    assert!(!client.introspect(tokens.access_token()).request_async(&http).await.unwrap().active());
+    let revoked: Result<openidconnect::core::CoreUserInfoClaims, _> =
+        client.user_info(tokens.access_token().clone(), None).unwrap().request_async(&http).await;
+    assert!(revoked.is_err(), "a revoked grant's access token no longer reads userinfo");
+
+    let types = p.audit_types().await;
+    for t in
+        ["oidc.authorization", "oidc.grant.issued", "oidc.token.refreshed", "oidc.refresh.reused", "oidc.grant.revoked"]
+    {
+        assert!(types.iter().any(|x| x == t), "no {t} record");
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_protocol_errors_and_never_a_redirect_to_an_unregistered_address() {
+    let (p, client_id, secret) = provider().await;
+    let base = p.node.base_url.clone();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let authz_with = |method: &str, extra: &str| {
+        format!(
+            "{base}/oidc/authorize?response_type=code&scope=openid&client_id={client_id}&state=s1&code_challenge={}&code_challenge_method={method}{extra}",
+            challenge.as_str()
+        )
+    };
+    let authz = |extra: &str| authz_with("S256", extra);
+    // Unknown client, wrong redirect URI: a page, no redirect.
+    let (status, location, _) = p.authorize(&format!("{base}/oidc/authorize?response_type=code&scope=openid&client_id=nobody&redirect_uri=https://evil.example/cb")).await;
+    assert_eq!((status, location), (StatusCode::BAD_REQUEST, None));
+    let (status, location, _) = p.authorize(&authz("&redirect_uri=https://evil.example/cb")).await;
+    assert_eq!((status, location), (StatusCode::BAD_REQUEST, None));
+    let (status, location, _) = p.authorize(&authz(&format!("&redirect_uri={REDIRECT}/other"))).await;
+    assert_eq!((status, location), (StatusCode::BAD_REQUEST, None));
+    // A reachable-but-unmeetable acr: an error to the registered address.
+    let location =
+        p.authorize(&authz(&format!("&redirect_uri={REDIRECT}&acr_values=urn:wardgate:aal3"))).await.1.unwrap();
+    assert_eq!(query_param(&location, "error").as_deref(), Some("unmet_authentication_requirements"));
+    assert_eq!(query_param(&location, "state").as_deref(), Some("s1"));
+    let location = p.authorize(&authz_with("plain", &format!("&redirect_uri={REDIRECT}"))).await.1.unwrap();
+    assert_eq!(query_param(&location, "error").as_deref(), Some("invalid_request"));
+
+    let code_for = || async {
+        let location = p.authorize(&authz(&format!("&redirect_uri={REDIRECT}"))).await.1.unwrap();
+        query_param(&location, "code").unwrap()
+    };
+    let token = |form: Vec<(&'static str, String)>| p.browser.post(format!("{base}/oidc/token")).form(&form).send();
+    let base_form = |code: &str, verifier: &str, secret: &str| {
+        vec![
+            ("grant_type", "authorization_code".to_owned()),
+            ("code", code.to_owned()),
+            ("redirect_uri", REDIRECT.to_owned()),
+            ("code_verifier", verifier.to_owned()),
+            ("client_id", client_id.clone()),
+            ("client_secret", secret.to_owned()),
+        ]
+    };
+    let error_of = |resp: reqwest::Response| async move {
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap();
+        (status, v["error"].as_str().unwrap_or("").to_owned())
+    };
+    // Wrong secret, unknown client.
+    let code = code_for().await;
+    assert_eq!(
+        error_of(token(base_form(&code, verifier.secret(), "wrong")).await.unwrap()).await,
+        (StatusCode::UNAUTHORIZED, "invalid_client".into())
+    );
+    let mut unknown = base_form(&code, verifier.secret(), &secret);
+    unknown[4].1 = "nobody".into();
+    assert_eq!(error_of(token(unknown).await.unwrap()).await.1, "invalid_client");
+    // Wrong and missing PKCE verifier.
+    let code = code_for().await;
+    let wrong = "x".repeat(50);
+    assert_eq!(
+        error_of(token(base_form(&code, &wrong, &secret)).await.unwrap()).await,
+        (StatusCode::BAD_REQUEST, "invalid_grant".into())
+    );
+    let code = code_for().await;
+    let mut missing = base_form(&code, verifier.secret(), &secret);
+    missing.remove(3);
+    assert_eq!(error_of(token(missing).await.unwrap()).await.1, "invalid_grant");
+    // A replayed code: refused, and the tokens of its first use stop working.
+    let code = code_for().await;
+    let first: Value = token(base_form(&code, verifier.secret(), &secret)).await.unwrap().json().await.unwrap();
+    let access = first["access_token"].as_str().unwrap().to_owned();
+    let userinfo = || p.browser.get(format!("{base}/oidc/userinfo")).bearer_auth(&access).send();
+    assert_eq!(userinfo().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(error_of(token(base_form(&code, verifier.secret(), &secret)).await.unwrap()).await.1, "invalid_grant");
+    assert_eq!(userinfo().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert!(p.audit_types().await.iter().any(|t| t == "oidc.code.reused"));
+    // An expired code (codes live a minute): one made in the store's past.
+    let old = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    let user = p
+        .node
+        .store
+        .user_by_username(&wardgate_core::identity::Username::parse("rsmith").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let expired = "E".repeat(43);
+    p.node
+        .store
+        .insert_auth_code(&wardgate_core::oidc::AuthCode {
+            digest: wardgate_core::token::digest(&expired),
+            client_id: client_id.clone(),
+            user_id: user.id.clone(),
+            session_id: "s".into(),
+            redirect_uri: REDIRECT.into(),
+            code_challenge: Some(challenge.as_str().to_owned()),
+            nonce: None,
+            scopes: vec!["openid".into()],
+            acr: "urn:wardgate:aal2".into(),
+            amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+            auth_time: old,
+            correlation_id: "c".into(),
+            created_at: old,
+            expires_at: old + time::Duration::seconds(60),
+            grant_id: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(token(base_form(&expired, verifier.secret(), &secret)).await.unwrap()).await.1,
+        "invalid_grant"
+    );
+    assert_eq!(
+        error_of(token(base_form(&"A".repeat(43), verifier.secret(), &secret)).await.unwrap()).await.1,
+        "invalid_grant"
+    );
+    // Unsupported grant type.
+    let r = token(vec![
+        ("grant_type", "password".into()),
+        ("client_id", client_id.clone()),
+        ("client_secret", secret.clone()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(error_of(r).await.1, "unsupported_grant_type");
+    // Client credentials work for a confidential client.
+    let r: Value = token(vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", client_id.clone()),
+        ("client_secret", secret.clone()),
+    ])
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(r["access_token"].is_string() && r.get("refresh_token").is_none() && r.get("id_token").is_none());
+}
