@@ -27,10 +27,16 @@ pub enum KeysCommand {
         #[arg(long, default_value_t = 2)]
         grace_secs: u64,
     },
+    /// Make a new token-signing key for OpenID Connect. Running nodes sign with it within
+    /// seconds; the old key stays in the JWKS until the tokens it signed have expired.
+    RotateSigning,
 }
 
 pub async fn run(global: &GlobalArgs, cmd: KeysCommand) -> Result<(), Failure> {
-    let KeysCommand::Rotate { grace_secs } = cmd;
+    let grace_secs = match cmd {
+        KeysCommand::Rotate { grace_secs } => grace_secs,
+        KeysCommand::RotateSigning => return rotate_signing(global).await,
+    };
     let settings = settings_load::load(global, None)?;
     let inst = Installation::open(settings, OpenMode::Existing).await?;
     let path = inst.keyring.path().to_owned();
@@ -80,4 +86,19 @@ async fn rewrap_all(store: &dyn Store, ring: &wardgate_core::secrets::Keyring) -
         }
     }
     Ok(n)
+}
+
+async fn rotate_signing(global: &GlobalArgs) -> Result<(), Failure> {
+    let settings = settings_load::load(global, None)?;
+    let inst = Installation::open(settings, OpenMode::Existing).await?;
+    let actor = format!("cli:{}", crate::admin::whoami());
+    let (kid, retired) =
+        wardgate_server::oidc::keys::rotate(&*inst.store, &inst.keyring.get(), OffsetDateTime::now_utc(), &actor)
+            .await
+            .map_err(|e| Failure::new(e.to_string()))?;
+    println!("New token-signing key {kid} (ES256) signs from now on (running nodes switch within 5 s).");
+    for id in retired {
+        println!("Retired {id}: still published in the JWKS for 65 minutes, until the tokens it signed have expired.");
+    }
+    Ok(())
 }

@@ -150,6 +150,9 @@ impl Node {
         let limits = state.bootstrap_limit.clone();
         let login_limits = state.login_limit.clone();
         let purge_store = Arc::clone(&inst.store);
+        let oidc_reload = Arc::clone(&state.oidc);
+        let oidc_keyring = Arc::clone(&inst.keyring);
+        let oidc_node = format!("node:{}", inst.node_id);
         let app = router(
             state,
             RouterOptions {
@@ -168,8 +171,22 @@ impl Node {
             // Key rotation by the CLI rewrites the key file; pick it up within a second.
             let reload = tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
+                let mut seen_revision = purge_store.revision().await.unwrap_or_default();
                 for second in 0u64.. {
                     tick.tick().await;
+                    // Signing keys rotated by the CLI or another node: reload within seconds.
+                    if second % 5 == 4
+                        && let Ok(rev) = purge_store.revision().await
+                        && rev != seen_revision
+                    {
+                        seen_revision = rev;
+                        match crate::oidc::keys::load_or_create(&*purge_store, &oidc_keyring.get(), clock(), &oidc_node)
+                            .await
+                        {
+                            Ok(keys) => oidc_reload.replace_keys(keys),
+                            Err(e) => tracing::error!(error = %e, "could not reload token-signing keys"),
+                        }
+                    }
                     if second % 60 == 59 {
                         limits.shrink();
                         login_limits.shrink();

@@ -604,3 +604,78 @@ fn verify_reads_many_pages_and_still_names_the_first_gap() {
     );
     verify_fails_at(&broken, 19_990);
 }
+
+#[test]
+fn signing_keys_rotate_while_the_server_runs_and_the_old_one_stays_published() {
+    use base64::Engine as _;
+    let (_dir, data) = installation();
+    let o = wardgate(
+        &data,
+        &[
+            "client",
+            "add",
+            "Lab system",
+            "--redirect-uri",
+            "https://lab.example.org/cb",
+            "--scope",
+            "lab:read",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let client: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let (id, secret) =
+        (client["client_id"].as_str().unwrap().to_owned(), client["client_secret"].as_str().unwrap().to_owned());
+    let s = serve(&data);
+    // reqwest may be built with TLS but no crypto provider when the server's tests are built too.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let http = reqwest::Client::new();
+    let kids = || {
+        rt.block_on(async {
+            let v: serde_json::Value =
+                http.get(format!("{}/oidc/jwks", s.base)).send().await.unwrap().json().await.unwrap();
+            v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+        })
+    };
+    let signed_by = || {
+        rt.block_on(async {
+            let v: serde_json::Value = http
+                .post(format!("{}/oidc/token", s.base))
+                .basic_auth(&id, Some(&secret))
+                .form(&[("grant_type", "client_credentials"), ("scope", "lab:read")])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let header = v["access_token"].as_str().unwrap().split('.').next().unwrap().to_owned();
+            let header: serde_json::Value =
+                serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap())
+                    .unwrap();
+            header["kid"].as_str().unwrap().to_owned()
+        })
+    };
+    let first = kids();
+    assert_eq!(first.len(), 1);
+    assert_eq!(signed_by(), first[0]);
+    let o = wardgate(&data, &["keys", "rotate-signing"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut now = kids();
+    for _ in 0..40 {
+        if now.len() == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        now = kids();
+    }
+    assert_eq!(now.len(), 2, "the new key is published and the old one still is");
+    assert!(now.contains(&first[0]));
+    let new_kid = now.iter().find(|k| **k != first[0]).unwrap().clone();
+    assert_eq!(signed_by(), new_kid, "the running server signs with the new key");
+    s.stop();
+    let o = wardgate(&data, &["audit", "export", "--format", "jsonl"]);
+    let export = stdout(&o);
+    assert!(export.contains("\"keys.signing.retired\"") && export.contains("\"oidc.client.created\""));
+}

@@ -76,6 +76,7 @@ pub mod types {
     pub const AUDIT_VERIFIED: &str = "audit.verified";
     pub const KEYS_ROTATED: &str = "keys.kek.rotated";
     pub const KEYS_SIGNING_CREATED: &str = "keys.signing.created";
+    pub const KEYS_SIGNING_RETIRED: &str = "keys.signing.retired";
     pub const SYSTEM_STARTED: &str = "system.node.started";
     pub const SYSTEM_STOPPED: &str = "system.node.stopped";
     pub const AUTH_LOGIN_SUCCEEDED: &str = "auth.login.succeeded";
@@ -257,6 +258,7 @@ mod tests {
             AUDIT_VERIFIED,
             KEYS_ROTATED,
             KEYS_SIGNING_CREATED,
+            KEYS_SIGNING_RETIRED,
             SYSTEM_STARTED,
             SYSTEM_STOPPED,
             AUTH_LOGIN_SUCCEEDED,

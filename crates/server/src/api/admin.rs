@@ -289,7 +289,7 @@ pub async fn revoke_sessions(State(app): State<AppState>, admin: Admin, Path(use
         Err(e) => return problem(&e),
     };
     let e = revoke_event(&app, &admin, user.username.as_str(), types::AUTH_SESSIONS_REVOKED_ALL);
-    match app.store.revoke_sessions_of(&user.id, (app.clock)(), &e).await {
+    match crate::auth::session::revoke(&app, &user.id, None, &e, "revoked by an administrator").await {
         Ok(n) => axum::Json(serde_json::json!({"revoked": n})).into_response(),
         Err(e) => problem(&AccountError::Store(e)),
     }
@@ -306,8 +306,8 @@ pub async fn revoke_session(
     };
     let e = revoke_event(&app, &admin, user.username.as_str(), types::AUTH_SESSION_REVOKED)
         .detail("session_id", id.clone());
-    match app.store.revoke_session(&user.id, &id, (app.clock)(), &e).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+    match crate::auth::session::revoke(&app, &user.id, Some(&id), &e, "revoked by an administrator").await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(StoreError::NotFound) => Problem::not_found().into_response(),
         Err(e) => problem(&AccountError::Store(e)),
     }

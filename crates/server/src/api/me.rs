@@ -99,8 +99,8 @@ pub async fn revoke_session(
     let e = event(&app, &cur, &ctx, types::AUTH_SESSION_REVOKED)
         .reason("revoked by the user")
         .detail("session_id", id.clone());
-    match app.store.revoke_session(&cur.user.id, &id, (app.clock)(), &e).await {
-        Ok(()) => {
+    match crate::auth::session::revoke(&app, &cur.user.id, Some(&id), &e, "revoked by the user").await {
+        Ok(_) => {
             let mut resp = StatusCode::NO_CONTENT.into_response();
             if id == cur.session.id {
                 resp.headers_mut().append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE));
@@ -115,7 +115,7 @@ pub async fn revoke_session(
 /// Sign out everywhere: every session of this account, this one included.
 pub async fn revoke_all(State(app): State<AppState>, ctx: ClientContext, SignedIn(cur): SignedIn) -> Response {
     let e = event(&app, &cur, &ctx, types::AUTH_SESSIONS_REVOKED_ALL).reason("signed out everywhere by the user");
-    match app.store.revoke_sessions_of(&cur.user.id, (app.clock)(), &e).await {
+    match crate::auth::session::revoke(&app, &cur.user.id, None, &e, "signed out everywhere").await {
         Ok(n) => {
             let mut resp = axum::Json(serde_json::json!({"revoked": n})).into_response();
             resp.headers_mut().append(header::SET_COOKIE, clear_cookie(SESSION_COOKIE));

@@ -100,7 +100,8 @@ pub async fn current(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -
                 .correlation_id(session.correlation_id.clone())
                 .detail("session_id", session.id.clone());
             match app.store.revoke_session(&session.user_id, &session.id, now, &e).await {
-                Ok(()) | Err(StoreError::NotFound) => {}
+                Ok(()) => crate::oidc::logout::session_ended(app, &session.id, &session.correlation_id, why).await,
+                Err(StoreError::NotFound) => {}
                 Err(e) => return Err(unavailable(e)),
             }
             return Ok(None);
@@ -135,7 +136,10 @@ pub async fn end(app: &AppState, cur: &Current, ctx: &ClientContext) -> Result<(
         .correlation_id(cur.session.correlation_id.clone())
         .detail("session_id", cur.session.id.clone());
     match app.store.revoke_session(&cur.user.id, &cur.session.id, now, &e).await {
-        Ok(()) | Err(StoreError::NotFound) => Ok(()),
+        Ok(()) | Err(StoreError::NotFound) => {
+            crate::oidc::logout::session_ended(app, &cur.session.id, &cur.session.correlation_id, "signed out").await;
+            Ok(())
+        }
         Err(e) => Err(unavailable(e)),
     }
 }
@@ -167,6 +171,31 @@ pub fn unauthenticated() -> Problem {
 
 pub fn csrf_problem() -> Problem {
     Problem::new(StatusCode::FORBIDDEN, "csrf", "The form has expired; reload the page and try again")
+}
+
+/// Revokes one session of a user (`which`) or all of them, and what applications were
+/// granted through them. Returns how many sessions were live.
+pub async fn revoke(
+    app: &AppState,
+    user_id: &str,
+    which: Option<&str>,
+    event: &AuditEvent,
+    reason: &str,
+) -> Result<u64, StoreError> {
+    let live = app.store.sessions_of(user_id).await?;
+    let affected: Vec<Session> = live.into_iter().filter(|s| which.is_none_or(|id| s.id == id)).collect();
+    let now = (app.clock)();
+    let n = match which {
+        Some(id) => {
+            app.store.revoke_session(user_id, id, now, event).await?;
+            1
+        }
+        None => app.store.revoke_sessions_of(user_id, now, event).await?,
+    };
+    for s in affected {
+        crate::oidc::logout::session_ended(app, &s.id, &s.correlation_id, reason).await;
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use wardgate_core::oidc::Acr;
 
-use super::{AUTHORIZE, INTROSPECT, JWKS, REVOKE, TOKEN, USERINFO};
+use super::{AUTHORIZE, INTROSPECT, JWKS, LOGOUT, REVOKE, TOKEN, USERINFO};
 use crate::app::AppState;
 
 pub async fn configuration(State(app): State<AppState>) -> Response {
@@ -18,6 +18,7 @@ pub async fn configuration(State(app): State<AppState>) -> Response {
         "jwks_uri": p.url(JWKS),
         "revocation_endpoint": p.url(REVOKE),
         "introspection_endpoint": p.url(INTROSPECT),
+        "end_session_endpoint": p.url(LOGOUT),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],

@@ -86,6 +86,54 @@ fn load(ring: &Keyring, rec: &OidcKey) -> Result<LoadedKey, KeyError> {
     })
 }
 
+/// Retired keys stay published this long: longer than any token they signed lives (access
+/// tokens at most an hour, ID tokens five minutes), so verifiers never meet an unknown `kid`.
+pub const RETIRED_KEY_PUBLISHED: time::Duration = time::Duration::minutes(65);
+
+/// A new signing key becomes the one that signs; the previous ones are retired (still
+/// published until their tokens have expired); keys retired long enough ago are deleted.
+/// Returns the new key id and the ids retired now.
+pub async fn rotate(
+    store: &dyn Store,
+    ring: &Keyring,
+    now: OffsetDateTime,
+    actor: &str,
+) -> Result<(String, Vec<String>), KeyError> {
+    let previous: Vec<String> =
+        store.oidc_keys().await?.into_iter().filter(|k| k.retired_at.is_none()).map(|k| k.id).collect();
+    let kid = insert_new(store, ring, now, actor).await?;
+    for id in &previous {
+        let e = AuditEvent::known(now, types::KEYS_SIGNING_RETIRED, Outcome::Success)
+            .actor(actor.to_owned())
+            .detail("key_id", id.clone())
+            .detail("purpose", "oidc")
+            .detail("replaced_by", kid.clone());
+        store.retire_oidc_key(id, now, &e).await?;
+    }
+    store.purge_oidc_keys(now - RETIRED_KEY_PUBLISHED).await?;
+    Ok((kid, previous))
+}
+
+async fn insert_new(store: &dyn Store, ring: &Keyring, now: OffsetDateTime, actor: &str) -> Result<String, KeyError> {
+    let kid = wardgate_core::token::random_id().map_err(|e| KeyError::Generate(e.to_string()))?;
+    let (der, jwk) = generate_es256(&kid)?;
+    let rec = OidcKey {
+        private_sealed: ring.seal(&OidcKey::seal_context(&kid), &der).map_err(|e| KeyError::Generate(e.to_string()))?,
+        id: kid.clone(),
+        algorithm: "ES256".into(),
+        public_jwk: jwk.to_string(),
+        created_at: now,
+        retired_at: None,
+    };
+    let e = AuditEvent::known(now, types::KEYS_SIGNING_CREATED, Outcome::Success)
+        .actor(actor.to_owned())
+        .detail("key_id", kid.clone())
+        .detail("purpose", "oidc")
+        .detail("algorithm", "ES256");
+    store.insert_oidc_key(&rec, &e).await?;
+    Ok(kid)
+}
+
 /// The stored keys, or a first one made now.
 pub async fn load_or_create(
     store: &dyn Store,
@@ -95,24 +143,7 @@ pub async fn load_or_create(
 ) -> Result<KeySet, KeyError> {
     let mut recs = store.oidc_keys().await?;
     if !recs.iter().any(|r| r.retired_at.is_none()) {
-        let kid = wardgate_core::token::random_id().map_err(|e| KeyError::Generate(e.to_string()))?;
-        let (der, jwk) = generate_es256(&kid)?;
-        let rec = OidcKey {
-            private_sealed: ring
-                .seal(&OidcKey::seal_context(&kid), &der)
-                .map_err(|e| KeyError::Generate(e.to_string()))?,
-            id: kid.clone(),
-            algorithm: "ES256".into(),
-            public_jwk: jwk.to_string(),
-            created_at: now,
-            retired_at: None,
-        };
-        let e = AuditEvent::known(now, types::KEYS_SIGNING_CREATED, Outcome::Success)
-            .actor(actor.to_owned())
-            .detail("key_id", kid)
-            .detail("purpose", "oidc")
-            .detail("algorithm", "ES256");
-        store.insert_oidc_key(&rec, &e).await?;
+        insert_new(store, ring, now, actor).await?;
         recs = store.oidc_keys().await?;
     }
     let mut keys = Vec::new();

@@ -9,6 +9,7 @@
 pub mod authorize;
 pub mod discovery;
 pub mod keys;
+pub mod logout;
 pub mod token;
 pub mod tokens;
 
@@ -23,6 +24,7 @@ pub const USERINFO: &str = "/oidc/userinfo";
 pub const JWKS: &str = "/oidc/jwks";
 pub const REVOKE: &str = "/oidc/revoke";
 pub const INTROSPECT: &str = "/oidc/introspect";
+pub const LOGOUT: &str = "/oidc/logout";
 
 /// How long an authorization code lives: one redirect and one back-channel call.
 pub const CODE_TTL: time::Duration = time::Duration::seconds(60);
@@ -44,6 +46,14 @@ impl Provider {
         match self.keys.read() {
             Ok(k) => Arc::clone(&k),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Picks up keys made or retired by `wardgate keys rotate-signing` or another node.
+    pub fn replace_keys(&self, keys: KeySet) {
+        match self.keys.write() {
+            Ok(mut k) => *k = Arc::new(keys),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
         }
     }
 

@@ -452,6 +452,14 @@ pub async fn revoke(
     token_response(serde_json::json!({}))
 }
 
+/// Tokens of a disabled or deleted account are inactive, whatever their expiry.
+async fn account_active(app: &AppState, user_id: Option<&str>) -> bool {
+    match user_id {
+        None => true,
+        Some(id) => matches!(app.store.user_by_id(id).await, Ok(Some(u)) if u.may_sign_in()),
+    }
+}
+
 /// RFC 7662, for resource servers registered as confidential clients.
 pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, OAuthForm(form): OAuthForm) -> Response {
     let client = match authenticate(&app, &headers, &form).await {
@@ -470,14 +478,21 @@ pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, OAuthFo
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
     };
     let now = (app.clock)();
-    if let Ok(Some((claims, _))) = live_access(&app, t).await {
+    if let Ok(Some((claims, grant))) = live_access(&app, t).await
+        && account_active(&app, grant.user_id.as_deref()).await
+    {
         let mut v = serde_json::to_value(&claims).unwrap_or_default();
         v["active"] = true.into();
         v["token_type"] = "access_token".into();
         return token_response(v);
     }
     match app.store.refresh_token(&token::digest(t)).await {
-        Ok(Some((rt, g))) if rt.used_at.is_none() && rt.expires_at > now && g.revoked_at.is_none() => {
+        Ok(Some((rt, g)))
+            if rt.used_at.is_none()
+                && rt.expires_at > now
+                && g.revoked_at.is_none()
+                && account_active(&app, g.user_id.as_deref()).await =>
+        {
             token_response(serde_json::json!({
                 "active": true,
                 "token_type": "refresh_token",

@@ -233,9 +233,9 @@ pub async fn revoke(
     let e = crate::api::me::event(&app, &cur, &ctx, types::AUTH_SESSION_REVOKED)
         .reason("ended by the user on the account page")
         .detail("session_id", f.id.clone());
-    match app.store.revoke_session(&cur.user.id, &f.id, (app.clock)(), &e).await {
-        Ok(()) if f.id == cur.session.id => with_cookies(see_other("/?signed_out=1"), [clear_cookie(SESSION_COOKIE)]),
-        Ok(()) | Err(wardgate_store::StoreError::NotFound) => see_other("/account?done=revoked"),
+    match session::revoke(&app, &cur.user.id, Some(&f.id), &e, "ended by the user").await {
+        Ok(_) if f.id == cur.session.id => with_cookies(see_other("/?signed_out=1"), [clear_cookie(SESSION_COOKIE)]),
+        Ok(_) | Err(wardgate_store::StoreError::NotFound) => see_other("/account?done=revoked"),
         Err(e) => {
             tracing::error!(error = %e, "revoke session failed");
             crate::problem::Problem::unavailable("the database is unreachable").into_response()
@@ -261,7 +261,7 @@ pub async fn revoke_all(
     };
     let e = crate::api::me::event(&app, &cur, &ctx, types::AUTH_SESSIONS_REVOKED_ALL)
         .reason("signed out everywhere by the user");
-    match app.store.revoke_sessions_of(&cur.user.id, (app.clock)(), &e).await {
+    match session::revoke(&app, &cur.user.id, None, &e, "signed out everywhere").await {
         Ok(_) => with_cookies(see_other("/?signed_out=1"), [clear_cookie(SESSION_COOKIE)]),
         Err(e) => {
             tracing::error!(error = %e, "revoke all sessions failed");

@@ -16,6 +16,7 @@ use wardgate_server::Node;
 use wardgate_server::clients::{Clients, NewClient};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const BYE: &str = "http://127.0.0.1:9/signed-out";
 
 thread_local! {
     /// The development certificate of the provider under test, trusted by every client here.
@@ -120,6 +121,7 @@ async fn provider() -> (Provider, String, String) {
         .add(NewClient {
             name: "EHR".into(),
             redirect_uris: vec![REDIRECT.into()],
+            post_logout_redirect_uris: vec![BYE.into()],
             scopes: vec!["profile".into(), "email".into(), "roles".into()],
             ..Default::default()
         })
@@ -374,4 +376,60 @@ async fn bad_requests_get_protocol_errors_and_never_a_redirect_to_an_unregistere
     .await
     .unwrap();
     assert!(r["access_token"].is_string() && r.get("refresh_token").is_none() && r.get("id_token").is_none());
+}
+
+#[tokio::test]
+async fn logging_out_at_the_provider_ends_the_session_and_what_applications_got_through_it() {
+    let (p, client_id, secret) = provider().await;
+    let base = p.node.base_url.clone();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let url = format!(
+        "{base}/oidc/authorize?response_type=code&scope=openid&client_id={client_id}&redirect_uri={REDIRECT}&code_challenge={}&code_challenge_method=S256",
+        challenge.as_str()
+    );
+    let code = query_param(&p.authorize(&url).await.1.unwrap(), "code").unwrap();
+    let tokens: Value = p
+        .browser
+        .post(format!("{base}/oidc/token"))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier.secret()),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id_token = tokens["id_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let introspect = |t: String| {
+        p.browser
+            .post(format!("{base}/oidc/introspect"))
+            .basic_auth(&client_id, Some(&secret))
+            .form(&[("token", t)])
+            .send()
+    };
+    let active = |v: Value| v["active"].as_bool().unwrap();
+    assert!(active(introspect(refresh.to_owned()).await.unwrap().json().await.unwrap()));
+
+    // An address the client did not register is refused, and nothing is ended.
+    let bad = format!("{base}/oidc/logout?id_token_hint={id_token}&post_logout_redirect_uri=https://evil.example/");
+    let (status, location, _) = p.authorize(&bad).await;
+    assert_eq!((status, location), (StatusCode::BAD_REQUEST, None));
+    assert!(active(introspect(refresh.to_owned()).await.unwrap().json().await.unwrap()));
+
+    let good = format!("{base}/oidc/logout?id_token_hint={id_token}&post_logout_redirect_uri={BYE}&state=bye1");
+    let (status, location, _) = p.authorize(&good).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(location.as_deref(), Some(format!("{BYE}?state=bye1").as_str()));
+    let me = p.browser.get(format!("{base}/api/v1/me")).header("cookie", &p.session).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "the session ended");
+    assert!(!active(introspect(refresh.to_owned()).await.unwrap().json().await.unwrap()), "and its grants with it");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert!(!active(introspect(access).await.unwrap().json().await.unwrap()));
 }
