@@ -14,7 +14,7 @@ pub enum TokenCommand {
         /// The administrator the token acts as.
         #[arg(long)]
         user: String,
-        /// What the token may do: users:read, users:write (repeatable).
+        /// What the token may do: users:read, users:write, clients:read, clients:write (repeatable).
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
         /// What the token is for, e.g. the system that uses it.

@@ -10,15 +10,21 @@ pub enum Scope {
     UsersRead,
     /// Create, change, disable, unlock and delete users; revoke factors and sessions.
     UsersWrite,
+    /// Read registered OpenID Connect clients.
+    ClientsRead,
+    /// Register, change and delete OpenID Connect clients, rotate their secrets.
+    ClientsWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 2] = [Scope::UsersRead, Scope::UsersWrite];
+    pub const ALL: [Scope; 4] = [Scope::UsersRead, Scope::UsersWrite, Scope::ClientsRead, Scope::ClientsWrite];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::UsersRead => "users:read",
             Scope::UsersWrite => "users:write",
+            Scope::ClientsRead => "clients:read",
+            Scope::ClientsWrite => "clients:write",
         }
     }
 

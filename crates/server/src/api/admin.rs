@@ -34,9 +34,15 @@ fn forbidden() -> Problem {
     Problem::new(StatusCode::FORBIDDEN, "not-an-administrator", "Administrators only")
 }
 
-/// Reads need `users:read`, changes `users:write`: every admin route follows the method.
-fn scope_for(method: &axum::http::Method) -> Scope {
-    if method.is_safe() { Scope::UsersRead } else { Scope::UsersWrite }
+/// Reads need `…:read`, changes `…:write`, of the resource the path names.
+fn scope_for(method: &axum::http::Method, path: &str) -> Scope {
+    let clients = path.starts_with("/api/v1/admin/clients");
+    match (clients, method.is_safe()) {
+        (false, true) => Scope::UsersRead,
+        (false, false) => Scope::UsersWrite,
+        (true, true) => Scope::ClientsRead,
+        (true, false) => Scope::ClientsWrite,
+    }
 }
 
 /// Who is calling, or why not. The actor is known as soon as the credential is.
@@ -65,7 +71,7 @@ async fn identify(app: &AppState, parts: &Parts, ctx: &ClientContext) -> Result<
         if !user.is_some_and(|u| u.status == AccountStatus::Active && u.is_admin()) {
             return Err((Some(actor), forbidden()));
         }
-        let needed = scope_for(&parts.method);
+        let needed = scope_for(&parts.method, parts.uri.path());
         if !tok.scopes.contains(&needed) {
             let p = Problem::new(
                 StatusCode::FORBIDDEN,
@@ -310,5 +316,97 @@ pub async fn revoke_session(
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(StoreError::NotFound) => Problem::not_found().into_response(),
         Err(e) => problem(&AccountError::Store(e)),
+    }
+}
+
+fn clients_problem(e: &crate::clients::ClientsError) -> Response {
+    use crate::clients::ClientsError as E;
+    match e {
+        E::Invalid(_) | E::Lifetime | E::ThirdParty => Problem::invalid_field(e.to_string()).into_response(),
+        E::Unknown(_) => Problem::not_found().detail(e.to_string()).into_response(),
+        E::Public => Problem::new(StatusCode::CONFLICT, "conflict", "The client's state does not allow this")
+            .detail(e.to_string())
+            .into_response(),
+        E::Random | E::Store(_) => {
+            tracing::error!(error = %e, "admin api: clients failed");
+            Problem::unavailable("the operation could not be completed").into_response()
+        }
+    }
+}
+
+fn clients<'a>(app: &'a AppState, admin: &'a Admin) -> crate::clients::Clients<'a> {
+    crate::clients::Clients::new(&*app.store, &admin.actor, (app.clock)())
+}
+
+pub async fn list_clients(State(app): State<AppState>, admin: Admin) -> Response {
+    match clients(&app, &admin).list().await {
+        Ok(all) => axum::Json(all.iter().map(crate::clients::view).collect::<Vec<_>>()).into_response(),
+        Err(e) => clients_problem(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientBody {
+    name: String,
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default)]
+    backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    access_token_ttl_secs: Option<u32>,
+    #[serde(default)]
+    refresh_token_ttl_secs: Option<u32>,
+}
+
+pub async fn add_client(State(app): State<AppState>, admin: Admin, ApiJson(b): ApiJson<ClientBody>) -> Response {
+    let new = crate::clients::NewClient {
+        name: b.name,
+        redirect_uris: b.redirect_uris,
+        post_logout_redirect_uris: b.post_logout_redirect_uris,
+        public: b.public,
+        scopes: b.scopes,
+        third_party: false,
+        backchannel_logout_uri: b.backchannel_logout_uri,
+        access_token_ttl_secs: b.access_token_ttl_secs,
+        refresh_token_ttl_secs: b.refresh_token_ttl_secs,
+    };
+    match clients(&app, &admin).add(new).await {
+        Ok((c, secret)) => {
+            let mut v = crate::clients::view(&c);
+            v["client_secret"] = secret.into();
+            (StatusCode::CREATED, axum::Json(v)).into_response()
+        }
+        Err(e) => clients_problem(&e),
+    }
+}
+
+pub async fn show_client(State(app): State<AppState>, admin: Admin, Path(id): Path<String>) -> Response {
+    match clients(&app, &admin).show(&id).await {
+        Ok(c) => axum::Json(crate::clients::view(&c)).into_response(),
+        Err(e) => clients_problem(&e),
+    }
+}
+
+pub async fn rotate_client_secret(State(app): State<AppState>, admin: Admin, Path(id): Path<String>) -> Response {
+    match clients(&app, &admin).rotate_secret(&id).await {
+        Ok((c, secret)) => {
+            let mut v = crate::clients::view(&c);
+            v["client_secret"] = secret.into();
+            axum::Json(v).into_response()
+        }
+        Err(e) => clients_problem(&e),
+    }
+}
+
+pub async fn delete_client(State(app): State<AppState>, admin: Admin, Path(id): Path<String>) -> Response {
+    match clients(&app, &admin).delete(&id).await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => clients_problem(&e),
     }
 }

@@ -433,3 +433,98 @@ async fn logging_out_at_the_provider_ends_the_session_and_what_applications_got_
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert!(!active(introspect(access).await.unwrap().json().await.unwrap()));
 }
+
+#[tokio::test]
+async fn clients_are_administered_over_the_admin_api_with_their_own_scopes() {
+    let (p, _, _) = provider().await;
+    let base = p.node.base_url.clone();
+    let me: Value = p
+        .browser
+        .get(format!("{base}/api/v1/me"))
+        .header("cookie", &p.session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let body = json!({"name": "Pharmacy app", "redirect_uris": ["org.example.pharmacy:/cb"], "public": true, "scopes": ["profile"]});
+    let resp = p
+        .browser
+        .post(format!("{base}/api/v1/admin/clients"))
+        .header("cookie", &p.session)
+        .header("x-csrf-token", &csrf)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let created: Value = resp.json().await.unwrap();
+    assert_eq!((created["type"].as_str(), created["client_secret"].is_null()), (Some("public"), true));
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let bad = json!({"name": "Evil", "redirect_uris": ["http://evil.example/cb"]});
+    let resp = p
+        .browser
+        .post(format!("{base}/api/v1/admin/clients"))
+        .header("cookie", &p.session)
+        .header("x-csrf-token", &csrf)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::problem(resp).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A token scoped to users cannot touch clients; one scoped to clients can.
+    let settings = wardgate_core::settings::AuthSettings::default();
+    let accounts = wardgate_server::accounts::Accounts::new(
+        &*p.node.store,
+        "operator:test",
+        time::OffsetDateTime::now_utc(),
+        &settings,
+    );
+    let users_only =
+        accounts.create_api_token("rsmith", &["users:read".into(), "users:write".into()], None, None).await.unwrap();
+    let clients_rw = accounts
+        .create_api_token("rsmith", &["clients:read".into(), "clients:write".into()], None, None)
+        .await
+        .unwrap();
+    let resp =
+        p.browser.get(format!("{base}/api/v1/admin/clients")).bearer_auth(&users_only.secret).send().await.unwrap();
+    assert_eq!(crate::problem(resp).await.0, StatusCode::FORBIDDEN);
+    let list: Value = p
+        .browser
+        .get(format!("{base}/api/v1/admin/clients"))
+        .bearer_auth(&clients_rw.secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let resp = p
+        .browser
+        .post(format!("{base}/api/v1/admin/clients/{id}/rotate-secret"))
+        .bearer_auth(&clients_rw.secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::problem(resp).await.0, StatusCode::CONFLICT, "a public client has no secret");
+    let resp = p
+        .browser
+        .delete(format!("{base}/api/v1/admin/clients/{id}"))
+        .bearer_auth(&clients_rw.secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = p
+        .browser
+        .get(format!("{base}/api/v1/admin/clients/{id}"))
+        .bearer_auth(&clients_rw.secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::problem(resp).await.0, StatusCode::NOT_FOUND);
+}
