@@ -26,6 +26,9 @@ pub enum ClientCommand {
         /// Scopes it may ask for besides openid: profile, email, roles, offline_access, or your own.
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
+        /// Where to POST a logout token when a person's session ends (back-channel logout).
+        #[arg(long, value_name = "URI")]
+        backchannel_logout_uri: Option<String>,
         /// Access-token lifetime in seconds (60-3600, default 300).
         #[arg(long)]
         access_token_ttl: Option<u32>,
@@ -72,6 +75,7 @@ pub async fn run(global: &GlobalArgs, cmd: ClientCommand) -> Result<(), Failure>
             post_logout_redirect_uris,
             public,
             scopes,
+            backchannel_logout_uri,
             access_token_ttl,
             refresh_token_ttl,
             json,
@@ -83,7 +87,7 @@ pub async fn run(global: &GlobalArgs, cmd: ClientCommand) -> Result<(), Failure>
                 public,
                 scopes,
                 third_party: false,
-                backchannel_logout_uri: None,
+                backchannel_logout_uri,
                 access_token_ttl_secs: access_token_ttl,
                 refresh_token_ttl_secs: refresh_token_ttl,
             };

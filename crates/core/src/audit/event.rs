@@ -109,6 +109,7 @@ pub mod types {
     pub const OIDC_TOKEN_REFRESHED: &str = "oidc.token.refreshed";
     pub const OIDC_REFRESH_REUSED: &str = "oidc.refresh.reused";
     pub const OIDC_CODE_REUSED: &str = "oidc.code.reused";
+    pub const OIDC_LOGOUT_SENT: &str = "oidc.logout.sent";
     pub const OIDC_CLIENT_CREATED: &str = "oidc.client.created";
     pub const OIDC_CLIENT_UPDATED: &str = "oidc.client.updated";
     pub const OIDC_CLIENT_DELETED: &str = "oidc.client.deleted";
@@ -291,6 +292,7 @@ mod tests {
             OIDC_TOKEN_REFRESHED,
             OIDC_REFRESH_REUSED,
             OIDC_CODE_REUSED,
+            OIDC_LOGOUT_SENT,
             OIDC_CLIENT_CREATED,
             OIDC_CLIENT_UPDATED,
             OIDC_CLIENT_DELETED,

@@ -39,6 +39,8 @@ pub async fn configuration(State(app): State<AppState>) -> Response {
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
         "authorization_response_iss_parameter_supported": true,
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     });
     ([(header::CACHE_CONTROL, "public, max-age=300")], axum::Json(doc)).into_response()
 }

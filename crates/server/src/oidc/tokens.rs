@@ -149,3 +149,26 @@ pub fn verify_access(p: &Provider, token: &str) -> Option<AccessClaims> {
     v.leeway = 0;
     jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &v).ok().map(|d| d.claims)
 }
+
+/// A back-channel logout token (OpenID Connect Back-Channel Logout 1.0 §2.4).
+pub fn logout_token(
+    p: &Provider,
+    client: &OidcClient,
+    user_id: Option<&str>,
+    session_id: &str,
+    now: OffsetDateTime,
+) -> Result<String, TokenError> {
+    let mut claims = serde_json::json!({
+        "iss": p.issuer,
+        "aud": client.id,
+        "iat": now.unix_timestamp(),
+        "exp": (now + time::Duration::minutes(2)).unix_timestamp(),
+        "jti": wardgate_core::token::random_id().map_err(|e| TokenError::Sign(e.to_string()))?,
+        "sid": session_id,
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    });
+    if let Some(u) = user_id {
+        claims["sub"] = u.into();
+    }
+    sign(p, Some("logout+jwt"), &claims)
+}

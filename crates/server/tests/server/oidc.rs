@@ -528,3 +528,102 @@ async fn clients_are_administered_over_the_admin_api_with_their_own_scopes() {
         .unwrap();
     assert_eq!(crate::problem(resp).await.0, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn applications_that_ask_are_told_when_the_session_ends() {
+    use base64::Engine as _;
+    let (p, _, _) = provider().await;
+    let base = p.node.base_url.clone();
+    // The application's back-channel endpoint: records what it is sent.
+    let received = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));
+    let sink = std::sync::Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/bcl",
+        axum::routing::post(move |axum::Form(f): axum::Form<std::collections::HashMap<String, String>>| {
+            let sink = std::sync::Arc::clone(&sink);
+            async move {
+                sink.lock().await.push(f.get("logout_token").cloned().unwrap_or_default());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bcl = format!("http://{}/bcl", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (client, secret) = Clients::new(&*p.node.store, "operator:test", time::OffsetDateTime::now_utc())
+        .add(NewClient {
+            name: "Portal".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            backchannel_logout_uri: Some(bcl),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let url = format!(
+        "{base}/oidc/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={REDIRECT}&code_challenge={}&code_challenge_method=S256",
+        client.id,
+        challenge.as_str()
+    );
+    let code = query_param(&p.authorize(&url).await.1.unwrap(), "code").unwrap();
+    let tokens: Value = p
+        .browser
+        .post(format!("{base}/oidc/token"))
+        .basic_auth(&client.id, secret.as_deref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier.secret()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let payload = |jwt: &str| -> Value {
+        let part = jwt.split('.').nth(1).unwrap();
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    };
+    let sid = payload(tokens["id_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
+
+    let me: Value = p
+        .browser
+        .get(format!("{base}/api/v1/me"))
+        .header("cookie", &p.session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let out = p
+        .browser
+        .post(format!("{base}/api/v1/logout"))
+        .header("cookie", &p.session)
+        .header("x-csrf-token", me["csrf_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::NO_CONTENT);
+    let mut got = Vec::new();
+    for _ in 0..50 {
+        got = received.lock().await.clone();
+        if !got.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(got.len(), 1, "one logout token for the one application");
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(got[0].split('.').next().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["typ"], "logout+jwt");
+    let claims = payload(&got[0]);
+    assert_eq!(claims["sid"], sid.as_str());
+    assert_eq!(claims["aud"], client.id.as_str());
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(claims.get("nonce").is_none());
+}
