@@ -26,6 +26,10 @@ pub enum ClientCommand {
         /// Scopes it may ask for besides openid: profile, email, roles, offline_access, or your own.
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
+        /// A file holding the client's public keys (a JWK Set): it authenticates with signed
+        /// assertions (private_key_jwt, RFC 7523) instead of a secret.
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<std::path::PathBuf>,
         /// Where to POST a logout token when a person's session ends (back-channel logout).
         #[arg(long, value_name = "URI")]
         backchannel_logout_uri: Option<String>,
@@ -58,7 +62,11 @@ pub enum ClientCommand {
 
 fn failure(e: ClientsError) -> Failure {
     let code = match e {
-        ClientsError::Invalid(_) | ClientsError::Lifetime | ClientsError::ThirdParty | ClientsError::Public => 2,
+        ClientsError::Invalid(_)
+        | ClientsError::Lifetime
+        | ClientsError::ThirdParty
+        | ClientsError::Public
+        | ClientsError::Jwks => 2,
         _ => 1,
     };
     Failure { code, message: e.to_string() }
@@ -75,11 +83,19 @@ pub async fn run(global: &GlobalArgs, cmd: ClientCommand) -> Result<(), Failure>
             post_logout_redirect_uris,
             public,
             scopes,
+            jwks,
             backchannel_logout_uri,
             access_token_ttl,
             refresh_token_ttl,
             json,
         } => {
+            let jwks = match jwks {
+                Some(path) => Some(
+                    std::fs::read_to_string(&path)
+                        .map_err(|e| Failure { code: 2, message: format!("cannot read {}: {e}", path.display()) })?,
+                ),
+                None => None,
+            };
             let new = NewClient {
                 name,
                 redirect_uris,
@@ -90,6 +106,7 @@ pub async fn run(global: &GlobalArgs, cmd: ClientCommand) -> Result<(), Failure>
                 backchannel_logout_uri,
                 access_token_ttl_secs: access_token_ttl,
                 refresh_token_ttl_secs: refresh_token_ttl,
+                jwks,
             };
             let (c, secret) = clients.add(new).await.map_err(failure)?;
             if json {
@@ -103,6 +120,7 @@ pub async fn run(global: &GlobalArgs, cmd: ClientCommand) -> Result<(), Failure>
                     Some(s) => println!(
                         "  client_secret: {s}\n  (shown only now; store it in the application's configuration)"
                     ),
+                    None if c.jwks.is_some() => println!("  authenticates with signed assertions (private_key_jwt)"),
                     None => println!("  public client: no secret; it must use PKCE (S256)"),
                 }
             }

@@ -328,6 +328,7 @@ impl<'a> Accounts<'a> {
         }
         self.refuse_last_admin(&user).await?;
         let event = self.event(types::ADMIN_USER_DISABLED, &user).detail("previous_status", user.status.as_str());
+        self.revoke_grants(&user, "account disabled").await?;
         let changed = User { status: AccountStatus::Disabled, ..user };
         self.store.update_user(&changed, &event).await?;
         Ok(changed)
@@ -385,6 +386,7 @@ impl<'a> Accounts<'a> {
             }
         }
         let event = self.event(types::AUTH_SESSIONS_REVOKED_ALL, &user).reason("passphrase reset");
+        self.revoke_grants(&user, "passphrase reset").await?;
         self.store.revoke_sessions_of(&user.id, self.now, &event).await?;
         let event =
             self.event(types::ADMIN_USER_INVITED, &user).detail("previous_status", "active").reason("passphrase reset");
@@ -434,9 +436,24 @@ impl<'a> Accounts<'a> {
         }
         self.refuse_last_admin(&user).await?;
         let event = self.event(types::ADMIN_USER_TERMINATED, &user).detail("previous_status", user.status.as_str());
+        self.revoke_grants(&user, "account deleted").await?;
         let changed = User { status: AccountStatus::Terminated, ..user };
         self.store.update_user(&changed, &event).await?;
         Ok(changed)
+    }
+
+    /// What applications got through the account's live sessions stops working, so that
+    /// enabling the account later does not bring old tokens back.
+    async fn revoke_grants(&self, user: &User, reason: &str) -> Result<(), AccountError> {
+        for s in self.store.sessions_of(&user.id).await? {
+            let e = self
+                .event(types::OIDC_GRANT_REVOKED, user)
+                .reason(reason)
+                .correlation_id(s.correlation_id.clone())
+                .detail("session_id", s.id.clone());
+            self.store.revoke_grants_of_session(&s.id, self.now, &e).await?;
+        }
+        Ok(())
     }
 
     async fn refuse_last_admin(&self, user: &User) -> Result<(), AccountError> {

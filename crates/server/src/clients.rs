@@ -29,6 +29,9 @@ pub struct NewClient {
     pub backchannel_logout_uri: Option<String>,
     pub access_token_ttl_secs: Option<u32>,
     pub refresh_token_ttl_secs: Option<u32>,
+    /// Public keys (a JWK Set) for a client that authenticates with signed assertions
+    /// (`private_key_jwt`) instead of a secret; it then gets no secret.
+    pub jwks: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +46,8 @@ pub enum ClientsError {
     Lifetime,
     #[error("third-party clients need a consent screen, which this version does not have yet")]
     ThirdParty,
+    #[error("the client's keys must be a JWK Set with at least one usable public key")]
+    Jwks,
     #[error("system random number generator failed")]
     Random,
     #[error(transparent)]
@@ -95,7 +100,17 @@ impl<'a> Clients<'a> {
         if !(60..=3600).contains(&access) || !(300..=30 * 86400).contains(&refresh) {
             return Err(ClientsError::Lifetime);
         }
-        let secret = if new.public { None } else { Some(token::generate().map_err(|_| ClientsError::Random)?) };
+        if let Some(j) = &new.jwks {
+            let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(j).map_err(|_| ClientsError::Jwks)?;
+            if set.keys.is_empty() || set.keys.iter().any(|k| jsonwebtoken::DecodingKey::from_jwk(k).is_err()) {
+                return Err(ClientsError::Jwks);
+            }
+        }
+        let secret = if new.public || new.jwks.is_some() {
+            None
+        } else {
+            Some(token::generate().map_err(|_| ClientsError::Random)?)
+        };
         let client = OidcClient {
             id: token::random_id().map_err(|_| ClientsError::Random)?,
             name: new.name.trim().to_owned(),
@@ -108,6 +123,7 @@ impl<'a> Clients<'a> {
             access_token_ttl_secs: access,
             refresh_token_ttl_secs: refresh,
             created_at: self.now,
+            jwks: new.jwks,
         };
         let e = event(self.now, self.actor, types::OIDC_CLIENT_CREATED, &client)
             .detail("public", client.is_public())
@@ -155,6 +171,11 @@ pub fn view(c: &OidcClient) -> serde_json::Value {
         "client_id": c.id,
         "name": c.name,
         "type": if c.is_public() { "public" } else { "confidential" },
+        "token_endpoint_auth_method": match (&c.secret_digest, &c.jwks) {
+            (_, Some(_)) => "private_key_jwt",
+            (Some(_), None) => "client_secret_basic",
+            (None, None) => "none",
+        },
         "redirect_uris": c.redirect_uris,
         "post_logout_redirect_uris": c.post_logout_redirect_uris,
         "scopes": c.scopes,

@@ -391,7 +391,7 @@ macro_rules! select_clients {
     ($rest:literal) => {
         concat!(
             "SELECT id, name, redirect_uris, post_logout_redirect_uris, secret_digest, scopes, first_party, \
-             backchannel_logout_uri, access_token_ttl_secs, refresh_token_ttl_secs, created_at_us FROM oidc_clients ",
+             backchannel_logout_uri, access_token_ttl_secs, refresh_token_ttl_secs, created_at_us, jwks FROM oidc_clients ",
             $rest
         )
     };
@@ -399,7 +399,7 @@ macro_rules! select_clients {
 pub(crate) use select_clients;
 
 pub(crate) type ClientRow =
-    (String, String, String, String, Option<Vec<u8>>, String, bool, Option<String>, i64, i64, i64);
+    (String, String, String, String, Option<Vec<u8>>, String, bool, Option<String>, i64, i64, i64, Option<String>);
 
 pub(crate) fn client(
     (
@@ -414,6 +414,7 @@ pub(crate) fn client(
         access_token_ttl_secs,
         refresh_token_ttl_secs,
         created_at_us,
+        jwks,
     ): ClientRow,
 ) -> Result<OidcClient, StoreError> {
     let malformed = |what: &str| StoreError::Malformed(format!("OIDC client {id} has {what}"));
@@ -431,6 +432,7 @@ pub(crate) fn client(
         access_token_ttl_secs: secs(access_token_ttl_secs)?,
         refresh_token_ttl_secs: secs(refresh_token_ttl_secs)?,
         created_at: from_unix_micros(created_at_us),
+        jwks,
         id,
     })
 }

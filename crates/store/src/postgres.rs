@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
     (2, "authentication", include_str!("../migrations/postgres/0002_authentication.sql")),
     (3, "oidc", include_str!("../migrations/postgres/0003_oidc.sql")),
+    (4, "client_keys", include_str!("../migrations/postgres/0004_client_keys.sql")),
 ];
 
 pub struct PostgresStore {
@@ -1311,8 +1312,8 @@ impl Store for PostgresStore {
         let r = async {
             sqlx::query(
                 "INSERT INTO oidc_clients (id, name, redirect_uris, post_logout_redirect_uris, secret_digest, scopes, \
-                 first_party, backchannel_logout_uri, access_token_ttl_secs, refresh_token_ttl_secs, created_at_us) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 first_party, backchannel_logout_uri, access_token_ttl_secs, refresh_token_ttl_secs, created_at_us, \
+                 jwks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(&client.id)
             .bind(&client.name)
@@ -1325,6 +1326,7 @@ impl Store for PostgresStore {
             .bind(common::ttl(client.access_token_ttl_secs))
             .bind(common::ttl(client.refresh_token_ttl_secs))
             .bind(micros(client.created_at))
+            .bind(&client.jwks)
             .execute(&mut *tx)
             .await
             .map_err(|e| common::conflict(e, err))?;
@@ -1359,7 +1361,7 @@ impl Store for PostgresStore {
             let updated = sqlx::query(
                 "UPDATE oidc_clients SET name = $1, redirect_uris = $2, post_logout_redirect_uris = $3, \
                  secret_digest = $4, scopes = $5, first_party = $6, backchannel_logout_uri = $7, \
-                 access_token_ttl_secs = $8, refresh_token_ttl_secs = $9 WHERE id = $10",
+                 access_token_ttl_secs = $8, refresh_token_ttl_secs = $9, jwks = $11 WHERE id = $10",
             )
             .bind(&client.name)
             .bind(common::list_json(&client.redirect_uris))
@@ -1371,6 +1373,7 @@ impl Store for PostgresStore {
             .bind(common::ttl(client.access_token_ttl_secs))
             .bind(common::ttl(client.refresh_token_ttl_secs))
             .bind(&client.id)
+            .bind(&client.jwks)
             .execute(&mut *tx)
             .await
             .map_err(err)?

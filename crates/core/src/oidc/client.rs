@@ -24,6 +24,9 @@ pub struct OidcClient {
     pub access_token_ttl_secs: u32,
     pub refresh_token_ttl_secs: u32,
     pub created_at: OffsetDateTime,
+    /// For clients that authenticate with signed assertions (`private_key_jwt`): their
+    /// public keys as a JWK Set.
+    pub jwks: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,8 +42,9 @@ pub enum ClientError {
 }
 
 impl OidcClient {
+    /// No secret and no keys: a device app that cannot authenticate, so PKCE is its proof.
     pub fn is_public(&self) -> bool {
-        self.secret_digest.is_none()
+        self.secret_digest.is_none() && self.jwks.is_none()
     }
 
     /// Exact string comparison, as RFC 9700 requires.
@@ -70,8 +74,12 @@ pub fn check_redirect_uri(uri: &str) -> Result<(), ClientError> {
     match scheme {
         "https" if !rest.is_empty() && !rest.starts_with('/') => Ok(()),
         "http" => {
-            let host = rest.split(['/', '?']).next().unwrap_or("");
-            let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+            let authority = rest.split(['/', '?']).next().unwrap_or("");
+            // `[::1]:8080`, `[::1]`, `127.0.0.1:8080`, `localhost`: strip a port, not IPv6 colons.
+            let host = match authority.rsplit_once(':') {
+                Some((h, port)) if !port.contains(']') => h,
+                _ => authority,
+            };
             if matches!(host, "127.0.0.1" | "[::1]" | "localhost") {
                 Ok(())
             } else {
@@ -111,6 +119,8 @@ mod tests {
             "https://ehr.example.org/callback",
             "http://127.0.0.1:8400/cb",
             "http://localhost/cb",
+            "http://[::1]/cb",
+            "http://[::1]:8400/cb",
             "org.example.app:/oauth2redirect",
         ] {
             assert!(check_redirect_uri(ok).is_ok(), "{ok}");

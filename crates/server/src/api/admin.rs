@@ -322,7 +322,7 @@ pub async fn revoke_session(
 fn clients_problem(e: &crate::clients::ClientsError) -> Response {
     use crate::clients::ClientsError as E;
     match e {
-        E::Invalid(_) | E::Lifetime | E::ThirdParty => Problem::invalid_field(e.to_string()).into_response(),
+        E::Invalid(_) | E::Lifetime | E::ThirdParty | E::Jwks => Problem::invalid_field(e.to_string()).into_response(),
         E::Unknown(_) => Problem::not_found().detail(e.to_string()).into_response(),
         E::Public => Problem::new(StatusCode::CONFLICT, "conflict", "The client's state does not allow this")
             .detail(e.to_string())
@@ -362,6 +362,9 @@ pub struct ClientBody {
     access_token_ttl_secs: Option<u32>,
     #[serde(default)]
     refresh_token_ttl_secs: Option<u32>,
+    /// A JWK Set: the client authenticates with `private_key_jwt` and gets no secret.
+    #[serde(default)]
+    jwks: Option<serde_json::Value>,
 }
 
 pub async fn add_client(State(app): State<AppState>, admin: Admin, ApiJson(b): ApiJson<ClientBody>) -> Response {
@@ -375,6 +378,7 @@ pub async fn add_client(State(app): State<AppState>, admin: Admin, ApiJson(b): A
         backchannel_logout_uri: b.backchannel_logout_uri,
         access_token_ttl_secs: b.access_token_ttl_secs,
         refresh_token_ttl_secs: b.refresh_token_ttl_secs,
+        jwks: b.jwks.map(|j| j.to_string()),
     };
     match clients(&app, &admin).add(new).await {
         Ok((c, secret)) => {

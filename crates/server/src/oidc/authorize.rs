@@ -103,7 +103,7 @@ impl Reply<'_> {
     }
 }
 
-fn origin_of(uri: &str) -> String {
+pub(crate) fn origin_of(uri: &str) -> String {
     match uri.split_once("://") {
         Some((scheme, rest)) => format!("{scheme}://{}", rest.split(['/', '?']).next().unwrap_or("")),
         None => "'none'".into(),
@@ -264,7 +264,8 @@ async fn authorize(
     // A fresh sign-in was asked for: after one, the session is new, so `prompt=login`
     // is honoured once, not in a loop.
     let fresh = now - cur.session.created_at < Duration::seconds(30);
-    if too_old || (prompt.contains(&"login") && !fresh) {
+    // A sign-in just made satisfies any `max_age` (0 included), or the person would loop.
+    if (too_old || prompt.contains(&"login")) && !fresh {
         return sign_in("a fresh sign-in is required");
     }
     if !wanted.satisfied_by(cur.session.aal) {
@@ -296,6 +297,12 @@ async fn authorize(
         }
         if prompt.contains(&"none") {
             return reply.error("interaction_required", "a stronger sign-in is required");
+        }
+        if audit(app, ctx, &client, &cur, Outcome::Denied, &format!("step-up to {} required", wanted.as_str()))
+            .await
+            .is_err()
+        {
+            return crate::problem::Problem::unavailable("the sign-in could not be recorded").into_response();
         }
         return see_other(&format!(
             "/?step_up=1&next={}",

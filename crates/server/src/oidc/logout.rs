@@ -2,8 +2,9 @@
 //! tokens applications got through it stop working too (their grants are revoked), and
 //! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) at `/oidc/logout`.
 
+use askama::Template;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use jsonwebtoken::Validation;
 use serde::Deserialize;
@@ -93,9 +94,10 @@ pub struct LogoutParams {
     state: Option<String>,
 }
 
-/// The client an ID token was issued to, if it is one of ours (expired ones count: an RP
-/// logs people out long after their ID token expired).
-fn audience_of_hint(app: &AppState, hint: &str) -> Option<String> {
+/// What an ID token hint says: the client it was issued to and the session (`sid`), if it
+/// is one of ours (expired ones count: an RP logs people out long after their ID token
+/// expired).
+fn read_hint(app: &AppState, hint: &str) -> Option<(String, Option<String>)> {
     let header = jsonwebtoken::decode_header(hint).ok()?;
     let keys = app.oidc.keys();
     let key = keys.by_kid(header.kid.as_deref()?)?;
@@ -104,65 +106,144 @@ fn audience_of_hint(app: &AppState, hint: &str) -> Option<String> {
     v.validate_aud = false;
     v.set_issuer(&[&app.oidc.issuer]);
     let data = jsonwebtoken::decode::<serde_json::Value>(hint, &key.decoding, &v).ok()?;
-    data.claims.get("aud").and_then(|a| a.as_str()).map(str::to_owned)
+    let aud = data.claims.get("aud").and_then(|a| a.as_str())?.to_owned();
+    let sid = data.claims.get("sid").and_then(|a| a.as_str()).map(str::to_owned);
+    Some((aud, sid))
 }
 
-pub async fn logout(
-    State(app): State<AppState>,
-    ctx: ClientContext,
-    headers: HeaderMap,
-    Query(p): Query<LogoutParams>,
-) -> Response {
-    let client_id = p.client_id.clone().or_else(|| p.id_token_hint.as_deref().and_then(|h| audience_of_hint(&app, h)));
-    if p.id_token_hint.is_some() && client_id.is_none() {
-        return crate::problem::Problem::bad_request("id_token_hint is not an ID token issued here").into_response();
-    }
-    // Only a registered address of the identified client is followed.
-    let redirect = match (&p.post_logout_redirect_uri, &client_id) {
-        (Some(uri), Some(id)) => match app.store.client(id).await {
-            Ok(Some(c)) if c.allows_post_logout_redirect(uri) => Some(uri.clone()),
-            Ok(_) => {
-                return crate::problem::Problem::bad_request(
-                    "post_logout_redirect_uri is not registered for this client",
-                )
-                .into_response();
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "logout: store failed");
-                return crate::problem::Problem::unavailable("the database is unreachable").into_response();
-            }
-        },
-        (Some(_), None) => {
-            return crate::problem::Problem::bad_request("post_logout_redirect_uri needs client_id or id_token_hint")
-                .into_response();
-        }
-        _ => None,
+#[derive(Template)]
+#[template(path = "logout_confirm.html")]
+struct ConfirmPage<'a> {
+    csrf: &'a str,
+    client_id: &'a str,
+    post_logout_redirect_uri: &'a str,
+    state: &'a str,
+}
+
+/// Where to send the browser afterwards: a registered address of the named client, or
+/// Wardgate's own signed-out page. `Err` is the refusal to show.
+async fn destination(
+    app: &AppState,
+    uri: Option<&str>,
+    client_id: Option<&str>,
+    state: Option<&str>,
+) -> Result<String, Response> {
+    let refuse = |why: &str| crate::problem::Problem::bad_request(why.to_owned()).into_response();
+    let Some(uri) = uri.filter(|u| !u.is_empty()) else { return Ok("/?signed_out=1".to_owned()) };
+    let Some(id) = client_id.filter(|c| !c.is_empty()) else {
+        return Err(refuse("post_logout_redirect_uri needs client_id or id_token_hint"));
     };
-    match session::current(&app, &headers, &ctx).await {
+    match app.store.client(id).await {
+        Ok(Some(c)) if c.allows_post_logout_redirect(uri) => {}
+        Ok(_) => return Err(refuse("post_logout_redirect_uri is not registered for this client")),
+        Err(e) => {
+            tracing::error!(error = %e, "logout: store failed");
+            return Err(crate::problem::Problem::unavailable("the database is unreachable").into_response());
+        }
+    }
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    Ok(match state.filter(|s| !s.is_empty()) {
+        Some(s) => {
+            format!("{uri}{sep}state={}", percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC))
+        }
+        None => uri.to_owned(),
+    })
+}
+
+async fn end_and_go(app: &AppState, ctx: &ClientContext, headers: &HeaderMap, to: &str) -> Response {
+    match session::current(app, headers, ctx).await {
         Ok(Some(cur)) => {
-            if let Err(p) = session::end(&app, &cur, &ctx).await {
+            if let Err(p) = session::end(app, &cur, ctx).await {
                 return p.into_response();
             }
         }
         Ok(None) => {}
         Err(p) => return p.into_response(),
     }
-    let to = match redirect {
-        Some(uri) => {
-            let sep = if uri.contains('?') { '&' } else { '?' };
-            match &p.state {
-                Some(s) => format!(
-                    "{uri}{sep}state={}",
-                    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                ),
-                None => uri,
+    with_cookies(see_other(to), [clear_cookie(SESSION_COOKIE)])
+}
+
+/// RP-initiated logout. Silent when the ID token hint names this very session; otherwise
+/// the person confirms, so that a link on any web page cannot sign a clinician out.
+pub async fn logout(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    Query(p): Query<LogoutParams>,
+) -> Response {
+    let hint = match p.id_token_hint.as_deref() {
+        Some(h) => match read_hint(&app, h) {
+            Some(found) => Some(found),
+            None => {
+                return crate::problem::Problem::bad_request("id_token_hint is not an ID token issued here")
+                    .into_response();
             }
-        }
-        None => "/?signed_out=1".to_owned(),
+        },
+        None => None,
     };
-    let mut resp = with_cookies(see_other(&to), [clear_cookie(SESSION_COOKIE)]);
-    if resp.status() != StatusCode::SEE_OTHER {
-        resp.headers_mut().remove(header::LOCATION);
+    let client_id = p.client_id.clone().or_else(|| hint.as_ref().map(|(aud, _)| aud.clone()));
+    let to = match destination(&app, p.post_logout_redirect_uri.as_deref(), client_id.as_deref(), p.state.as_deref())
+        .await
+    {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let current = match session::current(&app, &headers, &ctx).await {
+        Ok(c) => c,
+        Err(p) => return p.into_response(),
+    };
+    let Some(cur) = current else { return with_cookies(see_other(&to), [clear_cookie(SESSION_COOKIE)]) };
+    if hint.as_ref().and_then(|(_, sid)| sid.as_deref()) == Some(cur.session.id.as_str()) {
+        return end_and_go(&app, &ctx, &headers, &to).await;
+    }
+    let Some((csrf, cookie)) = crate::pages::form_token(&headers) else {
+        return crate::problem::Problem::internal().into_response();
+    };
+    let page = ConfirmPage {
+        csrf: &csrf,
+        client_id: client_id.as_deref().unwrap_or(""),
+        post_logout_redirect_uri: p.post_logout_redirect_uri.as_deref().unwrap_or(""),
+        state: p.state.as_deref().unwrap_or(""),
+    };
+    let mut resp = with_cookies(crate::pages::render(&page, StatusCode::OK), cookie);
+    // The confirmation posts here and is then redirected to the application: browsers
+    // apply form-action to that redirect too.
+    if to.starts_with("http") {
+        let csp = format!(
+            "default-src 'none'; style-src 'self'; form-action 'self' {}; frame-ancestors 'none'; base-uri 'none'",
+            super::authorize::origin_of(&to)
+        );
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            resp.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
+        }
     }
     resp
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmForm {
+    csrf: String,
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    post_logout_redirect_uri: String,
+    #[serde(default)]
+    state: String,
+}
+
+pub async fn confirm(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    crate::problem::ApiForm(f): crate::problem::ApiForm<ConfirmForm>,
+) -> Response {
+    if !crate::pages::form_token_ok(&headers, &f.csrf) {
+        return crate::pages::csrf_refused();
+    }
+    let to = match destination(&app, Some(&f.post_logout_redirect_uri), Some(&f.client_id), Some(&f.state)).await {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    end_and_go(&app, &ctx, &headers, &to).await
 }

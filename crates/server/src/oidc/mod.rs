@@ -35,11 +35,15 @@ pub struct Provider {
     /// The `iss` of every token: the public URL, without a trailing slash.
     pub issuer: String,
     keys: RwLock<Arc<KeySet>>,
+    /// `jti`s of client assertions already used, with their expiry (RFC 7523 §3: one use).
+    /// Node-local: an assertion replayed to another node within its minutes of life is
+    /// caught only by that node's own record.
+    used_assertions: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 impl Provider {
     pub fn new(issuer: String, keys: KeySet) -> Self {
-        Self { issuer, keys: RwLock::new(Arc::new(keys)) }
+        Self { issuer, keys: RwLock::new(Arc::new(keys)), used_assertions: Default::default() }
     }
 
     pub fn keys(&self) -> Arc<KeySet> {
@@ -55,6 +59,13 @@ impl Provider {
             Ok(mut k) => *k = Arc::new(keys),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
         }
+    }
+
+    /// Records an assertion's `jti`; false if it was seen before (a replay).
+    pub fn first_use_of_assertion(&self, jti: &str, exp: i64, now: i64) -> bool {
+        let Ok(mut seen) = self.used_assertions.lock() else { return false };
+        seen.retain(|_, e| *e >= now);
+        seen.insert(jti.to_owned(), exp).is_none()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -50,6 +50,8 @@ pub struct TokenForm {
     client_secret: Option<String>,
     scope: Option<String>,
     token: Option<String>,
+    client_assertion_type: Option<String>,
+    client_assertion: Option<String>,
 }
 
 /// The form body, or an OAuth error (not a problem document: OAuth clients parse these).
@@ -77,6 +79,9 @@ fn percent_decode(s: &str) -> Option<String> {
 /// — for public clients — the `client_id` alone. A confidential client must authenticate.
 pub async fn authenticate(app: &AppState, headers: &HeaderMap, form: &TokenForm) -> Result<OidcClient, Response> {
     let unauthorized = || oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "client authentication failed");
+    if form.client_assertion.is_some() || form.client_assertion_type.is_some() {
+        return assertion_client(app, form).await.ok_or_else(unauthorized);
+    }
     let basic =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Basic ")).map(
             |b| {
@@ -105,6 +110,54 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap, form: &TokenForm)
         (None, None) => Ok(client),
         _ => Err(unauthorized()),
     }
+}
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// `private_key_jwt` (RFC 7523 §2.2, OIDC Core §9): a JWT the client signed with a key it
+/// registered, naming itself as issuer and subject and this server as audience, used once.
+async fn assertion_client(app: &AppState, form: &TokenForm) -> Option<OidcClient> {
+    if form.client_assertion_type.as_deref() != Some(JWT_BEARER) || form.client_secret.is_some() {
+        return None;
+    }
+    let assertion = form.client_assertion.as_deref()?;
+    let header = jsonwebtoken::decode_header(assertion).ok()?;
+    use jsonwebtoken::Algorithm::{ES256, ES384, EdDSA, PS256, RS256};
+    if !matches!(header.alg, ES256 | ES384 | RS256 | PS256 | EdDSA) {
+        return None;
+    }
+    // Which client? The form may say; otherwise the (not yet verified) subject does, and
+    // the signature check below settles it.
+    let claimed = match &form.client_id {
+        Some(id) => id.clone(),
+        None => {
+            let payload = assertion.split('.').nth(1)?;
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?;
+            let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+            v.get("sub")?.as_str()?.to_owned()
+        }
+    };
+    let client = app.store.client(&claimed).await.ok()??;
+    let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(client.jwks.as_deref()?).ok()?;
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_issuer(&[&client.id]);
+    v.sub = Some(client.id.clone());
+    v.set_audience(&[app.oidc.url(super::TOKEN), app.oidc.issuer.clone()]);
+    v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    v.leeway = 30;
+    let now = (app.clock)().unix_timestamp();
+    for jwk in set.keys.iter().filter(|k| header.kid.is_none() || k.common.key_id == header.kid) {
+        let Ok(key) = jsonwebtoken::DecodingKey::from_jwk(jwk) else { continue };
+        let Ok(data) = jsonwebtoken::decode::<serde_json::Value>(assertion, &key, &v) else { continue };
+        let exp = data.claims.get("exp")?.as_i64()?;
+        let jti = data.claims.get("jti")?.as_str()?;
+        // A short-lived proof, used once.
+        if exp - now > 600 || !app.oidc.first_use_of_assertion(&format!("{}:{jti}", client.id), exp, now) {
+            return None;
+        }
+        return Some(client);
+    }
+    None
 }
 
 fn token_response(body: serde_json::Value) -> Response {
@@ -273,6 +326,30 @@ async fn refresh_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient,
     if owner.client_id != client.id {
         return invalid_grant("the refresh token was issued to another client");
     }
+    // Checked before the token is spent, so that a refused refresh leaves it usable and a
+    // retry is not mistaken for theft.
+    let user = match &owner.user_id {
+        Some(id) => match app.store.user_by_id(id).await {
+            Ok(Some(u)) if u.may_sign_in() => Some(u),
+            Ok(_) => return invalid_grant("the account is no longer active"),
+            Err(e) => return server_error(e),
+        },
+        None => None,
+    };
+    // Without `offline_access`, tokens live only as long as the session they came from.
+    if let (Some(u), Some(sid)) = (&user, &owner.session_id)
+        && !owner.scopes.iter().any(|s| s == "offline_access")
+    {
+        let live = match app.store.sessions_of(&u.id).await {
+            Ok(all) => all.iter().any(|s| {
+                &s.id == sid && s.state(&app.auth.sessions, now) == wardgate_core::session::SessionState::Active
+            }),
+            Err(e) => return server_error(e),
+        };
+        if !live {
+            return invalid_grant("the session these tokens came from has ended; sign in again");
+        }
+    }
     let (next_secret, next) = match new_refresh(&owner.id, client, now) {
         Ok(r) => r,
         Err(e) => return server_error(e),
@@ -290,14 +367,6 @@ async fn refresh_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient,
         Ok(Rotation::Reused(_)) => return invalid_grant("the refresh token was already used; the grant is revoked"),
         Ok(Rotation::Unknown) => return invalid_grant("the refresh token is expired or revoked"),
         Err(e) => return server_error(e),
-    };
-    let user = match &grant.user_id {
-        Some(id) => match app.store.user_by_id(id).await {
-            Ok(Some(u)) if u.may_sign_in() => Some(u),
-            Ok(_) => return invalid_grant("the account is no longer active"),
-            Err(e) => return server_error(e),
-        },
-        None => None,
     };
     let (access, ttl) = match tokens::access_token(&app.oidc, client, &grant, user.as_ref(), now) {
         Ok(t) => t,

@@ -21,6 +21,8 @@ struct LoginPage<'a> {
     username: &'a str,
     error: Option<String>,
     notice: Option<&'a str>,
+    /// A step-up for this person: only a security key will do, and only theirs.
+    step_up_user: Option<&'a str>,
 }
 
 #[derive(Template)]
@@ -56,21 +58,23 @@ pub async fn index(
     let next = q.next.as_deref().filter(|n| crate::pages::safe_next(n));
     // With an application waiting, the page is always shown: the application asked for a
     // sign-in (none yet, a fresh one, or a stronger one).
-    if next.is_none() {
-        match session::current(&app, &headers, &ctx).await {
-            Ok(Some(_)) => return see_other("/account"),
-            Ok(None) => {}
-            Err(p) => return p.into_response(),
-        }
+    let current = match session::current(&app, &headers, &ctx).await {
+        Ok(c) => c,
+        Err(p) => return p.into_response(),
+    };
+    if next.is_none() && current.is_some() {
+        return see_other("/account");
     }
-    let notice = match (&q.signed_out, &q.step_up, next) {
+    // A step-up is for the person already signed in: their key, not a colleague's.
+    let step_up_user = q.step_up.as_ref().and(current.as_ref()).map(|c| c.user.username.as_str().to_owned());
+    let notice = match (&q.signed_out, &step_up_user, next) {
         (_, Some(_), _) => Some("This application needs a stronger sign-in: use your security key."),
         (Some(_), _, _) => Some("You are signed out."),
         (_, _, Some(_)) => Some("Sign in to continue to the application."),
         _ => None,
     };
     let hint = q.login_hint.as_deref().and_then(username_hint).unwrap_or_default();
-    let resp = login_page(&app, &headers, &hint, None, notice, StatusCode::OK);
+    let resp = login_page_for(&app, &headers, &hint, None, notice, StatusCode::OK, step_up_user.as_deref());
     match next.and_then(crate::pages::next_cookie) {
         Some(c) => with_cookies(resp, [c]),
         None => resp,
@@ -89,8 +93,21 @@ fn login_page(
     notice: Option<&str>,
     status: StatusCode,
 ) -> Response {
+    login_page_for(app, headers, username, error, notice, status, None)
+}
+
+fn login_page_for(
+    app: &AppState,
+    headers: &HeaderMap,
+    username: &str,
+    error: Option<String>,
+    notice: Option<&str>,
+    status: StatusCode,
+    step_up_user: Option<&str>,
+) -> Response {
     let Some((csrf, cookie)) = form_token(headers) else { return crate::problem::Problem::internal().into_response() };
-    let page = LoginPage { org: &app.auth.settings.organization_name, csrf: &csrf, username, error, notice };
+    let page =
+        LoginPage { org: &app.auth.settings.organization_name, csrf: &csrf, username, error, notice, step_up_user };
     with_cookies(render(&page, status), cookie)
 }
 

@@ -5,7 +5,12 @@
 //      warning on the account page (issue 3 item 4);
 //   2. an invited user enrolls a passphrase and an authenticator app, signs out, and
 //      signs in with passphrase + code;
-//   3. when a second server that refuses copied keys is given, its first administrator does
+//   3. when a client application is given, that user (signed in at aal2) adds a security key
+//      on the account page, signs in again with passphrase + code, and is sent by the
+//      application with acr_values=urn:wardgate:aal3: the sign-in page asks only for the
+//      key, and the browser lands on the application's callback with a code (issue 4
+//      step-up); the application (in browser.rs) redeems it;
+//   4. when a second server that refuses copied keys is given, its first administrator does
 //      as in 1, and the copy's sign-in is refused.
 // Run by crates/server/tests/browser.rs, which starts the server and checks the audit log
 // afterwards. Inputs come from the environment:
@@ -13,9 +18,12 @@
 //   WARDGATE_BOOTSTRAP_URL  the first start's one-time bootstrap link
 //   WARDGATE_ENROLL_URL     the invited user's enrollment link
 //   WARDGATE_ADMIN, WARDGATE_USER, WARDGATE_PASSPHRASE
+//   WARDGATE_OIDC_CLIENT_ID optional: a confidential client registered for scenario 3, with
+//   WARDGATE_OIDC_REDIRECT_URI (its callback, served by browser.rs), WARDGATE_OIDC_STATE,
+//   WARDGATE_OIDC_NONCE, WARDGATE_OIDC_CODE_CHALLENGE (S256)
 //   WARDGATE_REFUSING_BASE_URL, WARDGATE_REFUSING_BOOTSTRAP_URL
 //                           optional: a second server with
-//                           auth.webauthn_refuse_counter_regression = true (scenario 3)
+//                           auth.webauthn_refuse_counter_regression = true (scenario 4)
 //   WARDGATE_SCREENSHOTS    optional folder for a screenshot of the page that failed
 //   WARDGATE_CHROMIUM       optional, default /usr/bin/chromium
 // Exits 0 when every step behaved; otherwise prints the step, the page and its text.
@@ -54,6 +62,16 @@ const REFUSING_SERVER = REFUSING_BASE && {
   refusesCopies: true,
 };
 
+// The application of scenario 3, if the Rust side registered one.
+const CLIENT_ID = process.env.WARDGATE_OIDC_CLIENT_ID;
+const OIDC = CLIENT_ID && {
+  clientId: CLIENT_ID,
+  redirectUri: env("WARDGATE_OIDC_REDIRECT_URI"),
+  state: env("WARDGATE_OIDC_STATE"),
+  nonce: env("WARDGATE_OIDC_NONCE"),
+  codeChallenge: env("WARDGATE_OIDC_CODE_CHALLENGE"),
+};
+
 // --- TOTP (RFC 6238 over RFC 4226), written here from the RFCs rather than taken from
 // Wardgate, so that a shared misreading cannot make both sides agree.
 
@@ -78,6 +96,19 @@ function base32Decode(s) {
 
 const STEP_SECS = 30;
 const currentStep = () => Math.floor(Date.now() / 1000 / STEP_SECS);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The first time step after `last` the server takes: a code works once (so a later step than
+// the last one accepted), and the server allows one step of drift either way (so at most one
+// step ahead of the clock). Waits, at most a step, when `last` is itself the next step.
+async function stepAfter(last) {
+  if (currentStep() < last) {
+    const wait = Math.ceil(last * STEP_SECS - Date.now() / 1000);
+    console.log(`flows: waiting ${wait} s for the next TOTP time step (each code works once)`);
+    while (currentStep() < last) await sleep(250);
+  }
+  return Math.max(currentStep(), last + 1);
+}
 
 function totp(secret, step, digits = 6) {
   const counter = Buffer.alloc(8);
@@ -173,6 +204,7 @@ async function openPage(browser) {
   page.on("console", (m) => logs.push(`console.${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => logs.push(`page error: ${e.message}`));
   page.on("response", (r) => r.status() >= 400 && logs.push(`HTTP ${r.status()} ${r.request().method()} ${r.url()}`));
+  page.on("requestfailed", (r) => logs.push(`request failed: ${r.method()} ${r.url()}: ${r.failure()?.errorText}`));
   pages.push(page);
   return { context, page };
 }
@@ -207,10 +239,10 @@ async function copyTheKey(cdp, authenticatorId) {
   return genuine.signCount;
 }
 
-async function passkeyScenario(browser, server) {
-  const { context, page } = await openPage(browser);
-  const who = server.name;
-
+// A security key plugged into the page's browser: Chromium's virtual authenticator, with
+// user verification and discoverable credentials, and not backup-eligible (hardware-bound,
+// so it reaches aal3). The DevTools session and the authenticator's id.
+async function securityKey(context, page) {
   const cdp = await context.newCDPSession(page);
   await cdp.send("WebAuthn.enable");
   const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
@@ -223,6 +255,14 @@ async function passkeyScenario(browser, server) {
       automaticPresenceSimulation: true,
     },
   });
+  return { cdp, authenticatorId };
+}
+
+async function passkeyScenario(browser, server) {
+  const { context, page } = await openPage(browser);
+  const who = server.name;
+
+  const { cdp, authenticatorId } = await securityKey(context, page);
 
   say(`${who}: bootstrap page`);
   await page.goto(server.bootstrapUrl.replace("//127.0.0.1:", "//localhost:"));
@@ -387,8 +427,166 @@ async function totpScenario(browser) {
   await heading(page, "Your account");
   const signedIn = await lead(page);
   check(/Signed in at aal2 with .*\bpwd\b.*\botp\b/.test(signedIn), `after sign-in: "${signedIn}", expected aal2 with pwd, otp`);
-  await context.close();
+  if (OIDC) {
+    // Still signed in: the step-up scenario goes on from here, as the same person.
+    signedInUser = { context, page, secret, lastStep: signInStep };
+  } else {
+    await context.close();
+  }
   return signedIn;
+}
+
+// --- scenario 3: the same user adds a security key, then an application asks for aal3
+
+// Set by the TOTP scenario when it ends signed in at aal2.
+let signedInUser = null;
+
+async function signInWithCode(page, secret, lastStep) {
+  await page.getByLabel("Username", { exact: true }).fill(USER);
+  await page.getByLabel("Passphrase", { exact: true }).fill(PASSPHRASE);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await at(page, "/login/verify");
+  const codeStep = await stepAfter(lastStep);
+  await page.getByLabel("Authentication code", { exact: true }).fill(totp(secret, codeStep));
+  await page.getByRole("button", { name: "Verify" }).click();
+  try {
+    await at(page, "/account");
+  } catch (e) {
+    await noErrorShown(page);
+    throw e;
+  }
+  await heading(page, "Your account");
+}
+
+// The factor table of the account page: each row's label and details.
+async function factorRows(page) {
+  return page.locator("#factors tbody tr").evaluateAll((rows) =>
+    rows.map((r) => [...r.cells].slice(0, 2).map((c) => c.innerText.trim()).join(": ")),
+  );
+}
+
+async function stepUpScenario() {
+  check(signedInUser !== null, "skipped: the authenticator-app scenario did not end signed in");
+  const { context, page, secret, lastStep } = signedInUser;
+
+  const { cdp, authenticatorId } = await securityKey(context, page);
+
+  say("user: add a security key on the account page");
+  await page.goto(`${BASE}/account`);
+  await heading(page, "Your account");
+  const before = await factorRows(page);
+  await page.locator("#add-factor").click();
+  await at(page, "/enroll/steps");
+  await heading(page, "Add a factor");
+  await noErrorShown(page);
+  await labelsAreVisible(page);
+  await page.locator("#key-register").click();
+  try {
+    await page.getByText("Added:").waitFor({ timeout: TIMEOUT_MS });
+  } catch (e) {
+    await noErrorShown(page);
+    throw e;
+  }
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  check(credentials.length === 1, `the authenticator holds ${credentials.length} credentials, expected 1`);
+  await page.getByRole("button", { name: "Save and return to your account" }).click();
+  await at(page, "/account");
+  await noErrorShown(page);
+  await sees(page, "The new factor is saved");
+  const after = await factorRows(page);
+  const added = after.filter((r) => !before.includes(r));
+  check(
+    after.length === before.length + 1 && added.length === 1 && /^Security key:/.test(added[0]),
+    `the account page does not list one new security key; before: ${JSON.stringify(before)}, after: ${JSON.stringify(after)}`,
+  );
+  check(!/synced passkey/.test(added[0]), `the new key is listed as a synced passkey, which cannot reach aal3: "${added[0]}"`);
+
+  say("user: sign out, sign in again with passphrase and code");
+  await signOut(page);
+  await signInWithCode(page, secret, lastStep);
+  const aal2 = await lead(page);
+  check(/Signed in at aal2 with .*\bpwd\b.*\botp\b/.test(aal2), `after sign-in: "${aal2}", expected aal2 with pwd, otp`);
+
+  say("user: the application asks for aal3");
+  // What the browser asks for and where it goes, from here to the application's callback.
+  const requests = [];
+  const onRequest = (r) => requests.push(`${r.method()} ${new URL(r.url()).pathname}`);
+  page.on("request", onRequest);
+  const callbackOrigin = new URL(OIDC.redirectUri).origin;
+  const authorize = new URL(`${BASE}/oidc/authorize`);
+  for (const [k, v] of Object.entries({
+    response_type: "code",
+    scope: "openid",
+    client_id: OIDC.clientId,
+    redirect_uri: OIDC.redirectUri,
+    state: OIDC.state,
+    nonce: OIDC.nonce,
+    code_challenge: OIDC.codeChallenge,
+    code_challenge_method: "S256",
+    acr_values: "urn:wardgate:aal3",
+  })) {
+    authorize.searchParams.set(k, v);
+  }
+  await page.goto(authorize.href);
+  await at(page, "/");
+  await heading(page, "Sign in");
+  check(new URL(page.url()).searchParams.get("step_up") === "1", `not sent to the step-up sign-in: ${page.url()}`);
+  await noErrorShown(page);
+  await sees(page, "This application needs a stronger sign-in");
+  await labelsAreVisible(page);
+
+  say("user: step up with the security key alone");
+  // Not even offered: the person already gave passphrase and code, only the key is missing.
+  for (const label of ["Username", "Passphrase"]) {
+    const fields = await page.getByLabel(label, { exact: true }).count();
+    check(fields === 0, `the step-up page asks for the ${label} again`);
+  }
+  await page.locator("#passkey-login").click();
+  // The callback, or the refusal the page's script shows: either ends the wait, with words.
+  const refusal = page.locator("#webauthn-error:not(.hidden)");
+  const refused = await Promise.race([
+    page.waitForURL((u) => u.origin === callbackOrigin, { timeout: TIMEOUT_MS }).then(() => null),
+    refusal.waitFor({ timeout: TIMEOUT_MS }).then(async () => (await refusal.innerText()).trim()),
+  ]).catch(async (e) => {
+    // The sign-in page's refusal, if it is still the page shown, says more than a timeout.
+    const shown = await page.locator("[role=alert]:not(.hidden)").allInnerTexts().catch(() => []);
+    throw shown.length ? new Mismatch(`${page.url()} shows an error: ${shown.join(" | ")}`) : e;
+  });
+  check(refused === null, `the security key was refused at the step-up: "${refused}"`);
+  // The application answered (browser.rs serves its callback and redeems the code).
+  await heading(page, "Patient chart");
+  page.off("request", onRequest);
+
+  // Asked for nothing but the key: no passphrase form, no code page, no code sent.
+  const typed = requests.filter(
+    (r) =>
+      /^POST \/login$/.test(r) ||
+      /^\w+ \/login\/verify$/.test(r) ||
+      /^POST \/api\/v1\/login\/(passphrase|totp|recovery-code)$/.test(r),
+  );
+  check(typed.length === 0, `the step-up asked for more than the key: ${typed.join(", ")}`);
+  check(
+    requests.includes("POST /api/v1/login/webauthn"),
+    `the step-up did not sign in with the key; requests: ${requests.join(", ")}`,
+  );
+  const callback = page.url();
+  const back = new URL(callback);
+  check(
+    `${back.origin}${back.pathname}` === OIDC.redirectUri,
+    `the callback is ${callback}, expected the registered ${OIDC.redirectUri}`,
+  );
+  const error = back.searchParams.get("error");
+  check(error === null, `the application got an error: ${error}: ${back.searchParams.get("error_description")}`);
+  check(back.searchParams.get("code"), `the callback has no code: ${callback}`);
+  check(back.searchParams.get("state") === OIDC.state, `the callback's state differs from the request's: ${callback}`);
+
+  // The new session is the key's, at aal3.
+  await page.goto(`${BASE}/account`);
+  await heading(page, "Your account");
+  const stepped = await lead(page);
+  check(/Signed in at aal3 with .*\bhwk\b/.test(stepped), `after the step-up: "${stepped}", expected aal3 with hwk`);
+  await context.close();
+  return `${aal2}\n    after the application asked for aal3: ${stepped}`;
 }
 
 // --- main
@@ -449,6 +647,7 @@ async function scenario(who, run) {
 try {
   await scenario(ADMIN, () => passkeyScenario(browser, DEFAULT_SERVER));
   await scenario(USER, () => totpScenario(browser));
+  if (OIDC) await scenario(`${USER} (step-up)`, () => stepUpScenario());
   if (REFUSING_SERVER) await scenario(`${ADMIN} (refusing copies)`, () => passkeyScenario(browser, REFUSING_SERVER));
 } finally {
   browser.off("disconnected", disconnected);

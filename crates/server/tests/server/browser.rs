@@ -3,8 +3,11 @@
 //! authenticator and used to sign in; a second person enrolls an authenticator app and signs
 //! in with passphrase + code. The passkey is then copied (its signature counter set back, as
 //! on a cloned key): by default the copy signs in with a warning, and a second node with
-//! `auth.webauthn_refuse_counter_regression` refuses it. The audit logs must then tell the
-//! same story.
+//! `auth.webauthn_refuse_counter_regression` refuses it. The second person then adds a
+//! security key on the account page, signs in again at aal2, and an application asks for
+//! `acr_values=urn:wardgate:aal3` (issue 4's step-up): the browser is asked for the key
+//! alone, the code it brings back is redeemed here, and the ID token must carry the new
+//! `acr`, `amr` and `auth_time`. The audit logs must then tell the same story.
 //!
 //! Needs Debian's `chromium`, Node.js and `npm ci --prefix crates/server/tests/browser`
 //! (`scripts/test` does both). Without them the test says what is missing and passes,
@@ -15,11 +18,18 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde_json::Value;
+use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::mpsc;
+use wardgate_core::login::Aal;
 use wardgate_core::settings::Settings;
 use wardgate_server::Node;
 use wardgate_server::accounts::{Accounts, NewUser};
+use wardgate_server::clients::{Clients, NewClient};
 
 const PASS: &str = "tidal cobalt lantern orchard";
 /// Each browser step has its own 15 s timeout; this only stops a wedged browser.
@@ -133,6 +143,92 @@ fn factor_of(audit: &[Value], login: &Value) -> Value {
     passed["details"]["factor_id"].clone()
 }
 
+/// The application of the step-up scenario: a confidential client whose callback is served
+/// here, and the authorization request's `state`, `nonce` and PKCE pair.
+struct App {
+    client_id: String,
+    secret: String,
+    redirect_uri: String,
+    state: String,
+    nonce: String,
+    verifier: String,
+    /// Each request to the callback: its path and query.
+    callbacks: mpsc::UnboundedReceiver<String>,
+}
+
+impl App {
+    /// Serves the callback on a loopback port (a page, "Patient chart", whatever comes) and
+    /// registers the client with it as its one redirect URI.
+    async fn start(node: &Node) -> App {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let redirect_uri = format!("http://{}/callback", listener.local_addr().unwrap());
+        let (tx, callbacks) = mpsc::unbounded_channel();
+        let callback = move |uri: axum::http::Uri| async move {
+            let _ = tx.send(uri.to_string());
+            axum::response::Html("<!doctype html><title>Patient chart</title><h1>Patient chart</h1>")
+        };
+        let routes = axum::Router::new().route("/callback", axum::routing::get(callback));
+        tokio::spawn(async move { axum::serve(listener, routes).await });
+
+        let clients = Clients::new(&*node.store, "operator:test", OffsetDateTime::now_utc());
+        let new =
+            NewClient { name: "Patient chart".into(), redirect_uris: vec![redirect_uri.clone()], ..Default::default() };
+        let (client, secret) = clients.add(new).await.unwrap();
+        let random = || wardgate_core::token::generate().unwrap();
+        App {
+            client_id: client.id,
+            secret: secret.expect("a confidential client has a secret"),
+            redirect_uri,
+            state: random(),
+            nonce: random(),
+            // 43 base64url characters: a verifier as RFC 7636 §4.1 wants it.
+            verifier: random(),
+            callbacks,
+        }
+    }
+
+    fn envs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("WARDGATE_OIDC_CLIENT_ID", self.client_id.clone()),
+            ("WARDGATE_OIDC_REDIRECT_URI", self.redirect_uri.clone()),
+            ("WARDGATE_OIDC_STATE", self.state.clone()),
+            ("WARDGATE_OIDC_NONCE", self.nonce.clone()),
+            // RFC 7636 §4.2: S256.
+            ("WARDGATE_OIDC_CODE_CHALLENGE", B64.encode(Sha256::digest(self.verifier.as_bytes()))),
+        ]
+    }
+
+    /// Redeems the code of `callback` at the token endpoint, as the application would:
+    /// the status and the JSON answer.
+    async fn redeem(&self, node: &Node, callback: &str) -> (reqwest::StatusCode, Value) {
+        let code = query_param(callback, "code").unwrap_or_default();
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", self.redirect_uri.as_str()),
+            ("code_verifier", self.verifier.as_str()),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.secret.as_str()),
+        ];
+        let url = format!("http://{}/oidc/token", node.addr);
+        let resp = crate::http_client().post(url).form(&form).send().await.unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap();
+        (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+    }
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    let q = url.split_once('?')?.1;
+    url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// The claims of a JWT, unchecked: its signature is oidc.rs's concern, not this test's.
+fn claims_of(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap_or_else(|| panic!("not a JWT: {jwt}"));
+    serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
+}
+
 /// Runs flows.mjs to its end (or kills it at [`WHOLE_RUN`]): exit success and its output.
 fn run_flows(envs: Vec<(&'static str, String)>, out_dir: &Path) -> (bool, String) {
     // Files, not pipes: a chatty browser cannot block on a full pipe while we wait.
@@ -181,8 +277,9 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
     let accounts = Accounts::new(&*node.store, "operator:test", OffsetDateTime::now_utc(), &settings.auth);
     let new = NewUser { username: "jdoe".into(), display_name: Some("Jane Doe".into()), ..NewUser::default() };
     let (_, link) = accounts.invite(new, &base).await.unwrap();
+    let mut app = App::start(&node).await;
 
-    let envs = vec![
+    let mut envs = vec![
         ("WARDGATE_BASE_URL", base.clone()),
         ("WARDGATE_BOOTSTRAP_URL", bootstrap),
         ("WARDGATE_ENROLL_URL", link.url),
@@ -194,8 +291,25 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
         ("WARDGATE_CHROMIUM", chromium().display().to_string()),
         ("WARDGATE_SCREENSHOTS", dir.path().join("screenshots").display().to_string()),
     ];
+    envs.extend(app.envs());
     let out_dir = dir.path().to_owned();
-    let (ok, output) = tokio::task::spawn_blocking(move || run_flows(envs, &out_dir)).await.unwrap();
+    let mut flows = tokio::task::spawn_blocking(move || run_flows(envs, &out_dir));
+    // The application redeems its code as it arrives (a code lives a minute), while the
+    // scenarios after the step-up go on.
+    let mut redeemed = None;
+    let (ok, output) = loop {
+        tokio::select! {
+            done = &mut flows => break done.unwrap(),
+            Some(callback) = app.callbacks.recv(), if redeemed.is_none() => {
+                let answer = app.redeem(&node, &callback).await;
+                redeemed = Some((callback, answer));
+            }
+        }
+    };
+    let jdoe_sessions = match redeemed.as_ref().and_then(|(_, (_, t))| t["id_token"].as_str()) {
+        Some(id_token) => node.store.sessions_of(claims_of(id_token)["sub"].as_str().unwrap_or("")).await.unwrap(),
+        None => Vec::new(),
+    };
     let audit = audit_of(node).await;
     if !ok {
         // The server's side of a refusal is in its audit log; the page shows only the words.
@@ -223,9 +337,16 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
     );
 
     let user = logins(&audit, "jdoe");
-    assert_eq!(user.len(), 1, "one sign-in after enrollment: {user:?}");
-    assert!(has(user[0], "pwd") && has(user[0], "otp"), "{}", user[0]);
-    assert_eq!(user[0]["details"]["aal"], "aal2", "{}", user[0]);
+    assert_eq!(
+        user.len(),
+        3,
+        "three sign-ins after enrollment (passphrase + code twice, then the key at the step-up):\n{}",
+        auth_records(&audit)
+    );
+    for login in &user[..2] {
+        assert!(has(login, "pwd") && has(login, "otp"), "{login}");
+        assert_eq!(login["details"]["aal"], "aal2", "{login}");
+    }
 
     // The wrong code the script typed first is on record, under the same login.
     let corr = &user[0]["correlation_id"];
@@ -239,6 +360,8 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
     }
     assert!(audit.iter().filter(|r| r["type"] == "auth.session.ended").count() >= 2, "two sign-outs audited");
 
+    step_up(&audit, &app, redeemed, &jdoe_sessions, user[1], user[2]);
+
     // With `auth.webauthn_refuse_counter_regression`, the copy is refused: no session.
     let audit = audit_of(refusing).await;
     let admin = logins(&audit, "rsmith");
@@ -250,5 +373,88 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
     assert!(
         audit.iter().any(|r| r["type"] == "auth.factor.failed" && r["correlation_id"] == *corr),
         "the copy's sign-in (correlation id {corr}) has no auth.factor.failed"
+    );
+}
+
+/// Issue 4's step-up, from the application's side and the auditor's: the code the browser
+/// brought back (`redeemed`: the callback URL and the token endpoint's answer) gives an ID
+/// token at aal3 from the key alone, for the session the key made after the aal2 sign-in.
+fn step_up(
+    audit: &[Value],
+    app: &App,
+    redeemed: Option<(String, (reqwest::StatusCode, Value))>,
+    sessions: &[wardgate_core::session::Session],
+    aal2_login: &Value,
+    key_login: &Value,
+) {
+    let (callback, (status, tokens)) =
+        redeemed.expect("the browser reached the callback, yet the application saw no request");
+    assert_eq!(query_param(&callback, "state").as_deref(), Some(app.state.as_str()), "{callback}");
+    assert_eq!(status, reqwest::StatusCode::OK, "the code from {callback} was not redeemed: {tokens}");
+    let id_token = tokens["id_token"].as_str().unwrap_or_else(|| panic!("no ID token: {tokens}"));
+    let claims = claims_of(id_token);
+    println!("step-up ID token: acr {}, amr {}, auth_time {}", claims["acr"], claims["amr"], claims["auth_time"]);
+    assert_eq!(claims["aud"], app.client_id.as_str(), "{claims}");
+    // RFC 9207: the issuer the callback named is the one that signed.
+    assert_eq!(query_param(&callback, "iss").as_deref(), claims["iss"].as_str(), "{callback} {claims}");
+    assert_eq!(claims["nonce"], app.nonce.as_str(), "{claims}");
+    assert_eq!(claims["acr"], "urn:wardgate:aal3", "the ID token after the step-up: {claims}");
+    let amr: Vec<&str> =
+        claims["amr"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    assert!(amr.contains(&"hwk"), "the step-up's amr lacks hwk: {claims}");
+    // Only the key was asked for; the passphrase and code belong to the aal2 sign-in.
+    assert!(
+        !amr.contains(&"otp") && !amr.contains(&"pwd"),
+        "the step-up's amr names factors it did not ask for: {claims}"
+    );
+
+    // The key's sign-in, in the audit log: the key alone, at aal3, the session in the token.
+    assert!(has(key_login, "hwk") && !has(key_login, "pwd") && !has(key_login, "otp"), "{key_login}");
+    assert_eq!(key_login["details"]["aal"], "aal3", "{key_login}");
+    assert_eq!(
+        claims["sid"], key_login["details"]["session_id"],
+        "the ID token's session is the key's sign-in's: {key_login}"
+    );
+    assert_eq!(claims["sub"], key_login["details"]["user_id"], "{key_login}");
+    let added: Vec<&Value> =
+        audit.iter().filter(|r| r["type"] == "account.factor.added" && r["subject"] == "jdoe").collect();
+    assert!(
+        added.len() == 1 && added[0]["details"]["kind"] == "webauthn",
+        "one security key added on the account page: {added:?}"
+    );
+    assert_eq!(factor_of(audit, key_login), added[0]["details"]["factor_id"], "the step-up used the key just added");
+
+    // auth_time is the key's sign-in, after the aal2 one (to the second the claim has).
+    let id = &key_login["details"]["session_id"];
+    let stepped = sessions.iter().find(|s| s.id == *id).unwrap_or_else(|| panic!("no live session {id}: {key_login}"));
+    assert_eq!(stepped.aal, Aal::Aal3, "{key_login}");
+    let aal2_at = aal2_login["ts"].as_str().and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+    let aal2_at = aal2_at.unwrap_or_else(|| panic!("no time on {aal2_login}"));
+    assert!(
+        stepped.created_at > aal2_at,
+        "the key's session ({}) is older than the aal2 sign-in {aal2_login}",
+        stepped.created_at
+    );
+    let auth_time = claims["auth_time"].as_i64().unwrap_or_else(|| panic!("no auth_time: {claims}"));
+    assert_eq!(auth_time, stepped.created_at.unix_timestamp(), "auth_time is not the key's sign-in: {claims}");
+    assert!(auth_time >= aal2_at.unix_timestamp(), "auth_time is before the aal2 sign-in {aal2_login}: {claims}");
+
+    // The authorization and the grant, under the key's sign-in.
+    let corr = &key_login["correlation_id"];
+    let of = |t: &'static str| audit.iter().filter(move |r| r["type"] == t && r["subject"] == "jdoe");
+    let authorized: Vec<&Value> = of("oidc.authorization").collect();
+    assert!(
+        authorized.iter().any(|r| r["outcome"] == "success"
+            && r["correlation_id"] == *corr
+            && r["details"]["client_id"] == app.client_id.as_str()),
+        "no successful oidc.authorization under the key's sign-in ({corr}): {authorized:?}"
+    );
+    let granted: Vec<&Value> = of("oidc.grant.issued").collect();
+    assert!(
+        granted.iter().any(|r| r["outcome"] == "success"
+            && r["correlation_id"] == *corr
+            && r["details"]["acr"] == "urn:wardgate:aal3"
+            && has(r, "hwk")),
+        "no oidc.grant.issued at aal3 under the key's sign-in ({corr}): {granted:?}"
     );
 }

@@ -423,6 +423,13 @@ async fn logging_out_at_the_provider_ends_the_session_and_what_applications_got_
     assert_eq!((status, location), (StatusCode::BAD_REQUEST, None));
     assert!(active(introspect(refresh.to_owned()).await.unwrap().json().await.unwrap()));
 
+    // Without a hint naming this session, the person is asked: a link elsewhere cannot sign them out.
+    let unhinted = format!("{base}/oidc/logout?client_id={client_id}&post_logout_redirect_uri={BYE}&state=bye0");
+    let (status, location, page) = p.authorize(&unhinted).await;
+    assert_eq!((status, location), (StatusCode::OK, None));
+    assert!(page.contains("Sign out of Wardgate?"), "{page}");
+    let me = p.browser.get(format!("{base}/api/v1/me")).header("cookie", &p.session).send().await.unwrap();
+    assert_eq!(me.status(), StatusCode::OK, "not yet signed out");
     let good = format!("{base}/oidc/logout?id_token_hint={id_token}&post_logout_redirect_uri={BYE}&state=bye1");
     let (status, location, _) = p.authorize(&good).await;
     assert_eq!(status, StatusCode::SEE_OTHER);
@@ -626,4 +633,50 @@ async fn applications_that_ask_are_told_when_the_session_ends() {
     assert_eq!(claims["aud"], client.id.as_str());
     assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
     assert!(claims.get("nonce").is_none());
+}
+
+#[tokio::test]
+async fn a_client_can_authenticate_with_a_signed_assertion_once() {
+    let (p, _, _) = provider().await;
+    let base = p.node.base_url.clone();
+    let (der, jwk) = wardgate_server::oidc::keys::generate_es256("client-key-1").unwrap();
+    let (client, secret) = Clients::new(&*p.node.store, "operator:test", time::OffsetDateTime::now_utc())
+        .add(NewClient {
+            name: "Lab interface".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            scopes: vec!["lab:write".into()],
+            jwks: Some(json!({"keys": [jwk]}).to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(secret.is_none() && !client.is_public());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sign = |der: &[u8], jti: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("client-key-1".into());
+        let claims = json!({"iss": client.id, "sub": client.id, "aud": format!("{base}/oidc/token"), "exp": now + 60, "iat": now, "jti": jti});
+        jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_ec_der(der)).unwrap()
+    };
+    let grant = |assertion: String| {
+        p.browser
+            .post(format!("{base}/oidc/token"))
+            .form(&[
+                ("grant_type", "client_credentials".to_owned()),
+                ("scope", "lab:write".to_owned()),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned()),
+                ("client_assertion", assertion),
+            ])
+            .send()
+    };
+    let good = sign(&der, "a1");
+    let r = grant(good.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["access_token"].is_string());
+    // The same assertion again: a replay.
+    assert_eq!(grant(good).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // Signed with a key the client did not register.
+    let (other, _) = wardgate_server::oidc::keys::generate_es256("client-key-1").unwrap();
+    assert_eq!(grant(sign(&other, "a2")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }

@@ -46,6 +46,7 @@ fn client(id: &str, name: &str) -> OidcClient {
         access_token_ttl_secs: 300,
         refresh_token_ttl_secs: 86_400,
         created_at: at(0),
+        jwks: Some(r#"{"keys":[]}"#.into()),
     }
 }
 
@@ -154,6 +155,7 @@ async fn clients_create_read_update_delete(env: &Env) {
     let ehr = client("c-ehr", "Zeta EHR");
     let portal = OidcClient {
         secret_digest: None,
+        jwks: None,
         first_party: false,
         backchannel_logout_uri: None,
         post_logout_redirect_uris: Vec::new(),
@@ -190,6 +192,7 @@ async fn clients_create_read_update_delete(env: &Env) {
         access_token_ttl_secs: 60,
         refresh_token_ttl_secs: 0,
         created_at: at(999),
+        jwks: None,
         ..ehr.clone()
     };
     s.update_client(&changed, &typed_ev("oidc.client.updated")).await.unwrap();
