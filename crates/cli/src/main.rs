@@ -52,7 +52,7 @@ enum Command {
     /// Administration that works directly against the store.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
-    /// Key-encryption keys.
+    /// Key-encryption keys and token-signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
     /// The tamper-evident audit log.

@@ -24,6 +24,7 @@ pub struct Settings {
     pub server: ServerSettings,
     pub audit: AuditSettings,
     pub auth: AuthSettings,
+    pub oidc: OidcSettings,
     pub log: LogSettings,
 }
 
@@ -54,6 +55,48 @@ pub struct AuditSettings {
     pub retention_days: u64,
     /// The most records one group commit writes.
     pub max_batch: u64,
+}
+
+/// The OpenID Connect provider.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OidcSettings {
+    /// Which claims a scope releases, added to or replacing the standard ones (`profile`:
+    /// name, preferred_username; `email`: email; `roles`: roles). Claims that can be named:
+    /// see [`OidcSettings::CLAIMS`].
+    pub scope_claims: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl OidcSettings {
+    /// What Wardgate knows about a person and can release. `groups` carries the roles
+    /// under the name many applications expect.
+    pub const CLAIMS: [&'static str; 6] = ["name", "preferred_username", "email", "roles", "groups", "employee_id"];
+
+    /// The effective scope → claims map: the standard scopes, then the configuration.
+    pub fn effective_scope_claims(&self) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut m = std::collections::BTreeMap::new();
+        m.insert("profile".to_owned(), vec!["name".to_owned(), "preferred_username".to_owned()]);
+        m.insert("email".to_owned(), vec!["email".to_owned()]);
+        m.insert("roles".to_owned(), vec!["roles".to_owned()]);
+        for (scope, claims) in &self.scope_claims {
+            m.insert(scope.clone(), claims.clone());
+        }
+        m
+    }
+
+    fn validate(&self, p: &mut Vec<Problem>) {
+        for (scope, claims) in &self.scope_claims {
+            let key = format!("oidc.scope_claims.{scope}");
+            if scope == "openid" || scope == "offline_access" || crate::oidc::client::check_scope(scope).is_err() {
+                p.push(Problem::new(&key, "not a scope that can carry claims"));
+            }
+            for c in claims {
+                if !Self::CLAIMS.contains(&c.as_str()) {
+                    p.push(Problem::new(&key, format!("unknown claim {c:?}; known: {}", Self::CLAIMS.join(", "))));
+                }
+            }
+        }
+    }
 }
 
 /// Sign-in, enrollment, sessions and lockout.
@@ -242,6 +285,7 @@ impl Default for Settings {
             server: ServerSettings::default(),
             audit: AuditSettings::default(),
             auth: AuthSettings::default(),
+            oidc: OidcSettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -393,6 +437,7 @@ impl Settings {
             p.push(Problem::new("audit.max_batch", "must be between 1 and 10000"));
         }
         self.auth.validate(&mut p);
+        self.oidc.validate(&mut p);
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(Problem::new("log.format", "must be \"text\" or \"json\""));
         }

@@ -131,7 +131,7 @@ impl Node {
         )
         .await
         .map_err(|e| NodeError::Auth(e.to_string()))?;
-        let oidc = Arc::new(crate::oidc::Provider::new(base_url.clone(), oidc_keys));
+        let oidc = Arc::new(crate::oidc::Provider::new(base_url.clone(), oidc_keys, &settings.oidc));
         let state = AppState {
             store: Arc::clone(&inst.store),
             audit: audit.clone(),

@@ -218,6 +218,12 @@ fn config_check_reports_every_problem_with_its_line() {
     std::fs::write(&cfg, table).unwrap();
     let o = Command::new(BIN).args(["config", "check"]).arg(&cfg).output().unwrap();
     assert!(o.status.success(), "{}", stdout(&o));
+    std::fs::write(&cfg, "[oidc.scope_claims]\nehr = [\"employee_id\", \"groups\"]\n").unwrap();
+    let o = Command::new(BIN).args(["config", "check"]).arg(&cfg).output().unwrap();
+    assert!(o.status.success(), "{}", stdout(&o));
+    std::fs::write(&cfg, "[oidc.scope_claims]\nehr = [\"ssn\"]\n").unwrap();
+    let o = Command::new(BIN).args(["config", "check"]).arg(&cfg).output().unwrap();
+    assert!(!o.status.success() && stdout(&o).contains("unknown claim"), "{}", stdout(&o));
     std::fs::write(&cfg, "[auth.webauthn_allowed_aaguids]\nprescriber = [\"yubikey\"]\nnurse = 3\n").unwrap();
     let o = Command::new(BIN).args(["config", "check"]).arg(&cfg).output().unwrap();
     let out = stdout(&o);

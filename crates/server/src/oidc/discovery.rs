@@ -10,6 +10,11 @@ use crate::app::AppState;
 
 pub async fn configuration(State(app): State<AppState>) -> Response {
     let p = &app.oidc;
+    let mut scopes = vec!["openid".to_owned(), "offline_access".to_owned()];
+    scopes.extend(p.scope_claims.keys().cloned());
+    let mut claims: Vec<&str> =
+        vec!["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp"];
+    claims.extend(wardgate_core::settings::OidcSettings::CLAIMS);
     let doc = serde_json::json!({
         "issuer": p.issuer,
         "authorization_endpoint": p.url(AUTHORIZE),
@@ -29,11 +34,8 @@ pub async fn configuration(State(app): State<AppState>) -> Response {
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "code_challenge_methods_supported": ["S256"],
-        "scopes_supported": ["openid", "profile", "email", "roles", "offline_access"],
-        "claims_supported": [
-            "sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp",
-            "name", "preferred_username", "email", "roles"
-        ],
+        "scopes_supported": scopes,
+        "claims_supported": claims,
         "acr_values_supported": Acr::ALL.map(Acr::as_str),
         "prompt_values_supported": ["none", "login", "consent"],
         "claims_parameter_supported": false,

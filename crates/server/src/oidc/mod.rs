@@ -39,11 +39,18 @@ pub struct Provider {
     /// Node-local: an assertion replayed to another node within its minutes of life is
     /// caught only by that node's own record.
     used_assertions: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+    /// Which claims each scope releases (standard scopes plus configuration).
+    pub scope_claims: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 impl Provider {
-    pub fn new(issuer: String, keys: KeySet) -> Self {
-        Self { issuer, keys: RwLock::new(Arc::new(keys)), used_assertions: Default::default() }
+    pub fn new(issuer: String, keys: KeySet, settings: &wardgate_core::settings::OidcSettings) -> Self {
+        Self {
+            issuer,
+            keys: RwLock::new(Arc::new(keys)),
+            used_assertions: Default::default(),
+            scope_claims: settings.effective_scope_claims(),
+        }
     }
 
     pub fn keys(&self) -> Arc<KeySet> {

@@ -484,7 +484,7 @@ pub async fn userinfo(State(app): State<AppState>, headers: HeaderMap) -> Respon
         Ok(_) => return invalid(),
         Err(e) => return server_error(e),
     };
-    token_response(serde_json::Value::Object(tokens::person_claims(&user, &grant.scopes)))
+    token_response(serde_json::Value::Object(tokens::person_claims(&app.oidc, &user, &grant.scopes)))
 }
 
 /// RFC 7009: always 200, whether or not the token was known, so nothing is learnt.

@@ -72,7 +72,14 @@ pub fn access_token(
         acr: grant.acr.clone(),
         amr: grant.amr.clone(),
         sid: grant.session_id.clone(),
-        roles: if grant.scopes.iter().any(|s| s == "roles") {
+        // Roles travel in access tokens whenever a granted scope releases them.
+        roles: if grant
+            .scopes
+            .iter()
+            .filter_map(|s| p.scope_claims.get(s))
+            .flatten()
+            .any(|c| c == "roles" || c == "groups")
+        {
             user.map(|u| u.roles.clone()).unwrap_or_default()
         } else {
             Vec::new()
@@ -83,19 +90,22 @@ pub fn access_token(
 }
 
 /// The claims a scope releases about a person (OIDC Core §5.4), for ID tokens and userinfo.
-pub fn person_claims(user: &User, scopes: &[String]) -> serde_json::Map<String, serde_json::Value> {
+pub fn person_claims(p: &Provider, user: &User, scopes: &[String]) -> serde_json::Map<String, serde_json::Value> {
     let mut m = serde_json::Map::new();
     m.insert("sub".into(), user.id.clone().into());
-    let has = |s: &str| scopes.iter().any(|x| x == s);
-    if has("profile") {
-        m.insert("name".into(), user.display_name.clone().into());
-        m.insert("preferred_username".into(), user.username.as_str().into());
-    }
-    if has("email") && !user.email.is_empty() {
-        m.insert("email".into(), user.email.clone().into());
-    }
-    if has("roles") {
-        m.insert("roles".into(), user.roles.clone().into());
+    let released = scopes.iter().filter_map(|s| p.scope_claims.get(s)).flatten();
+    for claim in released {
+        let value: Option<serde_json::Value> = match claim.as_str() {
+            "name" => Some(user.display_name.clone().into()),
+            "preferred_username" => Some(user.username.as_str().into()),
+            "email" => Some(user.email.clone()).filter(|e| !e.is_empty()).map(Into::into),
+            "roles" | "groups" => Some(user.roles.clone().into()),
+            "employee_id" => user.employee_id.clone().map(Into::into),
+            _ => None,
+        };
+        if let Some(v) = value {
+            m.insert(claim.clone(), v);
+        }
     }
     m
 }
@@ -108,7 +118,7 @@ pub fn id_token(
     nonce: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<String, TokenError> {
-    let mut claims = person_claims(user, &grant.scopes);
+    let mut claims = person_claims(p, user, &grant.scopes);
     claims.insert("iss".into(), p.issuer.clone().into());
     claims.insert("aud".into(), client.id.clone().into());
     claims.insert("azp".into(), client.id.clone().into());

@@ -79,8 +79,13 @@ struct Provider {
 /// A provider with one administrator signed in (session cookie in hand), enrolled through
 /// the API with an authenticator app, and one confidential client.
 async fn provider() -> (Provider, String, String) {
+    provider_with(|_| {}).await
+}
+
+async fn provider_with(tune: impl FnOnce(&mut Settings)) -> (Provider, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings { data_dir: dir.path().join("data"), ..Settings::default() };
+    tune(&mut settings);
     settings.server.listen = "127.0.0.1:0".into();
     // HTTPS, as in production: the client library refuses some endpoints over plain HTTP.
     settings.server.dev_tls = true;
@@ -122,7 +127,7 @@ async fn provider() -> (Provider, String, String) {
             name: "EHR".into(),
             redirect_uris: vec![REDIRECT.into()],
             post_logout_redirect_uris: vec![BYE.into()],
-            scopes: vec!["profile".into(), "email".into(), "roles".into()],
+            scopes: vec!["profile".into(), "email".into(), "roles".into(), "ehr".into()],
             ..Default::default()
         })
         .await
@@ -679,4 +684,51 @@ async fn a_client_can_authenticate_with_a_signed_assertion_once() {
     // Signed with a key the client did not register.
     let (other, _) = wardgate_server::oidc::keys::generate_es256("client-key-1").unwrap();
     assert_eq!(grant(sign(&other, "a2")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn configured_scopes_release_the_claims_they_name() {
+    let (p, client_id, secret) = provider_with(|s| {
+        s.oidc.scope_claims.insert("ehr".into(), vec!["groups".into(), "preferred_username".into()]);
+    })
+    .await;
+    let base = p.node.base_url.clone();
+    let config: Value =
+        p.browser.get(format!("{base}/.well-known/openid-configuration")).send().await.unwrap().json().await.unwrap();
+    assert!(config["scopes_supported"].as_array().unwrap().iter().any(|s| s == "ehr"));
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let url = format!(
+        "{base}/oidc/authorize?response_type=code&scope=openid%20ehr&client_id={client_id}&redirect_uri={REDIRECT}&code_challenge={}&code_challenge_method=S256",
+        challenge.as_str()
+    );
+    let code = query_param(&p.authorize(&url).await.1.unwrap(), "code").unwrap();
+    let tokens: Value = p
+        .browser
+        .post(format!("{base}/oidc/token"))
+        .basic_auth(&client_id, Some(&secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier.secret()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let info: Value = p
+        .browser
+        .get(format!("{base}/oidc/userinfo"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["groups"], json!(["admin"]));
+    assert_eq!(info["preferred_username"], "rsmith");
+    assert!(info.get("name").is_none() && info.get("email").is_none(), "only what the scope names: {info}");
 }
