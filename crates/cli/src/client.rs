@@ -23,6 +23,9 @@ pub enum ClientCommand {
         /// An app on a device that cannot keep a secret: no secret, PKCE required.
         #[arg(long)]
         public: bool,
+        /// Not operated by the hospital: people are asked to allow it before it gets anything.
+        #[arg(long)]
+        third_party: bool,
         /// Scopes it may ask for besides openid: profile, email, roles, offline_access, or your own.
         #[arg(long = "scope", value_name = "SCOPE")]
         scopes: Vec<String>,
@@ -62,11 +65,7 @@ pub enum ClientCommand {
 
 fn failure(e: ClientsError) -> Failure {
     let code = match e {
-        ClientsError::Invalid(_)
-        | ClientsError::Lifetime
-        | ClientsError::ThirdParty
-        | ClientsError::Public
-        | ClientsError::Jwks => 2,
+        ClientsError::Invalid(_) | ClientsError::Lifetime | ClientsError::Public | ClientsError::Jwks => 2,
         _ => 1,
     };
     Failure { code, message: e.to_string() }
@@ -82,6 +81,7 @@ pub async fn run(global: &GlobalArgs, cmd: ClientCommand) -> Result<(), Failure>
             redirect_uris,
             post_logout_redirect_uris,
             public,
+            third_party,
             scopes,
             jwks,
             backchannel_logout_uri,
@@ -102,7 +102,7 @@ pub async fn run(global: &GlobalArgs, cmd: ClientCommand) -> Result<(), Failure>
                 post_logout_redirect_uris,
                 public,
                 scopes,
-                third_party: false,
+                third_party,
                 backchannel_logout_uri,
                 access_token_ttl_secs: access_token_ttl,
                 refresh_token_ttl_secs: refresh_token_ttl,

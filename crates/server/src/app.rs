@@ -64,6 +64,7 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route(oidc::USERINFO, get(oidc::token::userinfo).post(oidc::token::userinfo))
         .route(oidc::REVOKE, post(oidc::token::revoke))
         .route(oidc::INTROSPECT, post(oidc::token::introspect))
+        .route("/oidc/consent", post(oidc::consent::decide))
         .route(oidc::LOGOUT, get(oidc::logout::logout).post(oidc::logout::confirm))
         .route("/favicon.ico", get(|| async { axum::http::StatusCode::NO_CONTENT }))
         .route("/", get(pages::login::index))

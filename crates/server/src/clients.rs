@@ -23,8 +23,7 @@ pub struct NewClient {
     /// A public client (a device app) gets no secret and must use PKCE.
     pub public: bool,
     pub scopes: Vec<String>,
-    /// Not operated by the hospital: the person is asked to consent (not yet available;
-    /// such clients are refused until it is).
+    /// Not operated by the hospital: the person is asked to consent before it gets anything.
     pub third_party: bool,
     pub backchannel_logout_uri: Option<String>,
     pub access_token_ttl_secs: Option<u32>,
@@ -44,8 +43,6 @@ pub enum ClientsError {
     Public,
     #[error("lifetimes: access tokens 60-3600 s, refresh tokens 300-2592000 s")]
     Lifetime,
-    #[error("third-party clients need a consent screen, which this version does not have yet")]
-    ThirdParty,
     #[error("the client's keys must be a JWK Set with at least one usable public key")]
     Jwks,
     #[error("system random number generator failed")]
@@ -76,9 +73,6 @@ impl<'a> Clients<'a> {
     /// only its SHA-256 digest is kept).
     pub async fn add(&self, new: NewClient) -> Result<(OidcClient, Option<String>), ClientsError> {
         check_name(&new.name)?;
-        if new.third_party {
-            return Err(ClientsError::ThirdParty);
-        }
         if new.redirect_uris.is_empty() {
             return Err(ClientError::NoRedirectUri.into());
         }
@@ -118,12 +112,13 @@ impl<'a> Clients<'a> {
             post_logout_redirect_uris: new.post_logout_redirect_uris,
             secret_digest: secret.as_deref().map(token::digest),
             scopes,
-            first_party: true,
+            first_party: !new.third_party,
             backchannel_logout_uri: new.backchannel_logout_uri,
             access_token_ttl_secs: access,
             refresh_token_ttl_secs: refresh,
             created_at: self.now,
             jwks: new.jwks,
+            signing_alg: "ES256".into(),
         };
         let e = event(self.now, self.actor, types::OIDC_CLIENT_CREATED, &client)
             .detail("public", client.is_public())
@@ -171,6 +166,7 @@ pub fn view(c: &OidcClient) -> serde_json::Value {
         "client_id": c.id,
         "name": c.name,
         "type": if c.is_public() { "public" } else { "confidential" },
+        "third_party": !c.first_party,
         "token_endpoint_auth_method": match (&c.secret_digest, &c.jwks) {
             (_, Some(_)) => "private_key_jwt",
             (Some(_), None) => "client_secret_basic",

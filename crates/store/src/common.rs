@@ -13,7 +13,7 @@ use wardgate_core::identity::{AccountStatus, Factor, FactorKind, User, Username}
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
 use wardgate_core::login::Aal;
-use wardgate_core::oidc::{AuthCode, Grant, OidcClient, OidcKey, RefreshToken};
+use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::session::Session;
 use wardgate_core::{from_unix_micros, unix_micros};
 
@@ -391,15 +391,29 @@ macro_rules! select_clients {
     ($rest:literal) => {
         concat!(
             "SELECT id, name, redirect_uris, post_logout_redirect_uris, secret_digest, scopes, first_party, \
-             backchannel_logout_uri, access_token_ttl_secs, refresh_token_ttl_secs, created_at_us, jwks FROM oidc_clients ",
+             backchannel_logout_uri, access_token_ttl_secs, refresh_token_ttl_secs, created_at_us, jwks, signing_alg \
+             FROM oidc_clients ",
             $rest
         )
     };
 }
 pub(crate) use select_clients;
 
-pub(crate) type ClientRow =
-    (String, String, String, String, Option<Vec<u8>>, String, bool, Option<String>, i64, i64, i64, Option<String>);
+pub(crate) type ClientRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<Vec<u8>>,
+    String,
+    bool,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    String,
+);
 
 pub(crate) fn client(
     (
@@ -415,6 +429,7 @@ pub(crate) fn client(
         refresh_token_ttl_secs,
         created_at_us,
         jwks,
+        signing_alg,
     ): ClientRow,
 ) -> Result<OidcClient, StoreError> {
     let malformed = |what: &str| StoreError::Malformed(format!("OIDC client {id} has {what}"));
@@ -433,8 +448,25 @@ pub(crate) fn client(
         refresh_token_ttl_secs: secs(refresh_token_ttl_secs)?,
         created_at: from_unix_micros(created_at_us),
         jwks,
+        signing_alg,
         id,
     })
+}
+
+macro_rules! select_consents {
+    ($rest:literal) => {
+        concat!("SELECT user_id, client_id, scopes, granted_at_us FROM oidc_consents ", $rest)
+    };
+}
+pub(crate) use select_consents;
+
+pub(crate) type ConsentRow = (String, String, String, i64);
+
+pub(crate) fn consent((user_id, client_id, scopes, granted_at_us): ConsentRow) -> Result<Consent, StoreError> {
+    let scopes = list(&scopes, || {
+        StoreError::Malformed(format!("consent of {user_id} to client {client_id} has scopes that are not a list"))
+    })?;
+    Ok(Consent { user_id, client_id, scopes, granted_at: from_unix_micros(granted_at_us) })
 }
 
 macro_rules! select_codes {

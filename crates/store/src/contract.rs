@@ -8,7 +8,7 @@ use wardgate_core::flow::Flow;
 use wardgate_core::identity::{Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
-use wardgate_core::oidc::{AuthCode, Grant, OidcClient, OidcKey, RefreshToken};
+use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::session::Session;
 
 use crate::StoreError;
@@ -322,9 +322,24 @@ pub trait Store: Send + Sync + 'static {
     /// Replaces every field but the id and creation time. [`StoreError::NotFound`] if none.
     async fn update_client(&self, client: &OidcClient, event: &AuditEvent) -> Result<(), StoreError>;
 
-    /// Deletes the client, its codes, and its grants with their refresh tokens.
-    /// [`StoreError::NotFound`] if none.
+    /// Deletes the client, its codes, its grants with their refresh tokens, and the
+    /// consents given to it. [`StoreError::NotFound`] if none.
     async fn delete_client(&self, id: &str, event: &AuditEvent) -> Result<(), StoreError>;
+
+    // --- OpenID Connect: consents ----------------------------------------------------------
+
+    /// Records that the person agreed to share `consent.scopes` with the client, replacing
+    /// the scopes and time of an earlier consent, and appends `event`. Not administrative:
+    /// the revision stays. [`StoreError::NotFound`] if the user or the client does not exist.
+    async fn grant_consent(&self, consent: &Consent, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>, StoreError>;
+
+    /// Forgets a consent. Returns whether there was one; `event` is appended only if so.
+    async fn revoke_consent(&self, user_id: &str, client_id: &str, event: &AuditEvent) -> Result<bool, StoreError>;
+
+    /// The person's consents, by client id.
+    async fn consents_of(&self, user_id: &str) -> Result<Vec<Consent>, StoreError>;
 
     // --- OpenID Connect: codes, grants, refresh tokens -------------------------------------
 

@@ -22,7 +22,7 @@ use wardgate_core::flow::Flow;
 use wardgate_core::identity::{AccountStatus, Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
-use wardgate_core::oidc::{AuthCode, Grant, OidcClient, OidcKey, RefreshToken};
+use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::session::Session;
 
 use crate::common::{self, Presented, micros};
@@ -33,6 +33,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "authentication", include_str!("../migrations/sqlite/0002_authentication.sql")),
     (3, "oidc", include_str!("../migrations/sqlite/0003_oidc.sql")),
     (4, "client_keys", include_str!("../migrations/sqlite/0004_client_keys.sql")),
+    (5, "consent", include_str!("../migrations/sqlite/0005_consent.sql")),
 ];
 
 /// Rows per INSERT: 5 parameters each stays far below SQLite's 32766-parameter limit, and a
@@ -1496,7 +1497,7 @@ impl Store for SqliteStore {
             sqlx::query(
                 "INSERT INTO oidc_clients (id, name, redirect_uris, post_logout_redirect_uris, secret_digest, scopes, \
                  first_party, backchannel_logout_uri, access_token_ttl_secs, refresh_token_ttl_secs, created_at_us, \
-                 jwks) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 jwks, signing_alg) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(&client.id)
             .bind(&client.name)
@@ -1510,6 +1511,7 @@ impl Store for SqliteStore {
             .bind(common::ttl(client.refresh_token_ttl_secs))
             .bind(micros(client.created_at))
             .bind(&client.jwks)
+            .bind(&client.signing_alg)
             .execute(&mut *tx)
             .await
             .map_err(|e| common::conflict(e, err))?;
@@ -1541,7 +1543,8 @@ impl Store for SqliteStore {
             let updated = sqlx::query(
                 "UPDATE oidc_clients SET name = $1, redirect_uris = $2, post_logout_redirect_uris = $3, \
                  secret_digest = $4, scopes = $5, first_party = $6, backchannel_logout_uri = $7, \
-                 access_token_ttl_secs = $8, refresh_token_ttl_secs = $9, jwks = $11 WHERE id = $10",
+                 access_token_ttl_secs = $8, refresh_token_ttl_secs = $9, jwks = $11, signing_alg = $12 \
+                 WHERE id = $10",
             )
             .bind(&client.name)
             .bind(common::list_json(&client.redirect_uris))
@@ -1554,6 +1557,7 @@ impl Store for SqliteStore {
             .bind(common::ttl(client.refresh_token_ttl_secs))
             .bind(&client.id)
             .bind(&client.jwks)
+            .bind(&client.signing_alg)
             .execute(&mut *tx)
             .await
             .map_err(err)?
@@ -1571,7 +1575,7 @@ impl Store for SqliteStore {
     async fn delete_client(&self, id: &str, event: &AuditEvent) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.write().await?;
         let r = async {
-            // Codes, grants and their refresh tokens follow by ON DELETE CASCADE.
+            // Codes, grants with their refresh tokens, and consents follow by ON DELETE CASCADE.
             let deleted = sqlx::query("DELETE FROM oidc_clients WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
@@ -1586,6 +1590,70 @@ impl Store for SqliteStore {
         }
         .await;
         common::finish(tx, r, err).await
+    }
+
+    async fn grant_consent(&self, consent: &Consent, event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            sqlx::query(
+                "INSERT INTO oidc_consents (user_id, client_id, scopes, granted_at_us) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, \
+                 granted_at_us = excluded.granted_at_us",
+            )
+            .bind(&consent.user_id)
+            .bind(&consent.client_id)
+            .bind(common::list_json(&consent.scopes))
+            .bind(micros(consent.granted_at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            Ok(())
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>, StoreError> {
+        let row: Option<common::ConsentRow> =
+            sqlx::query_as(common::select_consents!("WHERE user_id = $1 AND client_id = $2"))
+                .bind(user_id)
+                .bind(client_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        row.map(common::consent).transpose()
+    }
+
+    async fn revoke_consent(&self, user_id: &str, client_id: &str, event: &AuditEvent) -> Result<bool, StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let revoked = sqlx::query("DELETE FROM oidc_consents WHERE user_id = $1 AND client_id = $2")
+                .bind(user_id)
+                .bind(client_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected()
+                == 1;
+            // Revoking what is not there changes nothing, so records nothing.
+            if revoked {
+                append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            }
+            Ok(revoked)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn consents_of(&self, user_id: &str) -> Result<Vec<Consent>, StoreError> {
+        let rows: Vec<common::ConsentRow> =
+            sqlx::query_as(common::select_consents!("WHERE user_id = $1 ORDER BY client_id"))
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.into_iter().map(common::consent).collect()
     }
 
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError> {

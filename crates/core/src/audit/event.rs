@@ -110,6 +110,8 @@ pub mod types {
     pub const OIDC_REFRESH_REUSED: &str = "oidc.refresh.reused";
     pub const OIDC_CODE_REUSED: &str = "oidc.code.reused";
     pub const OIDC_LOGOUT_SENT: &str = "oidc.logout.sent";
+    pub const OIDC_CONSENT_GRANTED: &str = "oidc.consent.granted";
+    pub const OIDC_CONSENT_REVOKED: &str = "oidc.consent.revoked";
     pub const OIDC_CLIENT_CREATED: &str = "oidc.client.created";
     pub const OIDC_CLIENT_UPDATED: &str = "oidc.client.updated";
     pub const OIDC_CLIENT_DELETED: &str = "oidc.client.deleted";
@@ -293,6 +295,8 @@ mod tests {
             OIDC_REFRESH_REUSED,
             OIDC_CODE_REUSED,
             OIDC_LOGOUT_SENT,
+            OIDC_CONSENT_GRANTED,
+            OIDC_CONSENT_REVOKED,
             OIDC_CLIENT_CREATED,
             OIDC_CLIENT_UPDATED,
             OIDC_CLIENT_DELETED,

@@ -27,6 +27,9 @@ pub struct OidcClient {
     /// For clients that authenticate with signed assertions (`private_key_jwt`): their
     /// public keys as a JWK Set.
     pub jwks: Option<String>,
+    /// The `alg` its ID tokens are signed with: `ES256` (default) or `RS256` for clients
+    /// that cannot verify EC signatures.
+    pub signing_alg: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,5 +1,5 @@
 //! What the provider remembers between requests: authorization codes, grants and their
-//! rotating refresh tokens, and its signing keys.
+//! rotating refresh tokens, the consents people gave, and its signing keys.
 
 use time::OffsetDateTime;
 
@@ -43,6 +43,17 @@ pub struct Grant {
     pub correlation_id: String,
     pub created_at: OffsetDateTime,
     pub revoked_at: Option<OffsetDateTime>,
+}
+
+/// What a person agreed to share with a (third-party) client: asked once, remembered
+/// until revoked. One per person and client; consenting again replaces it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consent {
+    pub user_id: String,
+    pub client_id: String,
+    /// The scopes agreed to, in the order given.
+    pub scopes: Vec<String>,
+    pub granted_at: OffsetDateTime,
 }
 
 /// One refresh token of a grant. Each use replaces it with a new one; presenting a

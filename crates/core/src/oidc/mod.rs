@@ -9,4 +9,4 @@ pub mod pkce;
 
 pub use acr::Acr;
 pub use client::{ClientError, OidcClient};
-pub use grant::{AuthCode, Grant, OidcKey, RefreshToken};
+pub use grant::{AuthCode, Consent, Grant, OidcKey, RefreshToken};

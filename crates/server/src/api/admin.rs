@@ -322,7 +322,7 @@ pub async fn revoke_session(
 fn clients_problem(e: &crate::clients::ClientsError) -> Response {
     use crate::clients::ClientsError as E;
     match e {
-        E::Invalid(_) | E::Lifetime | E::ThirdParty | E::Jwks => Problem::invalid_field(e.to_string()).into_response(),
+        E::Invalid(_) | E::Lifetime | E::Jwks => Problem::invalid_field(e.to_string()).into_response(),
         E::Unknown(_) => Problem::not_found().detail(e.to_string()).into_response(),
         E::Public => Problem::new(StatusCode::CONFLICT, "conflict", "The client's state does not allow this")
             .detail(e.to_string())
@@ -354,6 +354,9 @@ pub struct ClientBody {
     post_logout_redirect_uris: Vec<String>,
     #[serde(default)]
     public: bool,
+    /// Not operated by the hospital: people are asked to allow it.
+    #[serde(default)]
+    third_party: bool,
     #[serde(default)]
     scopes: Vec<String>,
     #[serde(default)]
@@ -374,7 +377,7 @@ pub async fn add_client(State(app): State<AppState>, admin: Admin, ApiJson(b): A
         post_logout_redirect_uris: b.post_logout_redirect_uris,
         public: b.public,
         scopes: b.scopes,
-        third_party: false,
+        third_party: b.third_party,
         backchannel_logout_uri: b.backchannel_logout_uri,
         access_token_ttl_secs: b.access_token_ttl_secs,
         refresh_token_ttl_secs: b.refresh_token_ttl_secs,

@@ -35,6 +35,8 @@ pub struct AuthorizeParams {
     max_age: Option<String>,
     login_hint: Option<String>,
     acr_values: Option<String>,
+    /// Set by Wardgate's own consent page when the person declined.
+    consent: Option<String>,
     request: Option<String>,
     request_uri: Option<String>,
 }
@@ -148,6 +150,7 @@ fn serde_urlencoded_parse(body: &str) -> AuthorizeParams {
             "max_age" => p.max_age = v,
             "login_hint" => p.login_hint = v,
             "acr_values" => p.acr_values = v,
+            "consent" => p.consent = v,
             "request" => p.request = v,
             "request_uri" => p.request_uri = v,
             _ => {}
@@ -310,7 +313,31 @@ async fn authorize(
         ));
     }
 
-    // 4. The code.
+    // 4. Consent, for applications the hospital does not operate itself.
+    if !client.first_party {
+        if p.consent.as_deref() == Some("denied") {
+            let _ = audit(app, ctx, &client, &cur, Outcome::Denied, "the person declined").await;
+            return reply.error("access_denied", "the person did not allow this application");
+        }
+        let given = match app.store.consent(&cur.user.id, &client.id).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "authorize: store failed");
+                return crate::problem::Problem::unavailable("the database is unreachable").into_response();
+            }
+        };
+        let covered = given.as_ref().is_some_and(|c| scopes.iter().all(|s| c.scopes.contains(s)));
+        // `prompt=consent` asks again, unless the person has just answered.
+        let just_given = given.as_ref().is_some_and(|c| now - c.granted_at < Duration::seconds(30));
+        if !covered || (prompt.contains(&"consent") && !just_given) {
+            if prompt.contains(&"none") {
+                return reply.error("consent_required", "the person has not allowed this application");
+            }
+            return super::consent::page(app, headers, &client, &scopes, &next);
+        }
+    }
+
+    // 5. The code.
     let Ok(code) = token::generate() else { return crate::problem::Problem::internal().into_response() };
     let record = AuthCode {
         digest: token::digest(&code),

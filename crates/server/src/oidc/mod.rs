@@ -7,6 +7,7 @@
 //! URI cannot be trusted.
 
 pub mod authorize;
+pub mod consent;
 pub mod discovery;
 pub mod keys;
 pub mod logout;

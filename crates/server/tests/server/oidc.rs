@@ -732,3 +732,99 @@ async fn configured_scopes_release_the_claims_they_name() {
     assert_eq!(info["preferred_username"], "rsmith");
     assert!(info.get("name").is_none() && info.get("email").is_none(), "only what the scope names: {info}");
 }
+
+#[tokio::test]
+async fn third_party_applications_get_nothing_until_the_person_allows_them() {
+    let (p, _, _) = provider().await;
+    let base = p.node.base_url.clone();
+    let (client, secret) = Clients::new(&*p.node.store, "operator:test", time::OffsetDateTime::now_utc())
+        .add(NewClient {
+            name: "Wellness portal".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            scopes: vec!["profile".into()],
+            third_party: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let url = |extra: &str| {
+        format!(
+            "{base}/oidc/authorize?response_type=code&scope=openid%20profile&client_id={}&redirect_uri={REDIRECT}&state=c1&code_challenge={}&code_challenge_method=S256{extra}",
+            client.id,
+            challenge.as_str()
+        )
+    };
+    // Not asked yet, and no interaction allowed: consent_required.
+    let location = p.authorize(&url("&prompt=none")).await.1.unwrap();
+    assert_eq!(query_param(&location, "error").as_deref(), Some("consent_required"));
+    // The consent page, then a decision posted with its form token.
+    let declined = consent_decision(&p, &url(""), "deny").await;
+    assert_eq!(query_param(&declined, "error").as_deref(), Some("access_denied"));
+    let allowed = consent_decision(&p, &url(""), "allow").await;
+    let code = query_param(&allowed, "code").expect("a code once allowed");
+    let tokens = p
+        .browser
+        .post(format!("{base}/oidc/token"))
+        .basic_auth(&client.id, secret.as_deref())
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier.secret()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tokens.status(), StatusCode::OK);
+    // Remembered: the next request goes straight through, even without interaction.
+    let location = p.authorize(&url("&prompt=none")).await.1.unwrap();
+    assert!(query_param(&location, "code").is_some(), "{location}");
+    assert!(p.audit_types().await.iter().any(|t| t == "oidc.consent.granted"));
+}
+
+/// Opens the consent page for `page_url`, posts `decision` with the page's form token, and
+/// follows the answer back through the authorization endpoint; returns where that sends
+/// the browser.
+async fn consent_decision(p: &Provider, page_url: &str, decision: &str) -> String {
+    let base = p.node.base_url.clone();
+    let resp = p.browser.get(page_url).header("cookie", &p.session).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let cookie = resp
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("__Host-wardgate-csrf="))
+        .map(|c| c.split(';').next().unwrap().to_owned())
+        .unwrap();
+    let html = resp.text().await.unwrap();
+    assert!(html.contains("Allow Wellness portal?") && html.contains("See your name and username"), "{html}");
+    let field = |name: &str| {
+        let marker = format!("name=\"{name}\" value=\"");
+        let v = html.split(&marker).nth(1).unwrap().split('"').next().unwrap();
+        v.replace("&#x2f;", "/")
+            .replace("&#x27;", "'")
+            .replace("&quot;", "\"")
+            .replace("&#38;", "&")
+            .replace("&amp;", "&")
+    };
+    let form = [
+        ("csrf", field("csrf")),
+        ("client_id", field("client_id")),
+        ("scopes", field("scopes")),
+        ("next", field("next")),
+        ("decision", decision.to_owned()),
+    ];
+    let resp = p
+        .browser
+        .post(format!("{base}/oidc/consent"))
+        .header("cookie", format!("{}; {cookie}", p.session))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let next = resp.headers()["location"].to_str().unwrap().to_owned();
+    p.authorize(&format!("{base}{next}")).await.1.unwrap()
+}

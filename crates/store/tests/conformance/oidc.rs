@@ -1,12 +1,12 @@
-//! The OpenID Connect provider's storage: clients, single-use authorization codes, grants
-//! with rotating refresh tokens and reuse detection, and token-signing keys.
+//! The OpenID Connect provider's storage: clients, consents, single-use authorization
+//! codes, grants with rotating refresh tokens and reuse detection, and token-signing keys.
 
 use std::sync::Arc;
 
 use time::OffsetDateTime;
 use wardgate_core::identity::{Factor, FactorKind};
 use wardgate_core::keys::{PURPOSE_AUDIT_CHECKPOINT, SigningKeyRecord};
-use wardgate_core::oidc::{AuthCode, Grant, OidcClient, OidcKey, RefreshToken};
+use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::secrets::{Kek, Keyring};
 use wardgate_store::{CodeRedemption, Rotation, SealedColumn, SealedRef, Store, StoreError};
 
@@ -14,6 +14,10 @@ use crate::harness::*;
 
 conformance!(
     clients_create_read_update_delete,
+    client_signing_alg_round_trips_and_defaults_to_es256,
+    consents_are_replaced_read_and_revoked,
+    consents_of_a_person_by_client,
+    deleting_a_client_removes_its_consents,
     codes_are_redeemed_once,
     expired_codes_are_unknown_and_stay_unused,
     a_code_is_redeemed_once_under_a_race,
@@ -47,6 +51,7 @@ fn client(id: &str, name: &str) -> OidcClient {
         refresh_token_ttl_secs: 86_400,
         created_at: at(0),
         jwks: Some(r#"{"keys":[]}"#.into()),
+        signing_alg: "ES256".into(),
     }
 }
 
@@ -129,6 +134,19 @@ fn oidc_key(id: &str, created: i64, sealed: &str) -> OidcKey {
     }
 }
 
+fn consent(user_id: &str, client_id: &str, scopes: &[&str], granted: i64) -> Consent {
+    Consent {
+        user_id: user_id.into(),
+        client_id: client_id.into(),
+        scopes: scopes.iter().map(|&s| s.into()).collect(),
+        granted_at: at(granted),
+    }
+}
+
+async fn with_user(s: &dyn Store, id: &str, name: &str) {
+    s.create_user(&user(id, name, false), &[], &typed_ev("admin.user.created")).await.unwrap();
+}
+
 async fn with_client(s: &dyn Store, id: &str) {
     s.create_client(&client(id, &format!("{id} app")), &typed_ev("oidc.client.created")).await.unwrap();
 }
@@ -193,6 +211,7 @@ async fn clients_create_read_update_delete(env: &Env) {
         refresh_token_ttl_secs: 0,
         created_at: at(999),
         jwks: None,
+        signing_alg: "RS256".into(),
         ..ehr.clone()
     };
     s.update_client(&changed, &typed_ev("oidc.client.updated")).await.unwrap();
@@ -218,6 +237,131 @@ async fn clients_create_read_update_delete(env: &Env) {
     assert_eq!((s.audit_count().await.unwrap(), s.revision().await.unwrap()), (before.1 + 1, before.2 + 1));
     let r = s.delete_client("c-portal", &typed_ev("oidc.client.deleted")).await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+}
+
+async fn client_signing_alg_round_trips_and_defaults_to_es256(env: &Env) {
+    let s = &*env.store;
+    let rsa = OidcClient { signing_alg: "RS256".into(), ..client("c-rsa", "Legacy lab system") };
+    let ec = client("c-ec", "EHR");
+    for c in [&rsa, &ec] {
+        s.create_client(c, &typed_ev("oidc.client.created")).await.unwrap();
+    }
+    assert_eq!(s.client("c-rsa").await.unwrap().unwrap().signing_alg, "RS256");
+    assert_eq!(s.client("c-ec").await.unwrap().unwrap().signing_alg, "ES256");
+
+    // Switched both ways by an update.
+    let ec_now = OidcClient { signing_alg: "ES256".into(), ..rsa.clone() };
+    let rsa_now = OidcClient { signing_alg: "RS256".into(), ..ec.clone() };
+    for c in [&ec_now, &rsa_now] {
+        s.update_client(c, &typed_ev("oidc.client.updated")).await.unwrap();
+    }
+    assert_eq!(s.list_clients().await.unwrap(), [rsa_now, ec_now]);
+
+    // A client registered before the column existed (written without it) signs with ES256.
+    env.raw_exec(
+        "INSERT INTO oidc_clients (id, name, redirect_uris, post_logout_redirect_uris, scopes, first_party, \
+         access_token_ttl_secs, refresh_token_ttl_secs, created_at_us) \
+         VALUES ('c-old', 'Old', '[]', '[]', '[\"openid\"]', 1, 300, 0, 0)",
+        "INSERT INTO oidc_clients (id, name, redirect_uris, post_logout_redirect_uris, scopes, first_party, \
+         access_token_ttl_secs, refresh_token_ttl_secs, created_at_us) \
+         VALUES ('c-old', 'Old', '[]', '[]', '[\"openid\"]', true, 300, 0, 0)",
+    )
+    .await;
+    assert_eq!(s.client("c-old").await.unwrap().unwrap().signing_alg, "ES256");
+}
+
+async fn consents_are_replaced_read_and_revoked(env: &Env) {
+    let s = &*env.store;
+    with_user(s, "u1", "alice").await;
+    with_client(s, "c1").await;
+    assert_eq!(s.consent("u1", "c1").await.unwrap(), None);
+    let before = snapshot(s).await;
+
+    let first = consent("u1", "c1", &["openid", "profile", "email"], 1);
+    s.grant_consent(&first, &typed_ev("oidc.consent.granted")).await.unwrap();
+    assert_eq!(s.consent("u1", "c1").await.unwrap().as_ref(), Some(&first));
+    assert_eq!(last_type(s).await, "oidc.consent.granted");
+    // A person's own act, not an administrative change: recorded, but no new revision.
+    assert_eq!((s.audit_count().await.unwrap(), s.revision().await.unwrap()), (before.1 + 1, before.2));
+
+    // Consenting again replaces the scopes (narrower too) and the time; still one consent.
+    let again = consent("u1", "c1", &["openid"], 50);
+    s.grant_consent(&again, &typed_ev("oidc.consent.granted")).await.unwrap();
+    assert_eq!(s.consent("u1", "c1").await.unwrap().as_ref(), Some(&again));
+    assert_eq!(s.consents_of("u1").await.unwrap(), std::slice::from_ref(&again));
+    assert_eq!(s.audit_count().await.unwrap(), before.1 + 2);
+
+    // To someone or something that does not exist: refused, nothing recorded.
+    let before = snapshot(s).await;
+    for (u, c) in [("u-missing", "c1"), ("u1", "c-missing")] {
+        let r = s.grant_consent(&consent(u, c, &["openid"], 60), &typed_ev("oidc.consent.granted")).await;
+        assert!(matches!(r, Err(StoreError::NotFound)), "{u} {c}: {r:?}");
+    }
+    assert_eq!(snapshot(s).await, before);
+    assert_eq!(s.consent("u1", "c-missing").await.unwrap(), None);
+
+    // Revoked once: true and one record; again, or what never was: false and nothing.
+    let revoke = typed_ev("oidc.consent.revoked");
+    assert!(s.revoke_consent("u1", "c1", &revoke).await.unwrap());
+    assert_eq!(s.consent("u1", "c1").await.unwrap(), None);
+    assert_eq!(last_type(s).await, "oidc.consent.revoked");
+    assert_eq!((s.audit_count().await.unwrap(), s.revision().await.unwrap()), (before.1 + 1, before.2));
+    let after = snapshot(s).await;
+    assert!(!s.revoke_consent("u1", "c1", &revoke).await.unwrap());
+    assert!(!s.revoke_consent("u-missing", "c-missing", &revoke).await.unwrap());
+    assert_eq!(snapshot(s).await, after);
+    assert!(s.consents_of("u1").await.unwrap().is_empty());
+    assert_eq!(verify_all(s).await.1, after.1 as u64);
+}
+
+async fn consents_of_a_person_by_client(env: &Env) {
+    let s = &*env.store;
+    with_user(s, "u1", "alice").await;
+    with_user(s, "u2", "bob").await;
+    // Ids in an order that neither creation, consent time nor client name follows;
+    // upper case sorts before lower case, byte-wise, on both backends.
+    for id in ["c-b", "c-a", "C-z", "c-c"] {
+        with_client(s, id).await;
+    }
+    let (a, b, z) = (
+        consent("u1", "c-a", &["openid"], 3),
+        consent("u1", "c-b", &["openid"], 1),
+        consent("u1", "C-z", &["openid"], 2),
+    );
+    let bob = consent("u2", "c-c", &["openid", "profile"], 0);
+    for c in [&b, &z, &bob, &a] {
+        s.grant_consent(c, &typed_ev("oidc.consent.granted")).await.unwrap();
+    }
+    assert_eq!(s.consents_of("u1").await.unwrap(), [z, a, b]);
+    assert_eq!(s.consents_of("u2").await.unwrap(), [bob]);
+    assert!(s.consents_of("u-missing").await.unwrap().is_empty());
+}
+
+async fn deleting_a_client_removes_its_consents(env: &Env) {
+    let s = &*env.store;
+    with_user(s, "u1", "alice").await;
+    with_user(s, "u2", "bob").await;
+    with_client(s, "c1").await;
+    with_client(s, "c2").await;
+    let kept = consent("u1", "c2", &["openid"], 2);
+    for c in [&consent("u1", "c1", &["openid"], 1), &consent("u2", "c1", &["openid"], 1), &kept] {
+        s.grant_consent(c, &typed_ev("oidc.consent.granted")).await.unwrap();
+    }
+    let before = snapshot(s).await;
+
+    s.delete_client("c1", &typed_ev("oidc.client.deleted")).await.unwrap();
+    assert_eq!(s.consent("u1", "c1").await.unwrap(), None);
+    assert_eq!(s.consent("u2", "c1").await.unwrap(), None);
+    assert_eq!(s.consents_of("u1").await.unwrap(), std::slice::from_ref(&kept));
+    assert!(s.consents_of("u2").await.unwrap().is_empty());
+    // One record, the deletion's: the consents went with it.
+    assert_eq!(s.audit_count().await.unwrap(), before.1 + 1);
+    assert_eq!(last_type(s).await, "oidc.client.deleted");
+
+    // A client registered again under the id inherits nothing.
+    with_client(s, "c1").await;
+    assert_eq!(s.consent("u1", "c1").await.unwrap(), None);
+    assert_eq!(s.consent("u1", "c2").await.unwrap(), Some(kept));
 }
 
 async fn codes_are_redeemed_once(env: &Env) {
