@@ -410,3 +410,63 @@ fn a_passphrase_reset_sends_the_person_back_through_enrollment() {
         );
     }
 }
+
+#[test]
+fn applications_are_registered_listed_rotated_and_removed_from_the_command_line() {
+    let (_dir, data) = installation();
+    let out = ok(
+        &data,
+        &["client", "add", "EHR (production)", "--redirect-uri", "https://ehr.example.org/cb", "--scope", "profile"],
+    );
+    assert!(out.contains("client_id:") && out.contains("client_secret:") && out.contains("shown only now"), "{out}");
+    let id = out.lines().find_map(|l| l.trim().strip_prefix("client_id:")).unwrap().trim().to_owned();
+    let secret = out.lines().find_map(|l| l.trim().strip_prefix("client_secret:")).unwrap().trim().to_owned();
+    let out = ok(
+        &data,
+        &["client", "add", "Bedside app", "--redirect-uri", "org.example.bedside:/cb", "--public", "--third-party"],
+    );
+    assert!(out.contains("public client") && !out.contains("client_secret:"), "{out}");
+
+    let list = ok(&data, &["client", "list"]);
+    assert!(
+        list.contains("EHR (production)") && list.contains("confidential") && list.contains("Bedside app"),
+        "{list}"
+    );
+    let shown: serde_json::Value = serde_json::from_str(&ok(&data, &["client", "show", &id])).unwrap();
+    assert_eq!(shown["scopes"], serde_json::json!(["openid", "profile"]));
+    assert!(shown.get("client_secret").is_none() && !shown.to_string().contains(&secret), "no secret shown again");
+
+    let rotated = ok(&data, &["client", "rotate-secret", &id]);
+    assert!(!rotated.contains(&secret) && rotated.contains("old one no longer works"), "{rotated}");
+    let err = refused(&data, &["client", "delete", &id]);
+    assert!(err.contains("--yes"), "{err}");
+    ok(&data, &["client", "delete", &id, "--yes"]);
+    assert!(refused(&data, &["client", "show", &id]).contains("no client"));
+
+    // Bad input: one clear line, non-zero exit, nothing stored.
+    for (args, says) in [
+        (
+            vec!["client", "add", "Evil", "--redirect-uri", "http://evil.example/cb"],
+            "http is allowed only for loopback",
+        ),
+        (vec!["client", "add", "Frag", "--redirect-uri", "https://a.example/cb#x"], "fragment"),
+        (
+            vec!["client", "add", "Short", "--redirect-uri", "https://a.example/cb", "--access-token-ttl", "5"],
+            "lifetimes",
+        ),
+        (
+            vec!["client", "add", "Keys", "--redirect-uri", "https://a.example/cb", "--jwks", "/nonexistent.json"],
+            "cannot read",
+        ),
+    ] {
+        let err = refused(&data, &args);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    let list = ok(&data, &["client", "list", "--json"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&list).unwrap().as_array().unwrap().len(), 1);
+    let records = audit(&data);
+    for kind in ["oidc.client.created", "oidc.client.updated", "oidc.client.deleted"] {
+        let r = records.iter().find(|r| r["type"] == kind).unwrap_or_else(|| panic!("no {kind}"));
+        assert_eq!(r["actor"], format!("operator:{OPERATOR}"));
+    }
+}
