@@ -26,13 +26,6 @@ struct FormPage<'a> {
     error: Option<String>,
 }
 
-#[derive(Template)]
-#[template(path = "message.html")]
-struct MessagePage<'a> {
-    title: &'a str,
-    message: &'a str,
-}
-
 #[derive(Deserialize)]
 pub struct PageQuery {
     #[serde(default)]
@@ -93,11 +86,9 @@ impl RedeemError {
 }
 
 fn invalid_link_page() -> Response {
-    render(
-        &MessagePage {
-            title: "This link cannot be used",
-            message: "The enrollment link is invalid, already used or expired. An operator can print a new one on the server with `wardgate admin bootstrap`.",
-        },
+    crate::pages::message(
+        "This link cannot be used",
+        "The enrollment link is invalid, already used or expired. An operator can print a new one on the server with `wardgate admin bootstrap`.",
         StatusCode::GONE,
     )
 }

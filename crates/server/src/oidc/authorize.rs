@@ -42,13 +42,6 @@ pub struct AuthorizeParams {
 }
 
 #[derive(Template)]
-#[template(path = "message.html")]
-struct ErrorPage<'a> {
-    title: &'a str,
-    message: &'a str,
-}
-
-#[derive(Template)]
 #[template(path = "form_post.html")]
 struct FormPost<'a> {
     action: &'a str,
@@ -57,7 +50,7 @@ struct FormPost<'a> {
 
 /// An error the client cannot be told about safely: shown to the person, never redirected.
 fn refuse_page(message: &str) -> Response {
-    render(&ErrorPage { title: "This sign-in request cannot be used", message }, StatusCode::BAD_REQUEST)
+    crate::pages::message("This sign-in request cannot be used", message, StatusCode::BAD_REQUEST)
 }
 
 /// Where and how the answer goes, once the client and redirect URI are trusted.

@@ -314,10 +314,7 @@ pub async fn passphrase(
         match crate::api::me::change_passphrase(&app, &cur, &ctx, &f.current_passphrase, &f.new_passphrase).await {
             Ok(()) => "passphrase".to_owned(),
             Err(e) => {
-                return crate::pages::render(
-                    &crate::pages::enroll::ErrorPage { title: "Passphrase not changed", message: &e.to_string() },
-                    e.problem().status_code(),
-                );
+                return crate::pages::message("Passphrase not changed", &e.to_string(), e.problem().status_code());
             }
         }
     };
@@ -380,9 +377,6 @@ pub async fn remove_factor(
     };
     match crate::api::me::remove_own_factor(&app, &cur, &ctx, &f.id).await {
         Ok(()) => see_other("/account?done=factor-removed"),
-        Err(p) => crate::pages::render(
-            &crate::pages::enroll::ErrorPage { title: p.title, message: p.detail.as_deref().unwrap_or(p.title) },
-            p.status_code(),
-        ),
+        Err(p) => crate::pages::message(p.title, p.detail.as_deref().unwrap_or(p.title), p.status_code()),
     }
 }

@@ -36,13 +36,6 @@ pub(crate) struct CodesPage<'a> {
     pub codes: &'a [String],
 }
 
-#[derive(Template)]
-#[template(path = "message.html")]
-pub(crate) struct ErrorPage<'a> {
-    pub title: &'a str,
-    pub message: &'a str,
-}
-
 #[derive(Deserialize)]
 pub struct LinkQuery {
     #[serde(default)]
@@ -50,7 +43,7 @@ pub struct LinkQuery {
 }
 
 fn link_refused(e: &EnrollError) -> Response {
-    render(&ErrorPage { title: "This link cannot be used", message: &e.to_string() }, StatusCode::GONE)
+    super::message("This link cannot be used", &e.to_string(), StatusCode::GONE)
 }
 
 /// The link from the invitation: opens an enrollment and moves its handle into a cookie,

@@ -43,6 +43,18 @@ pub fn take_next(headers: &HeaderMap) -> Option<String> {
     String::from_utf8(bytes).ok().filter(|n| safe_next(n))
 }
 
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+}
+
+/// A page that only tells the person something: a refusal, an outcome.
+pub fn message(title: &str, message: &str, status: StatusCode) -> Response {
+    render(&MessagePage { title, message }, status)
+}
+
 pub fn render(t: &impl Template, status: StatusCode) -> Response {
     match t.render() {
         Ok(html) => (status, Html(html)).into_response(),
