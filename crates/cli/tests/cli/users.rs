@@ -399,6 +399,16 @@ fn a_passphrase_reset_sends_the_person_back_through_enrollment() {
     ok(&data, &["user", "add", "pnurse", "--role", "nurse"]);
     refused(&data, &["user", "reset-passphrase", "pnurse"]);
     sql(&data, "UPDATE users SET status = 'active' WHERE username = 'pnurse'");
+    // She enrolled: a passphrase, an app, recovery codes (made here in the database).
+    for (id, kind) in [("f-pwd", "passphrase"), ("f-app", "totp"), ("f-rc", "recovery_codes")] {
+        sql(
+            &data,
+            &format!(
+                "INSERT INTO factors (id, user_id, kind, label, secret, created_at_us) \
+                 SELECT '{id}', id, '{kind}', '{kind}', 'x', 0 FROM users WHERE username = 'pnurse'"
+            ),
+        );
+    }
     let out = ok(&data, &["user", "reset-passphrase", "pnurse"]);
     assert!(out.contains("/enroll?token=") && out.contains("signed out everywhere"), "{out}");
     assert_eq!(status_of(&data, "pnurse"), "invited");
@@ -409,6 +419,14 @@ fn a_passphrase_reset_sends_the_person_back_through_enrollment() {
             "{kind}"
         );
     }
+    // The passphrase and the recovery codes are gone (remade at re-enrollment); the app stays.
+    let removed: Vec<&str> = records
+        .iter()
+        .filter(|r| r["type"] == "admin.passphrase.reset" && r["subject"] == "pnurse")
+        .map(|r| r["details"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(removed, ["passphrase", "recovery_codes"]);
+    assert_eq!(scalar(&data, "SELECT group_concat(kind) FROM factors WHERE id LIKE 'f-%'"), "totp");
 }
 
 #[test]
