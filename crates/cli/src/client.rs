@@ -42,6 +42,10 @@ pub enum ClientCommand {
         /// Refresh-token lifetime in seconds (300-2592000, default 43200).
         #[arg(long)]
         refresh_token_ttl: Option<u32>,
+        /// Signing algorithm of its tokens: ES256 (default), RS256 for applications that only
+        /// verify RSA signatures, or EdDSA.
+        #[arg(long, value_name = "ALG")]
+        signing_alg: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -65,7 +69,11 @@ pub enum ClientCommand {
 
 fn failure(e: ClientsError) -> Failure {
     let code = match e {
-        ClientsError::Invalid(_) | ClientsError::Lifetime | ClientsError::Public | ClientsError::Jwks => 2,
+        ClientsError::Invalid(_)
+        | ClientsError::Lifetime
+        | ClientsError::Public
+        | ClientsError::Jwks
+        | ClientsError::SigningAlg(_) => 2,
         _ => 1,
     };
     Failure { code, message: e.to_string() }
@@ -74,7 +82,8 @@ fn failure(e: ClientsError) -> Failure {
 pub async fn run(global: &GlobalArgs, cmd: ClientCommand) -> Result<(), Failure> {
     let inst = open(global).await?;
     let actor = actor();
-    let clients = Clients::new(&*inst.store, &actor, OffsetDateTime::now_utc());
+    let ring = inst.keyring.get();
+    let clients = Clients::new(&*inst.store, &actor, OffsetDateTime::now_utc()).with_keyring(&ring);
     match cmd {
         ClientCommand::Add {
             name,
@@ -87,6 +96,7 @@ pub async fn run(global: &GlobalArgs, cmd: ClientCommand) -> Result<(), Failure>
             backchannel_logout_uri,
             access_token_ttl,
             refresh_token_ttl,
+            signing_alg,
             json,
         } => {
             let jwks = match jwks {
@@ -107,6 +117,7 @@ pub async fn run(global: &GlobalArgs, cmd: ClientCommand) -> Result<(), Failure>
                 access_token_ttl_secs: access_token_ttl,
                 refresh_token_ttl_secs: refresh_token_ttl,
                 jwks,
+                signing_alg,
             };
             let (c, secret) = clients.add(new).await.map_err(failure)?;
             if json {

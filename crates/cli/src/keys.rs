@@ -92,11 +92,13 @@ async fn rotate_signing(global: &GlobalArgs) -> Result<(), Failure> {
     let settings = settings_load::load(global, None)?;
     let inst = Installation::open(settings, OpenMode::Existing).await?;
     let actor = format!("cli:{}", crate::admin::whoami());
-    let (kid, retired) =
+    let (made, retired) =
         wardgate_server::oidc::keys::rotate(&*inst.store, &inst.keyring.get(), OffsetDateTime::now_utc(), &actor)
             .await
             .map_err(|e| Failure::new(e.to_string()))?;
-    println!("New token-signing key {kid} (ES256) signs from now on (running nodes switch within 5 s).");
+    for (kid, alg) in made {
+        println!("New token-signing key {kid} ({alg}) signs from now on (running nodes switch within 5 s).");
+    }
     for id in retired {
         println!("Retired {id}: still published in the JWKS for 65 minutes, until the tokens it signed have expired.");
     }

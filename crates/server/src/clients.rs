@@ -6,6 +6,7 @@ use wardgate_core::audit::event::types;
 use wardgate_core::audit::{AuditEvent, Outcome};
 use wardgate_core::oidc::OidcClient;
 use wardgate_core::oidc::client::{ClientError, check_name, check_redirect_uri, check_scope};
+use wardgate_core::secrets::Keyring;
 use wardgate_core::token;
 use wardgate_store::{Store, StoreError};
 
@@ -31,6 +32,9 @@ pub struct NewClient {
     /// Public keys (a JWK Set) for a client that authenticates with signed assertions
     /// (`private_key_jwt`) instead of a secret; it then gets no secret.
     pub jwks: Option<String>,
+    /// The `alg` its tokens are signed with: `ES256` (default), `RS256` for relying parties
+    /// that only verify RSA, or `EdDSA`.
+    pub signing_alg: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +49,10 @@ pub enum ClientsError {
     Lifetime,
     #[error("the client's keys must be a JWK Set with at least one usable public key")]
     Jwks,
+    #[error("signing algorithm {0:?}: choose ES256, RS256 or EdDSA")]
+    SigningAlg(String),
+    #[error(transparent)]
+    Key(#[from] crate::oidc::keys::KeyError),
     #[error("system random number generator failed")]
     Random,
     #[error(transparent)]
@@ -55,6 +63,8 @@ pub struct Clients<'a> {
     store: &'a dyn Store,
     actor: &'a str,
     now: OffsetDateTime,
+    /// To make the signing key a client's algorithm needs, when it registers.
+    keyring: Option<&'a Keyring>,
 }
 
 fn event(now: OffsetDateTime, actor: &str, t: &'static str, c: &OidcClient) -> AuditEvent {
@@ -66,7 +76,13 @@ fn event(now: OffsetDateTime, actor: &str, t: &'static str, c: &OidcClient) -> A
 
 impl<'a> Clients<'a> {
     pub fn new(store: &'a dyn Store, actor: &'a str, now: OffsetDateTime) -> Self {
-        Self { store, actor, now }
+        Self { store, actor, now, keyring: None }
+    }
+
+    /// Registering a client that needs an RS256 or EdDSA key makes that key at once, so it
+    /// is in every node's JWKS before the first token it signs.
+    pub fn with_keyring(self, keyring: &'a Keyring) -> Self {
+        Self { keyring: Some(keyring), ..self }
     }
 
     /// Registers a client; returns it and, for a confidential one, its secret (shown once;
@@ -100,6 +116,12 @@ impl<'a> Clients<'a> {
                 return Err(ClientsError::Jwks);
             }
         }
+        let alg = match new.signing_alg.as_deref() {
+            None => jsonwebtoken::Algorithm::ES256,
+            Some(name) => {
+                crate::oidc::keys::parse_alg(name).ok_or_else(|| ClientsError::SigningAlg(name.to_owned()))?
+            }
+        };
         let secret = if new.public || new.jwks.is_some() {
             None
         } else {
@@ -118,11 +140,14 @@ impl<'a> Clients<'a> {
             refresh_token_ttl_secs: refresh,
             created_at: self.now,
             jwks: new.jwks,
-            signing_alg: "ES256".into(),
+            signing_alg: crate::oidc::keys::alg_name(alg).into(),
         };
         let e = event(self.now, self.actor, types::OIDC_CLIENT_CREATED, &client)
             .detail("public", client.is_public())
             .detail("redirect_uris", client.redirect_uris.clone());
+        if let Some(ring) = self.keyring {
+            crate::oidc::keys::ensure(self.store, ring, alg, self.now, self.actor).await?;
+        }
         self.store.create_client(&client, &e).await?;
         Ok((client, secret))
     }
@@ -178,6 +203,7 @@ pub fn view(c: &OidcClient) -> serde_json::Value {
         "backchannel_logout_uri": c.backchannel_logout_uri,
         "access_token_ttl_secs": c.access_token_ttl_secs,
         "refresh_token_ttl_secs": c.refresh_token_ttl_secs,
+        "signing_alg": c.signing_alg,
         "created_at": wardgate_core::audit::record::format_ts(c.created_at),
     })
 }

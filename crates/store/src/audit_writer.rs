@@ -5,6 +5,9 @@
 //! every event in the batch. A caller's `append` resolves only after its event is durable:
 //! if the write fails, the caller learns it and must fail the action it was recording.
 //! The writer also signs checkpoints over the chain head on the configured schedule.
+//!
+//! Token grants ride along ([`Write`]): a grant and its record go into the same batch
+//! transaction as everything else queued, so a burst of grants shares one commit.
 
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use wardgate_core::audit::checkpoint::CheckpointPolicy;
 use wardgate_core::audit::{AuditEvent, ChainHead, CheckpointSigner};
 
+use crate::batch::{Write, Written};
 use crate::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +27,7 @@ pub enum AuditError {
     Closed,
 }
 
-type Reply = oneshot::Sender<Result<ChainHead, Arc<StoreError>>>;
+type Reply = oneshot::Sender<Result<(Written, ChainHead), Arc<StoreError>>>;
 
 /// The writer's configuration.
 pub struct AuditWriterConfig {
@@ -36,16 +40,25 @@ pub struct AuditWriterConfig {
 /// A cheap handle for reporting events; clone it freely.
 #[derive(Clone)]
 pub struct AuditHandle {
-    tx: mpsc::Sender<(AuditEvent, Reply)>,
+    tx: mpsc::Sender<(Write, Reply)>,
 }
 
 impl AuditHandle {
     /// Appends one event and waits until it is durable.
     pub async fn append(&self, event: AuditEvent) -> Result<ChainHead, AuditError> {
+        self.submit(Write::Audit(event)).await.map(|(_, head)| head)
+    }
+
+    /// Applies one write with its record in the next batch and waits until it is durable.
+    pub async fn write(&self, write: Write) -> Result<Written, AuditError> {
+        self.submit(write).await.map(|(found, _)| found)
+    }
+
+    async fn submit(&self, write: Write) -> Result<(Written, ChainHead), AuditError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send((event, reply)).await.map_err(|_| AuditError::Closed)?;
+        self.tx.send((write, reply)).await.map_err(|_| AuditError::Closed)?;
         match rx.await {
-            Ok(Ok(head)) => Ok(head),
+            Ok(Ok(done)) => Ok(done),
             Ok(Err(e)) => Err(AuditError::Store(clone_error(&e))),
             Err(_) => Err(AuditError::Closed),
         }
@@ -80,7 +93,7 @@ async fn run(
     store: Arc<dyn Store>,
     signer: Arc<CheckpointSigner>,
     config: AuditWriterConfig,
-    mut rx: mpsc::Receiver<(AuditEvent, Reply)>,
+    mut rx: mpsc::Receiver<(Write, Reply)>,
 ) {
     let mut last_checkpoint = match store.latest_checkpoint().await {
         Ok(cp) => cp.map(|c| (c.seq, wardgate_core::from_unix_micros(c.ts_us))),
@@ -91,8 +104,7 @@ async fn run(
     };
     let mut tick = tokio::time::interval(config.checkpoints.interval.unsigned_abs());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut queued: Vec<(AuditEvent, Reply)> = Vec::with_capacity(config.max_batch);
-    let mut events: Vec<AuditEvent> = Vec::with_capacity(config.max_batch);
+    let mut queued: Vec<(Write, Reply)> = Vec::with_capacity(config.max_batch);
     loop {
         tokio::select! {
             n = rx.recv_many(&mut queued, config.max_batch) => {
@@ -106,33 +118,47 @@ async fn run(
                 continue;
             }
         }
-        let replies: Vec<Reply> = queued
-            .drain(..)
-            .map(|(event, reply)| {
-                events.push(event);
-                reply
-            })
-            .collect();
-        let result = store.append_audit(&events).await;
-        match result {
-            Ok(h) => {
-                metrics::counter!("wardgate_audit_records_total").increment(events.len() as u64);
+        let (writes, replies): (Vec<Write>, Vec<Reply>) = queued.drain(..).unzip();
+        match apply(&*store, &writes).await {
+            Ok((found, h)) => {
+                metrics::counter!("wardgate_audit_records_total").increment(writes.len() as u64);
                 metrics::gauge!("wardgate_audit_chain_length").set(h.seq as f64);
-                for r in replies {
-                    let _ = r.send(Ok(h));
+                for (r, f) in replies.into_iter().zip(found) {
+                    let _ = r.send(Ok((f, h)));
                 }
                 checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, Some(h), false).await;
             }
+            Err(e) if writes.len() > 1 && !writes.iter().all(Write::is_audit_only) => {
+                // One write may have failed (a conflict) and taken the batch with it: the
+                // others must not fail for it, so each goes again on its own.
+                tracing::debug!(error = %e, writes = writes.len(), "batch refused; applying its writes one by one");
+                let mut last = None;
+                for (w, r) in writes.into_iter().zip(replies) {
+                    let one = apply(&*store, std::slice::from_ref(&w)).await;
+                    if one.is_err() {
+                        metrics::counter!("wardgate_audit_write_failures_total").increment(1);
+                    }
+                    let _ = r.send(
+                        one.map(|(mut f, h)| {
+                            last = Some(h);
+                            (f.pop().unwrap_or(Written::Done), h)
+                        })
+                        .map_err(Arc::new),
+                    );
+                }
+                if let Some(h) = last {
+                    checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, Some(h), false).await;
+                }
+            }
             Err(e) => {
                 metrics::counter!("wardgate_audit_write_failures_total").increment(1);
-                tracing::error!(error = %e, records = events.len(), "audit batch not written; the actions it records fail");
+                tracing::error!(error = %e, records = writes.len(), "audit batch not written; the actions it records fail");
                 let e = Arc::new(e);
                 for r in replies {
                     let _ = r.send(Err(Arc::clone(&e)));
                 }
             }
         }
-        events.clear();
     }
     // Shutdown: pin whatever was written since the last checkpoint, schedule or not.
     checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, None, true).await;
@@ -142,11 +168,7 @@ async fn run(
 /// events right now; committing the first one alone would split them over several
 /// commits, each paying a full fsync. So let them run while the queue keeps growing (a
 /// few scheduler turns, no timer) and take what arrived.
-async fn gather_stragglers(
-    rx: &mut mpsc::Receiver<(AuditEvent, Reply)>,
-    queued: &mut Vec<(AuditEvent, Reply)>,
-    max: usize,
-) {
+async fn gather_stragglers(rx: &mut mpsc::Receiver<(Write, Reply)>, queued: &mut Vec<(Write, Reply)>, max: usize) {
     for turn in 0..8 {
         if queued.len() >= max {
             return;
@@ -162,6 +184,18 @@ async fn gather_stragglers(
     if room > 0 && !rx.is_empty() {
         rx.recv_many(queued, room).await;
     }
+}
+
+/// Records alone take the store's cheapest path; a batch with other writes is one
+/// transaction with all of them.
+async fn apply(store: &dyn Store, writes: &[Write]) -> Result<(Vec<Written>, ChainHead), StoreError> {
+    if writes.iter().all(Write::is_audit_only) {
+        let events: Vec<AuditEvent> =
+            writes.iter().filter_map(|w| if let Write::Audit(e) = w { Some(e.clone()) } else { None }).collect();
+        let head = store.append_audit(&events).await?;
+        return Ok((vec![Written::Done; writes.len()], head));
+    }
+    store.commit(writes).await
 }
 
 async fn checkpoint_if_due(
@@ -199,5 +233,93 @@ fn clone_error(e: &StoreError) -> StoreError {
         StoreError::Corrupt(s) => StoreError::Corrupt(s.clone()),
         StoreError::Malformed(s) => StoreError::Malformed(s.clone()),
         other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wardgate_core::audit::Outcome;
+    use wardgate_core::audit::checkpoint::CheckpointPolicy;
+    use wardgate_core::oidc::{Grant, OidcClient};
+
+    use super::*;
+    use crate::SqliteStore;
+
+    fn grant(id: &str) -> Grant {
+        Grant {
+            id: id.into(),
+            client_id: "c1".into(),
+            user_id: None,
+            session_id: None,
+            scopes: vec![],
+            acr: None,
+            amr: vec![],
+            auth_time: None,
+            correlation_id: format!("corr-{id}"),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            revoked_at: None,
+        }
+    }
+
+    fn issued(id: &str) -> Write {
+        let event = AuditEvent::known(OffsetDateTime::now_utc(), "oidc.grant.issued", Outcome::Success)
+            .detail("grant_id", id.to_owned());
+        Write::InsertGrant { grant: grant(id), refresh: None, event }
+    }
+
+    /// On one thread every task below has queued its write before the writer runs, so they
+    /// meet in one batch; the one that cannot be applied must not fail the others.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failing_write_does_not_take_its_batch_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap());
+        let client = OidcClient {
+            id: "c1".into(),
+            name: "Service".into(),
+            redirect_uris: vec![],
+            post_logout_redirect_uris: vec![],
+            secret_digest: Some([1; 32]),
+            scopes: vec!["openid".into()],
+            first_party: true,
+            backchannel_logout_uri: None,
+            access_token_ttl_secs: 300,
+            refresh_token_ttl_secs: 3600,
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            jwks: None,
+            signing_alg: "ES256".into(),
+        };
+        let made = AuditEvent::known(OffsetDateTime::now_utc(), "oidc.client.created", Outcome::Success);
+        store.create_client(&client, &made).await.unwrap();
+        let first = AuditEvent::known(OffsetDateTime::now_utc(), "oidc.grant.issued", Outcome::Success);
+        store.insert_grant(&grant("taken"), None, &first).await.unwrap();
+        let before = store.audit_count().await.unwrap();
+
+        let signer = CheckpointSigner::new("k1".into(), "n1".into(), ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+        let config = AuditWriterConfig {
+            max_batch: 64,
+            checkpoints: CheckpointPolicy { every: 1_000_000, interval: time::Duration::hours(1) },
+            clock: OffsetDateTime::now_utc,
+        };
+        let (writer, handle) = AuditWriter::spawn(Arc::clone(&store), Arc::new(signer), config);
+        let ids: Vec<String> = (0..20).map(|i| if i == 7 { "taken".into() } else { format!("g{i}") }).collect();
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let (h, w) = (handle.clone(), issued(id));
+                tokio::spawn(async move { h.write(w).await })
+            })
+            .collect();
+        for (id, t) in ids.iter().zip(tasks) {
+            let r = t.await.unwrap();
+            if id == "taken" {
+                assert!(r.is_err(), "the grant id was taken");
+            } else {
+                assert_eq!(r.unwrap(), Written::Done, "{id}");
+                assert!(store.grant(id).await.unwrap().is_some(), "{id}");
+            }
+        }
+        assert_eq!(store.audit_count().await.unwrap(), before + 19);
+        drop(handle);
+        writer.close().await;
     }
 }

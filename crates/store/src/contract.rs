@@ -12,6 +12,7 @@ use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, Refresh
 use wardgate_core::session::Session;
 
 use crate::StoreError;
+use crate::batch::{Write, Written};
 
 /// Progress markers that retention pruning respects: a record is deleted only once it has
 /// been both exported and verified.
@@ -76,6 +77,12 @@ pub trait Store: Send + Sync + 'static {
     /// the new chain head. Concurrent appenders, in this process or others, never fork
     /// the chain: the head is read and advanced under the database's write lock.
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<ChainHead, StoreError>;
+
+    /// Applies `writes` in order in one durable transaction with their audit records (the
+    /// group commit of the token paths), returning what each found and the new chain head.
+    /// All or nothing: if one write fails, none is kept and the error is returned (the
+    /// caller retries the others alone).
+    async fn commit(&self, writes: &[Write]) -> Result<(Vec<Written>, ChainHead), StoreError>;
 
     async fn audit_head(&self) -> Result<ChainHead, StoreError>;
 

@@ -11,6 +11,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod audit_writer;
+pub mod batch;
 mod common;
 mod contract;
 mod error;

@@ -24,6 +24,7 @@ use wardgate_core::lockout::Attempts;
 use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::session::Session;
 
+use crate::batch::{Write, Written};
 use crate::common::{self, Presented, micros};
 use crate::{AuditMark, AuditMarks, CodeRedemption, Rotation, SealedColumn, SealedRef, Store, StoreError};
 
@@ -285,6 +286,86 @@ async fn insert_session(conn: &mut PgConnection, s: &Session) -> Result<(), Stor
     Ok(())
 }
 
+async fn insert_code_row(conn: &mut PgConnection, code: &AuthCode) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO oidc_codes (digest, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, \
+             scopes, acr, amr, auth_time_us, correlation_id, created_at_us, expires_at_us, grant_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(code.digest.to_vec())
+    .bind(&code.client_id)
+    .bind(&code.user_id)
+    .bind(&code.session_id)
+    .bind(&code.redirect_uri)
+    .bind(&code.code_challenge)
+    .bind(&code.nonce)
+    .bind(common::list_json(&code.scopes))
+    .bind(&code.acr)
+    .bind(common::list_json(&code.amr))
+    .bind(micros(code.auth_time))
+    .bind(&code.correlation_id)
+    .bind(micros(code.created_at))
+    .bind(micros(code.expires_at))
+    .bind(&code.grant_id)
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(|e| common::conflict(e, err))
+}
+
+/// Single use: a concurrent redemption waits on the row lock, then re-checks `grant_id IS
+/// NULL` against the winner's committed row (READ COMMITTED) and updates nothing.
+async fn redeem_code_in(
+    conn: &mut PgConnection,
+    digest: &[u8; 32],
+    now: OffsetDateTime,
+    grant_id: &str,
+) -> Result<CodeRedemption, StoreError> {
+    let redeemed = sqlx::query(
+        "UPDATE oidc_codes SET grant_id = $1 WHERE digest = $2 AND grant_id IS NULL AND expires_at_us > $3",
+    )
+    .bind(grant_id)
+    .bind(digest.to_vec())
+    .bind(micros(now))
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?
+    .rows_affected()
+        == 1;
+    let row: Option<common::CodeRow> = sqlx::query_as(common::select_codes!("WHERE digest = $1"))
+        .bind(digest.to_vec())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err)?;
+    Ok(common::redemption(redeemed, row.map(common::auth_code).transpose()?))
+}
+
+/// A rotation inside a transaction that already holds the chain lock, so a replay can
+/// revoke at once; the caller appends the record of whichever outcome it was.
+async fn rotate_locked(
+    conn: &mut PgConnection,
+    digest: &[u8; 32],
+    next: &RefreshToken,
+    now: OffsetDateTime,
+) -> Result<Rotation, StoreError> {
+    let Some((token, grant)) = locked_token_and_grant(conn, digest).await? else {
+        return Ok(Rotation::Unknown);
+    };
+    match common::presented(&token, &grant, now) {
+        Presented::Unknown => Ok(Rotation::Unknown),
+        // The row is locked: nobody can spend it between the check and the update.
+        Presented::Live if mark_used(conn, digest, now).await? => {
+            insert_refresh_token(conn, next, &grant.id).await?;
+            Ok(Rotation::Rotated(grant))
+        }
+        Presented::Live => Ok(Rotation::Unknown),
+        Presented::Used if revoke_grant_in(conn, &grant.id, now).await? => {
+            Ok(Rotation::Reused(Grant { revoked_at: Some(now), ..grant }))
+        }
+        Presented::Used => Ok(Rotation::Unknown),
+    }
+}
+
 async fn insert_grant_row(conn: &mut PgConnection, g: &Grant) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO oidc_grants (id, client_id, user_id, session_id, scopes, acr, amr, auth_time_us, correlation_id, \
@@ -440,6 +521,53 @@ impl Store for PostgresStore {
         }
         let (mut tx, head) = self.begin_chain().await?;
         let r = append_after(&mut tx, &self.node, head, events).await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn commit(&self, writes: &[Write]) -> Result<(Vec<Written>, ChainHead), StoreError> {
+        // The chain lock first, then row locks, as in every audited write.
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let mut records = Vec::with_capacity(writes.len());
+            let mut found = Vec::with_capacity(writes.len());
+            for w in writes {
+                found.push(match w {
+                    Write::Audit(e) => {
+                        records.push(e.clone());
+                        Written::Done
+                    }
+                    Write::InsertGrant { grant, refresh, event } => {
+                        common::check_first_refresh(grant, refresh.as_ref())?;
+                        insert_grant_row(&mut tx, grant).await?;
+                        if let Some(t) = refresh {
+                            insert_refresh_token(&mut tx, t, &grant.id).await?;
+                        }
+                        records.push(event.clone());
+                        Written::Done
+                    }
+                    Write::InsertCode { code, event } => {
+                        insert_code_row(&mut tx, code).await?;
+                        records.push(event.clone());
+                        Written::Done
+                    }
+                    Write::RedeemCode { digest, now, grant_id } => {
+                        Written::Redemption(redeem_code_in(&mut tx, digest, *now, grant_id).await?)
+                    }
+                    Write::RotateRefresh { digest, next, now, rotated, reused } => {
+                        let rotation = rotate_locked(&mut tx, digest, next, *now).await?;
+                        match rotation {
+                            Rotation::Rotated(_) => records.push(rotated.clone()),
+                            Rotation::Reused(_) => records.push(reused.clone()),
+                            Rotation::Unknown => {}
+                        }
+                        Written::Rotation(rotation)
+                    }
+                });
+            }
+            let head = append_after(&mut tx, &self.node, head, &records).await?;
+            Ok((found, head))
+        }
+        .await;
         common::finish(tx, r, err).await
     }
 
@@ -1477,30 +1605,8 @@ impl Store for PostgresStore {
     }
 
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO oidc_codes (digest, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, \
-             scopes, acr, amr, auth_time_us, correlation_id, created_at_us, expires_at_us, grant_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(code.digest.to_vec())
-        .bind(&code.client_id)
-        .bind(&code.user_id)
-        .bind(&code.session_id)
-        .bind(&code.redirect_uri)
-        .bind(&code.code_challenge)
-        .bind(&code.nonce)
-        .bind(common::list_json(&code.scopes))
-        .bind(&code.acr)
-        .bind(common::list_json(&code.amr))
-        .bind(micros(code.auth_time))
-        .bind(&code.correlation_id)
-        .bind(micros(code.created_at))
-        .bind(micros(code.expires_at))
-        .bind(&code.grant_id)
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(|e| common::conflict(e, err))
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        insert_code_row(&mut conn, code).await
     }
 
     async fn redeem_auth_code(
@@ -1510,28 +1616,7 @@ impl Store for PostgresStore {
         grant_id: &str,
     ) -> Result<CodeRedemption, StoreError> {
         let mut tx = self.begin().await?;
-        let r = async {
-            // A concurrent redemption waits on the row lock, then re-checks `grant_id IS
-            // NULL` against the winner's committed row (READ COMMITTED) and updates nothing.
-            let redeemed = sqlx::query(
-                "UPDATE oidc_codes SET grant_id = $1 WHERE digest = $2 AND grant_id IS NULL AND expires_at_us > $3",
-            )
-            .bind(grant_id)
-            .bind(digest.to_vec())
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected()
-                == 1;
-            let row: Option<common::CodeRow> = sqlx::query_as(common::select_codes!("WHERE digest = $1"))
-                .bind(digest.to_vec())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
-            Ok(common::redemption(redeemed, row.map(common::auth_code).transpose()?))
-        }
-        .await;
+        let r = redeem_code_in(&mut tx, digest, now, grant_id).await;
         common::finish(tx, r, err).await
     }
 

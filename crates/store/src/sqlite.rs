@@ -25,6 +25,7 @@ use wardgate_core::lockout::Attempts;
 use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::session::Session;
 
+use crate::batch::{Write, Written};
 use crate::common::{self, Presented, micros};
 use crate::{AuditMark, AuditMarks, CodeRedemption, Rotation, SealedColumn, SealedRef, Store, StoreError};
 
@@ -485,6 +486,82 @@ async fn insert_session(conn: &mut SqliteConnection, s: &Session) -> Result<(), 
     Ok(())
 }
 
+async fn insert_code_row(conn: &mut SqliteConnection, code: &AuthCode) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO oidc_codes (digest, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, \
+             scopes, acr, amr, auth_time_us, correlation_id, created_at_us, expires_at_us, grant_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(code.digest.to_vec())
+    .bind(&code.client_id)
+    .bind(&code.user_id)
+    .bind(&code.session_id)
+    .bind(&code.redirect_uri)
+    .bind(&code.code_challenge)
+    .bind(&code.nonce)
+    .bind(common::list_json(&code.scopes))
+    .bind(&code.acr)
+    .bind(common::list_json(&code.amr))
+    .bind(micros(code.auth_time))
+    .bind(&code.correlation_id)
+    .bind(micros(code.created_at))
+    .bind(micros(code.expires_at))
+    .bind(&code.grant_id)
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(|e| common::conflict(e, err))
+}
+
+/// Single use: the guarded UPDATE is what makes it hold whatever the locking (as on
+/// PostgreSQL); the write lock the caller holds also serialises redemptions.
+async fn redeem_code_in(
+    conn: &mut SqliteConnection,
+    digest: &[u8; 32],
+    now: OffsetDateTime,
+    grant_id: &str,
+) -> Result<CodeRedemption, StoreError> {
+    let redeemed = sqlx::query(
+        "UPDATE oidc_codes SET grant_id = $1 WHERE digest = $2 AND grant_id IS NULL AND expires_at_us > $3",
+    )
+    .bind(grant_id)
+    .bind(digest.to_vec())
+    .bind(micros(now))
+    .execute(&mut *conn)
+    .await
+    .map_err(err)?
+    .rows_affected()
+        == 1;
+    let row: Option<common::CodeRow> = sqlx::query_as(common::select_codes!("WHERE digest = $1"))
+        .bind(digest.to_vec())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err)?;
+    Ok(common::redemption(redeemed, row.map(common::auth_code).transpose()?))
+}
+
+/// The state change of [`Store::rotate_refresh_token`]; a `Reused` outcome has revoked the
+/// grant and the caller appends its record.
+async fn rotate_in(
+    conn: &mut SqliteConnection,
+    digest: &[u8; 32],
+    next: &RefreshToken,
+    now: OffsetDateTime,
+) -> Result<Rotation, StoreError> {
+    let Some((token, grant)) = token_and_grant(conn, digest).await? else {
+        return Ok(Rotation::Unknown);
+    };
+    let state = common::presented(&token, &grant, now);
+    if state == Presented::Live && mark_used(conn, digest, now).await? {
+        insert_refresh_token(conn, next, &grant.id).await?;
+        return Ok(Rotation::Rotated(grant));
+    }
+    if state == Presented::Unknown || !revoke_grant_in(conn, &grant.id, now).await? {
+        return Ok(Rotation::Unknown);
+    }
+    Ok(Rotation::Reused(Grant { revoked_at: Some(now), ..grant }))
+}
+
 async fn insert_grant_row(conn: &mut SqliteConnection, g: &Grant) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO oidc_grants (id, client_id, user_id, session_id, scopes, acr, amr, auth_time_us, correlation_id, \
@@ -626,6 +703,54 @@ impl Store for SqliteStore {
         let new_head = common::finish(tx, r, err).await?;
         *guard = Some(new_head);
         Ok(new_head)
+    }
+
+    async fn commit(&self, writes: &[Write]) -> Result<(Vec<Written>, ChainHead), StoreError> {
+        let (mut guard, mut tx) = self.write().await?;
+        let r = async {
+            let mut records = Vec::with_capacity(writes.len());
+            let mut found = Vec::with_capacity(writes.len());
+            for w in writes {
+                found.push(match w {
+                    Write::Audit(e) => {
+                        records.push(e.clone());
+                        Written::Done
+                    }
+                    Write::InsertGrant { grant, refresh, event } => {
+                        common::check_first_refresh(grant, refresh.as_ref())?;
+                        insert_grant_row(&mut tx, grant).await?;
+                        if let Some(t) = refresh {
+                            insert_refresh_token(&mut tx, t, &grant.id).await?;
+                        }
+                        records.push(event.clone());
+                        Written::Done
+                    }
+                    Write::InsertCode { code, event } => {
+                        insert_code_row(&mut tx, code).await?;
+                        records.push(event.clone());
+                        Written::Done
+                    }
+                    Write::RedeemCode { digest, now, grant_id } => {
+                        Written::Redemption(redeem_code_in(&mut tx, digest, *now, grant_id).await?)
+                    }
+                    Write::RotateRefresh { digest, next, now, rotated, reused } => {
+                        let rotation = rotate_in(&mut tx, digest, next, *now).await?;
+                        match rotation {
+                            Rotation::Rotated(_) => records.push(rotated.clone()),
+                            Rotation::Reused(_) => records.push(reused.clone()),
+                            Rotation::Unknown => {}
+                        }
+                        Written::Rotation(rotation)
+                    }
+                });
+            }
+            let head = append_in(&mut tx, &self.node, &records).await?;
+            Ok((found, head))
+        }
+        .await;
+        let (found, head) = common::finish(tx, r, err).await?;
+        *guard = Some(head);
+        Ok((found, head))
     }
 
     async fn audit_head(&self) -> Result<ChainHead, StoreError> {
@@ -1658,30 +1783,7 @@ impl Store for SqliteStore {
 
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.write_beside_chain().await?;
-        let r = sqlx::query(
-            "INSERT INTO oidc_codes (digest, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, \
-             scopes, acr, amr, auth_time_us, correlation_id, created_at_us, expires_at_us, grant_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-        )
-        .bind(code.digest.to_vec())
-        .bind(&code.client_id)
-        .bind(&code.user_id)
-        .bind(&code.session_id)
-        .bind(&code.redirect_uri)
-        .bind(&code.code_challenge)
-        .bind(&code.nonce)
-        .bind(common::list_json(&code.scopes))
-        .bind(&code.acr)
-        .bind(common::list_json(&code.amr))
-        .bind(micros(code.auth_time))
-        .bind(&code.correlation_id)
-        .bind(micros(code.created_at))
-        .bind(micros(code.expires_at))
-        .bind(&code.grant_id)
-        .execute(&mut *tx)
-        .await
-        .map(|_| ())
-        .map_err(|e| common::conflict(e, err));
+        let r = insert_code_row(&mut tx, code).await;
         common::finish(tx, r, err).await
     }
 
@@ -1692,28 +1794,7 @@ impl Store for SqliteStore {
         grant_id: &str,
     ) -> Result<CodeRedemption, StoreError> {
         let (_guard, mut tx) = self.write_beside_chain().await?;
-        let r = async {
-            // The write lock already serialises redemptions; the guarded UPDATE is what makes
-            // single use hold whatever the locking, as on PostgreSQL.
-            let redeemed = sqlx::query(
-                "UPDATE oidc_codes SET grant_id = $1 WHERE digest = $2 AND grant_id IS NULL AND expires_at_us > $3",
-            )
-            .bind(grant_id)
-            .bind(digest.to_vec())
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(err)?
-            .rows_affected()
-                == 1;
-            let row: Option<common::CodeRow> = sqlx::query_as(common::select_codes!("WHERE digest = $1"))
-                .bind(digest.to_vec())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(err)?;
-            Ok(common::redemption(redeemed, row.map(common::auth_code).transpose()?))
-        }
-        .await;
+        let r = redeem_code_in(&mut tx, digest, now, grant_id).await;
         common::finish(tx, r, err).await
     }
 
@@ -1761,21 +1842,13 @@ impl Store for SqliteStore {
         // Most rotations append nothing, so they leave the remembered head alone.
         let (mut guard, mut tx) = self.write_beside_chain().await?;
         let r = async {
-            let Some((token, grant)) = token_and_grant(&mut tx, digest).await? else {
-                return Ok(Rotation::Unknown);
-            };
-            let state = common::presented(&token, &grant, now);
-            if state == Presented::Live && mark_used(&mut tx, digest, now).await? {
-                insert_refresh_token(&mut tx, next, &grant.id).await?;
-                return Ok(Rotation::Rotated(grant));
+            let rotation = rotate_in(&mut tx, digest, next, now).await?;
+            if matches!(rotation, Rotation::Reused(_)) {
+                // A replay appends after all, which moves the head that `write_beside_chain` kept.
+                *guard = None;
+                append_in(&mut tx, &self.node, std::slice::from_ref(reuse_event)).await?;
             }
-            if state == Presented::Unknown || !revoke_grant_in(&mut tx, &grant.id, now).await? {
-                return Ok(Rotation::Unknown);
-            }
-            // A replay appends after all, which moves the head that `write_beside_chain` kept.
-            *guard = None;
-            append_in(&mut tx, &self.node, std::slice::from_ref(reuse_event)).await?;
-            Ok(Rotation::Reused(Grant { revoked_at: Some(now), ..grant }))
+            Ok(rotation)
         }
         .await;
         common::finish(tx, r, err).await

@@ -322,12 +322,14 @@ pub async fn revoke_session(
 fn clients_problem(e: &crate::clients::ClientsError) -> Response {
     use crate::clients::ClientsError as E;
     match e {
-        E::Invalid(_) | E::Lifetime | E::Jwks => Problem::invalid_field(e.to_string()).into_response(),
+        E::Invalid(_) | E::Lifetime | E::Jwks | E::SigningAlg(_) => {
+            Problem::invalid_field(e.to_string()).into_response()
+        }
         E::Unknown(_) => Problem::not_found().detail(e.to_string()).into_response(),
         E::Public => Problem::new(StatusCode::CONFLICT, "conflict", "The client's state does not allow this")
             .detail(e.to_string())
             .into_response(),
-        E::Random | E::Store(_) => {
+        E::Random | E::Store(_) | E::Key(_) => {
             tracing::error!(error = %e, "admin api: clients failed");
             Problem::unavailable("the operation could not be completed").into_response()
         }
@@ -368,6 +370,9 @@ pub struct ClientBody {
     /// A JWK Set: the client authenticates with `private_key_jwt` and gets no secret.
     #[serde(default)]
     jwks: Option<serde_json::Value>,
+    /// `ES256` (default), `RS256` or `EdDSA`.
+    #[serde(default)]
+    signing_alg: Option<String>,
 }
 
 pub async fn add_client(State(app): State<AppState>, admin: Admin, ApiJson(b): ApiJson<ClientBody>) -> Response {
@@ -382,8 +387,10 @@ pub async fn add_client(State(app): State<AppState>, admin: Admin, ApiJson(b): A
         access_token_ttl_secs: b.access_token_ttl_secs,
         refresh_token_ttl_secs: b.refresh_token_ttl_secs,
         jwks: b.jwks.map(|j| j.to_string()),
+        signing_alg: b.signing_alg,
     };
-    match clients(&app, &admin).add(new).await {
+    let ring = app.keyring.get();
+    match clients(&app, &admin).with_keyring(&ring).add(new).await {
         Ok((c, secret)) => {
             let mut v = crate::clients::view(&c);
             v["client_secret"] = secret.into();

@@ -13,6 +13,7 @@ use wardgate_core::identity::FactorKind;
 use wardgate_core::login::Aal;
 use wardgate_core::oidc::{Acr, AuthCode, OidcClient, pkce};
 use wardgate_core::token;
+use wardgate_store::batch::Write;
 
 use super::CODE_TTL;
 use crate::app::AppState;
@@ -349,14 +350,31 @@ async fn authorize(
         expires_at: now + CODE_TTL,
         grant_id: None,
     };
-    if let Err(e) = app.store.insert_auth_code(&record).await {
+    // The code and the authorization's record share the next group commit.
+    let event = authorization_event(app, ctx, &client, &cur, Outcome::Success, "code issued");
+    if let Err(e) = app.audit.write(Write::InsertCode { code: record, event }).await {
         tracing::error!(error = %e, "authorize: store failed");
         return crate::problem::Problem::unavailable("the database is unreachable").into_response();
     }
-    if audit(app, ctx, &client, &cur, Outcome::Success, "code issued").await.is_err() {
-        return crate::problem::Problem::unavailable("the sign-in could not be recorded").into_response();
-    }
     reply.send(vec![("code", code)])
+}
+
+fn authorization_event(
+    app: &AppState,
+    ctx: &ClientContext,
+    client: &OidcClient,
+    cur: &session::Current,
+    outcome: Outcome,
+    reason: &str,
+) -> AuditEvent {
+    AuditEvent::known((app.clock)(), types::OIDC_AUTHORIZATION, outcome)
+        .subject(cur.user.username.as_str())
+        .client_ip(ctx.ip)
+        .user_agent(ctx.user_agent.clone())
+        .correlation_id(cur.session.correlation_id.clone())
+        .reason(reason)
+        .detail("client_id", client.id.clone())
+        .detail("session_id", cur.session.id.clone())
 }
 
 async fn audit(
@@ -367,15 +385,7 @@ async fn audit(
     outcome: Outcome,
     reason: &str,
 ) -> Result<(), ()> {
-    let e = AuditEvent::known((app.clock)(), types::OIDC_AUTHORIZATION, outcome)
-        .subject(cur.user.username.as_str())
-        .client_ip(ctx.ip)
-        .user_agent(ctx.user_agent.clone())
-        .correlation_id(cur.session.correlation_id.clone())
-        .reason(reason)
-        .detail("client_id", client.id.clone())
-        .detail("session_id", cur.session.id.clone());
-    app.audit.append(e).await.map(|_| ()).map_err(|err| {
+    app.audit.append(authorization_event(app, ctx, client, cur, outcome, reason)).await.map(|_| ()).map_err(|err| {
         tracing::error!(error = %err, "authorize: audit append failed");
     })
 }

@@ -1,5 +1,6 @@
-//! Token-signing keys: ES256 (P-256) by default, made on first start, sealed at rest under
-//! the key-encryption key, published in the JWKS with their `kid`.
+//! Token-signing keys: ES256 (P-256) by default, made on first start; RS256 and EdDSA when a
+//! client needs them. Sealed at rest under the key-encryption key, published in the JWKS
+//! with their `kid`.
 
 use std::sync::Arc;
 
@@ -22,15 +23,17 @@ pub struct LoadedKey {
     pub retired: bool,
 }
 
-/// The keys of this provider: the newest unretired one signs; all verify and are published.
+/// The keys of this provider: per algorithm, the newest unretired one signs; all verify and
+/// are published.
 pub struct KeySet {
     pub keys: Vec<Arc<LoadedKey>>,
     pub jwks: serde_json::Value,
 }
 
 impl KeySet {
-    pub fn signing(&self) -> Option<&Arc<LoadedKey>> {
-        self.keys.iter().find(|k| !k.retired)
+    /// The key that signs with `alg`: the newest one in service (keys come newest first).
+    pub fn signing(&self, alg: Algorithm) -> Option<&Arc<LoadedKey>> {
+        self.keys.iter().find(|k| !k.retired && k.algorithm == alg)
     }
 
     pub fn by_kid(&self, kid: &str) -> Option<&Arc<LoadedKey>> {
@@ -48,39 +51,84 @@ pub enum KeyError {
     Store(#[from] wardgate_store::StoreError),
 }
 
-/// A new ES256 key: PKCS#8 for signing, the public point as a JWK.
-pub fn generate_es256(kid: &str) -> Result<(Vec<u8>, serde_json::Value), KeyError> {
-    let pair =
-        rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| KeyError::Generate(e.to_string()))?;
-    let point = pair.public_key_raw();
-    // SEC 1 uncompressed point: 0x04 || x (32) || y (32).
-    if point.len() != 65 || point[0] != 4 {
-        return Err(KeyError::Generate("unexpected public key encoding".into()));
+/// The algorithms tokens can be signed with: ES256 for everyone unless a client needs
+/// otherwise, RS256 for relying parties that only verify RSA, EdDSA (Ed25519) on request.
+pub const ALGORITHMS: [Algorithm; 3] = [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA];
+
+/// The JOSE name of an algorithm this provider signs with.
+pub fn alg_name(alg: Algorithm) -> &'static str {
+    match alg {
+        Algorithm::RS256 => "RS256",
+        Algorithm::EdDSA => "EdDSA",
+        _ => "ES256",
     }
-    let jwk = serde_json::json!({
-        "kty": "EC",
-        "crv": "P-256",
-        "x": B64.encode(&point[1..33]),
-        "y": B64.encode(&point[33..65]),
-        "kid": kid,
-        "use": "sig",
-        "alg": "ES256",
-    });
-    Ok((pair.serialize_der(), jwk))
+}
+
+pub fn parse_alg(name: &str) -> Option<Algorithm> {
+    ALGORITHMS.into_iter().find(|a| alg_name(*a) == name)
+}
+
+/// RSA keys are 2048 bits (NIST SP 800-57: good beyond 2030 for signatures that live minutes).
+const RSA_BITS: usize = 2048;
+
+/// A new key: its private half as DER (PKCS#8 for EC and Ed25519, PKCS#1 for RSA: what
+/// jsonwebtoken's encoding keys take) and its public half as a JWK.
+pub fn generate(alg: Algorithm, kid: &str) -> Result<(Vec<u8>, serde_json::Value), KeyError> {
+    let fail = |e: &dyn std::fmt::Display| KeyError::Generate(e.to_string());
+    let (der, jwk) = match alg {
+        Algorithm::ES256 => {
+            let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| fail(&e))?;
+            let point = pair.public_key_raw();
+            // SEC 1 uncompressed point: 0x04 || x (32) || y (32).
+            if point.len() != 65 || point[0] != 4 {
+                return Err(KeyError::Generate("unexpected public key encoding".into()));
+            }
+            let (x, y) = (B64.encode(&point[1..33]), B64.encode(&point[33..65]));
+            (pair.serialize_der(), serde_json::json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}))
+        }
+        Algorithm::EdDSA => {
+            let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).map_err(|e| fail(&e))?;
+            let x = B64.encode(pair.public_key_raw());
+            (pair.serialize_der(), serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x}))
+        }
+        Algorithm::RS256 => {
+            use rsa::pkcs1::EncodeRsaPrivateKey as _;
+            use rsa::traits::PublicKeyParts as _;
+            let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, RSA_BITS).map_err(|e| fail(&e))?;
+            let der = key.to_pkcs1_der().map_err(|e| fail(&e))?.as_bytes().to_vec();
+            let (n, e) = (B64.encode(key.n().to_bytes_be()), B64.encode(key.e().to_bytes_be()));
+            (der, serde_json::json!({"kty": "RSA", "n": n, "e": e}))
+        }
+        other => return Err(KeyError::Generate(format!("{other:?} is not an algorithm this provider signs with"))),
+    };
+    Ok((der, finish_jwk(jwk, alg, kid)))
+}
+
+fn finish_jwk(mut jwk: serde_json::Value, alg: Algorithm, kid: &str) -> serde_json::Value {
+    jwk["kid"] = kid.into();
+    jwk["use"] = "sig".into();
+    jwk["alg"] = alg_name(alg).into();
+    jwk
+}
+
+pub fn encoding_key(alg: Algorithm, der: &[u8]) -> EncodingKey {
+    match alg {
+        Algorithm::RS256 => EncodingKey::from_rsa_der(der),
+        Algorithm::EdDSA => EncodingKey::from_ed_der(der),
+        _ => EncodingKey::from_ec_der(der),
+    }
 }
 
 fn load(ring: &Keyring, rec: &OidcKey) -> Result<LoadedKey, KeyError> {
-    let der = ring
-        .open(&OidcKey::seal_context(&rec.id), &rec.private_sealed)
-        .map_err(|_| KeyError::Foreign(rec.id.clone()))?;
-    let jwk: serde_json::Value =
-        serde_json::from_str(&rec.public_jwk).map_err(|_| KeyError::Foreign(rec.id.clone()))?;
-    let (x, y) = (jwk["x"].as_str().unwrap_or(""), jwk["y"].as_str().unwrap_or(""));
-    let decoding = DecodingKey::from_ec_components(x, y).map_err(|_| KeyError::Foreign(rec.id.clone()))?;
+    let foreign = || KeyError::Foreign(rec.id.clone());
+    let der = ring.open(&OidcKey::seal_context(&rec.id), &rec.private_sealed).map_err(|_| foreign())?;
+    let algorithm = parse_alg(&rec.algorithm).ok_or_else(foreign)?;
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_str(&rec.public_jwk).map_err(|_| foreign())?;
+    let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| foreign())?;
     Ok(LoadedKey {
         kid: rec.id.clone(),
-        algorithm: Algorithm::ES256,
-        encoding: EncodingKey::from_ec_der(&der),
+        algorithm,
+        encoding: encoding_key(algorithm, &der),
         decoding,
         retired: rec.retired_at.is_some(),
     })
@@ -90,37 +138,59 @@ fn load(ring: &Keyring, rec: &OidcKey) -> Result<LoadedKey, KeyError> {
 /// tokens at most an hour, ID tokens five minutes), so verifiers never meet an unknown `kid`.
 pub const RETIRED_KEY_PUBLISHED: time::Duration = time::Duration::minutes(65);
 
-/// A new signing key becomes the one that signs; the previous ones are retired (still
-/// published until their tokens have expired); keys retired long enough ago are deleted.
-/// Returns the new key id and the ids retired now.
+/// For each algorithm in use, a new key becomes the one that signs; the previous ones are
+/// retired (still published until their tokens have expired); keys retired long enough ago
+/// are deleted. Returns the new keys (id and algorithm) and the ids retired now.
 pub async fn rotate(
     store: &dyn Store,
     ring: &Keyring,
     now: OffsetDateTime,
     actor: &str,
-) -> Result<(String, Vec<String>), KeyError> {
-    let previous: Vec<String> =
-        store.oidc_keys().await?.into_iter().filter(|k| k.retired_at.is_none()).map(|k| k.id).collect();
-    let kid = insert_new(store, ring, now, actor).await?;
-    for id in &previous {
-        let e = AuditEvent::known(now, types::KEYS_SIGNING_RETIRED, Outcome::Success)
-            .actor(actor.to_owned())
-            .detail("key_id", id.clone())
-            .detail("purpose", "oidc")
-            .detail("replaced_by", kid.clone());
-        store.retire_oidc_key(id, now, &e).await?;
+) -> Result<(Vec<(String, &'static str)>, Vec<String>), KeyError> {
+    let current: Vec<OidcKey> = store.oidc_keys().await?.into_iter().filter(|k| k.retired_at.is_none()).collect();
+    let mut made = Vec::new();
+    let mut retired = Vec::new();
+    // ES256 always signs something (access tokens of ES256 clients, the default).
+    let in_use = ALGORITHMS
+        .into_iter()
+        .filter(|a| *a == Algorithm::ES256 || current.iter().any(|k| k.algorithm == alg_name(*a)));
+    for alg in in_use {
+        let kid = insert_new(store, ring, alg, now, actor).await?;
+        for old in current.iter().filter(|k| k.algorithm == alg_name(alg)) {
+            let e = AuditEvent::known(now, types::KEYS_SIGNING_RETIRED, Outcome::Success)
+                .actor(actor.to_owned())
+                .detail("key_id", old.id.clone())
+                .detail("purpose", "oidc")
+                .detail("algorithm", alg_name(alg))
+                .detail("replaced_by", kid.clone());
+            store.retire_oidc_key(&old.id, now, &e).await?;
+            retired.push(old.id.clone());
+        }
+        made.push((kid, alg_name(alg)));
     }
     store.purge_oidc_keys(now - RETIRED_KEY_PUBLISHED).await?;
-    Ok((kid, previous))
+    Ok((made, retired))
 }
 
-async fn insert_new(store: &dyn Store, ring: &Keyring, now: OffsetDateTime, actor: &str) -> Result<String, KeyError> {
+async fn insert_new(
+    store: &dyn Store,
+    ring: &Keyring,
+    alg: Algorithm,
+    now: OffsetDateTime,
+    actor: &str,
+) -> Result<String, KeyError> {
     let kid = wardgate_core::token::random_id().map_err(|e| KeyError::Generate(e.to_string()))?;
-    let (der, jwk) = generate_es256(&kid)?;
+    // RSA key generation takes a while of CPU; keep it off the async workers.
+    let (der, jwk) = {
+        let kid = kid.clone();
+        tokio::task::spawn_blocking(move || generate(alg, &kid))
+            .await
+            .map_err(|e| KeyError::Generate(e.to_string()))??
+    };
     let rec = OidcKey {
         private_sealed: ring.seal(&OidcKey::seal_context(&kid), &der).map_err(|e| KeyError::Generate(e.to_string()))?,
         id: kid.clone(),
-        algorithm: "ES256".into(),
+        algorithm: alg_name(alg).into(),
         public_jwk: jwk.to_string(),
         created_at: now,
         retired_at: None,
@@ -129,23 +199,50 @@ async fn insert_new(store: &dyn Store, ring: &Keyring, now: OffsetDateTime, acto
         .actor(actor.to_owned())
         .detail("key_id", kid.clone())
         .detail("purpose", "oidc")
-        .detail("algorithm", "ES256");
+        .detail("algorithm", alg_name(alg));
     store.insert_oidc_key(&rec, &e).await?;
     Ok(kid)
 }
 
-/// The stored keys, or a first one made now.
+/// Makes a signing key for `alg` unless one is in service. Keys for RS256 and EdDSA are
+/// made when the first client that needs them is registered (or, failing that, when it
+/// first gets a token), so installations that never use them publish no such key.
+pub async fn ensure(
+    store: &dyn Store,
+    ring: &Keyring,
+    alg: Algorithm,
+    now: OffsetDateTime,
+    actor: &str,
+) -> Result<bool, KeyError> {
+    let recs = store.oidc_keys().await?;
+    if recs.iter().any(|r| r.retired_at.is_none() && r.algorithm == alg_name(alg)) {
+        return Ok(false);
+    }
+    insert_new(store, ring, alg, now, actor).await?;
+    Ok(true)
+}
+
+/// Before signing for a client: a key for its algorithm is loaded, made now if this is the
+/// first token with that algorithm (normally the key was made when the client was registered).
+pub async fn ready(app: &crate::app::AppState, alg: Algorithm) -> Result<(), KeyError> {
+    if app.oidc.keys().signing(alg).is_some() {
+        return Ok(());
+    }
+    let (now, ring, actor) = ((app.clock)(), app.keyring.get(), format!("node:{}", app.node_id));
+    ensure(&*app.store, &ring, alg, now, &actor).await?;
+    app.oidc.replace_keys(load_or_create(&*app.store, &ring, now, &actor).await?);
+    Ok(())
+}
+
+/// The stored keys, with an ES256 key made now if there is none.
 pub async fn load_or_create(
     store: &dyn Store,
     ring: &Keyring,
     now: OffsetDateTime,
     actor: &str,
 ) -> Result<KeySet, KeyError> {
-    let mut recs = store.oidc_keys().await?;
-    if !recs.iter().any(|r| r.retired_at.is_none()) {
-        insert_new(store, ring, now, actor).await?;
-        recs = store.oidc_keys().await?;
-    }
+    ensure(store, ring, Algorithm::ES256, now, actor).await?;
+    let recs = store.oidc_keys().await?;
     let mut keys = Vec::new();
     let mut published = Vec::new();
     for rec in &recs {
@@ -162,17 +259,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_generated_key_signs_what_its_jwk_verifies() {
-        let (der, jwk) = generate_es256("k1").unwrap();
-        let enc = EncodingKey::from_ec_der(&der);
-        let dec = DecodingKey::from_ec_components(jwk["x"].as_str().unwrap(), jwk["y"].as_str().unwrap()).unwrap();
-        let mut header = jsonwebtoken::Header::new(Algorithm::ES256);
-        header.kid = Some("k1".into());
-        let claims = serde_json::json!({"sub": "u", "exp": 4_102_444_800u64, "aud": "c"});
-        let t = jsonwebtoken::encode(&header, &claims, &enc).unwrap();
-        let mut v = jsonwebtoken::Validation::new(Algorithm::ES256);
-        v.set_audience(&["c"]);
-        let back = jsonwebtoken::decode::<serde_json::Value>(&t, &dec, &v).unwrap();
-        assert_eq!(back.claims["sub"], "u");
+    fn algorithm_names_round_trip() {
+        for a in ALGORITHMS {
+            assert_eq!(parse_alg(alg_name(a)), Some(a));
+        }
+        assert_eq!(parse_alg("HS256"), None);
+        assert_eq!(parse_alg("none"), None);
+    }
+
+    #[test]
+    fn generated_jwks_carry_kid_use_and_alg_and_no_private_part() {
+        for a in ALGORITHMS {
+            let (_, jwk) = generate(a, "k9").unwrap();
+            assert_eq!(jwk["kid"], "k9");
+            assert_eq!(jwk["use"], "sig");
+            assert_eq!(jwk["alg"], alg_name(a));
+            assert!(jwk.get("d").is_none() && jwk.get("p").is_none(), "{jwk}");
+        }
     }
 }

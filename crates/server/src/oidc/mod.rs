@@ -11,6 +11,7 @@ pub mod consent;
 pub mod discovery;
 pub mod keys;
 pub mod logout;
+pub mod signer;
 pub mod token;
 pub mod tokens;
 
@@ -46,6 +47,7 @@ pub struct Provider {
 
 impl Provider {
     pub fn new(issuer: String, keys: KeySet, settings: &wardgate_core::settings::OidcSettings) -> Self {
+        signer::install();
         Self {
             issuer,
             keys: RwLock::new(Arc::new(keys)),

@@ -11,6 +11,7 @@ use wardgate_core::audit::event::types;
 use wardgate_core::audit::{AuditEvent, Outcome};
 use wardgate_core::oidc::{Grant, OidcClient, RefreshToken, pkce};
 use wardgate_core::token;
+use wardgate_store::batch::{Write, Written};
 use wardgate_store::{CodeRedemption, Rotation, StoreError};
 
 use super::tokens;
@@ -204,6 +205,9 @@ pub async fn token(
         Ok(c) => c,
         Err(r) => return r,
     };
+    if let Err(e) = super::keys::ready(&app, tokens::client_alg(&client)).await {
+        return server_error(e);
+    }
     match form.grant_type.as_deref() {
         Some("authorization_code") => code_grant(&app, &ctx, &client, &form).await,
         Some("refresh_token") => refresh_grant(&app, &ctx, &client, &form).await,
@@ -226,8 +230,10 @@ async fn code_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, fo
         Ok(id) => id,
         Err(e) => return server_error(e),
     };
-    let redeemed = match app.store.redeem_auth_code(&token::digest(code), now, &grant_id).await {
-        Ok(r) => r,
+    let redeem = Write::RedeemCode { digest: token::digest(code), now, grant_id: grant_id.clone() };
+    let redeemed = match app.audit.write(redeem).await {
+        Ok(Written::Redemption(r)) => r,
+        Ok(other) => return server_error(format!("unexpected outcome of a code redemption: {other:?}")),
         Err(e) => return server_error(e),
     };
     let code = match redeemed {
@@ -290,7 +296,8 @@ async fn code_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, fo
         .detail("scope", grant.scopes.join(" "))
         .detail("acr", code.acr.clone());
     let e = code.amr.iter().fold(e, |e, a| e.factor(a.clone()));
-    if let Err(err) = app.store.insert_grant(&grant, Some(&refresh), &e).await {
+    let write = Write::InsertGrant { grant: grant.clone(), refresh: Some(refresh), event: e };
+    if let Err(err) = app.audit.write(write).await {
         return server_error(err);
     }
     let (access, ttl) = match tokens::access_token(&app.oidc, client, &grant, Some(&user), now) {
@@ -362,10 +369,17 @@ async fn refresh_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient,
         Some(u) => reuse.subject(u.clone()),
         None => reuse,
     };
-    let grant = match app.store.rotate_refresh_token(&digest, &next, now, &reuse).await {
-        Ok(Rotation::Rotated(g)) => g,
-        Ok(Rotation::Reused(_)) => return invalid_grant("the refresh token was already used; the grant is revoked"),
-        Ok(Rotation::Unknown) => return invalid_grant("the refresh token is expired or revoked"),
+    let rotated = event(app, ctx, types::OIDC_TOKEN_REFRESHED, Outcome::Success, client)
+        .correlation_id(owner.correlation_id.clone())
+        .detail("grant_id", owner.id.clone());
+    let write = Write::RotateRefresh { digest, next, now, rotated, reused: reuse };
+    let grant = match app.audit.write(write).await {
+        Ok(Written::Rotation(Rotation::Rotated(g))) => g,
+        Ok(Written::Rotation(Rotation::Reused(_))) => {
+            return invalid_grant("the refresh token was already used; the grant is revoked");
+        }
+        Ok(Written::Rotation(Rotation::Unknown)) => return invalid_grant("the refresh token is expired or revoked"),
+        Ok(other) => return server_error(format!("unexpected outcome of a refresh: {other:?}")),
         Err(e) => return server_error(e),
     };
     let (access, ttl) = match tokens::access_token(&app.oidc, client, &grant, user.as_ref(), now) {
@@ -386,12 +400,6 @@ async fn refresh_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient,
             Ok(t) => body["id_token"] = t.into(),
             Err(e) => return server_error(e),
         }
-    }
-    let e = event(app, ctx, types::OIDC_TOKEN_REFRESHED, Outcome::Success, client)
-        .correlation_id(grant.correlation_id.clone())
-        .detail("grant_id", grant.id.clone());
-    if let Err(err) = app.audit.append(e).await {
-        return server_error(err);
     }
     token_response(body)
 }
@@ -434,7 +442,7 @@ async fn client_credentials(app: &AppState, ctx: &ClientContext, client: &OidcCl
         .detail("grant_id", grant.id.clone())
         .detail("grant_type", "client_credentials")
         .detail("scope", grant.scopes.join(" "));
-    if let Err(err) = app.store.insert_grant(&grant, None, &e).await {
+    if let Err(err) = app.audit.write(Write::InsertGrant { grant: grant.clone(), refresh: None, event: e }).await {
         return server_error(err);
     }
     match tokens::access_token(&app.oidc, client, &grant, None, now) {

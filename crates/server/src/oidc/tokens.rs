@@ -11,7 +11,7 @@ use super::Provider;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
-    #[error("no signing key is available")]
+    #[error("no signing key for the client's algorithm is available yet")]
     NoKey,
     #[error("token could not be signed: {0}")]
     Sign(String),
@@ -42,9 +42,14 @@ pub struct AccessClaims {
     pub grant_id: String,
 }
 
-fn sign(p: &Provider, typ: Option<&str>, claims: &impl Serialize) -> Result<String, TokenError> {
+/// The algorithm a client's tokens are signed with.
+pub fn client_alg(client: &OidcClient) -> jsonwebtoken::Algorithm {
+    super::keys::parse_alg(&client.signing_alg).unwrap_or(jsonwebtoken::Algorithm::ES256)
+}
+
+fn sign(p: &Provider, client: &OidcClient, typ: Option<&str>, claims: &impl Serialize) -> Result<String, TokenError> {
     let keys = p.keys();
-    let key = keys.signing().ok_or(TokenError::NoKey)?;
+    let key = keys.signing(client_alg(client)).ok_or(TokenError::NoKey)?;
     let mut header = Header::new(key.algorithm);
     header.kid = Some(key.kid.clone());
     header.typ = typ.map(str::to_owned).or(header.typ);
@@ -86,7 +91,7 @@ pub fn access_token(
         },
         grant_id: grant.id.clone(),
     };
-    Ok((sign(p, Some("at+jwt"), &claims)?, ttl))
+    Ok((sign(p, client, Some("at+jwt"), &claims)?, ttl))
 }
 
 /// The claims a scope releases about a person (OIDC Core §5.4), for ID tokens and userinfo.
@@ -139,7 +144,7 @@ pub fn id_token(
     if let Some(sid) = &grant.session_id {
         claims.insert("sid".into(), sid.clone().into());
     }
-    sign(p, None, &serde_json::Value::Object(claims))
+    sign(p, client, None, &serde_json::Value::Object(claims))
 }
 
 /// An access token this provider issued and that has not expired (the grant's state is
@@ -180,5 +185,5 @@ pub fn logout_token(
     if let Some(u) = user_id {
         claims["sub"] = u.into();
     }
-    sign(p, Some("logout+jwt"), &claims)
+    sign(p, client, Some("logout+jwt"), &claims)
 }

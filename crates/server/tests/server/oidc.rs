@@ -644,7 +644,7 @@ async fn applications_that_ask_are_told_when_the_session_ends() {
 async fn a_client_can_authenticate_with_a_signed_assertion_once() {
     let (p, _, _) = provider().await;
     let base = p.node.base_url.clone();
-    let (der, jwk) = wardgate_server::oidc::keys::generate_es256("client-key-1").unwrap();
+    let (der, jwk) = wardgate_server::oidc::keys::generate(jsonwebtoken::Algorithm::ES256, "client-key-1").unwrap();
     let (client, secret) = Clients::new(&*p.node.store, "operator:test", time::OffsetDateTime::now_utc())
         .add(NewClient {
             name: "Lab interface".into(),
@@ -682,7 +682,7 @@ async fn a_client_can_authenticate_with_a_signed_assertion_once() {
     // The same assertion again: a replay.
     assert_eq!(grant(good).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     // Signed with a key the client did not register.
-    let (other, _) = wardgate_server::oidc::keys::generate_es256("client-key-1").unwrap();
+    let (other, _) = wardgate_server::oidc::keys::generate(jsonwebtoken::Algorithm::ES256, "client-key-1").unwrap();
     assert_eq!(grant(sign(&other, "a2")).await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }
 

@@ -8,6 +8,7 @@ use wardgate_core::identity::{Factor, FactorKind};
 use wardgate_core::keys::{PURPOSE_AUDIT_CHECKPOINT, SigningKeyRecord};
 use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::secrets::{Kek, Keyring};
+use wardgate_store::batch::{Write, Written};
 use wardgate_store::{CodeRedemption, Rotation, SealedColumn, SealedRef, Store, StoreError};
 
 use crate::harness::*;
@@ -28,6 +29,8 @@ conformance!(
     deleting_a_client_removes_its_codes_grants_and_tokens,
     oidc_keys_newest_first_retire_and_purge,
     key_rotation_rewraps_oidc_signing_keys,
+    a_batch_applies_every_write_with_its_records_in_order,
+    a_batch_with_a_failing_write_keeps_nothing,
 );
 
 // --- fixtures -----------------------------------------------------------------------------
@@ -763,4 +766,119 @@ async fn key_rotation_rewraps_oidc_signing_keys(env: &Env) {
     let ring = ring.retire_inactive();
     assert_eq!(ring.open(&oidc_ref.context, &stored).unwrap().as_slice(), b"pkcs8 der of an ES256 key");
     assert!(s.sealed_values().await.unwrap().iter().all(|v| ring.open(&v.context, &v.sealed).is_ok()));
+}
+
+/// The token paths' group commit: a grant, a code, a redemption, rotations (one routine, one
+/// replay, one unknown) and a bare record, in one transaction; each finds what its own
+/// method would, and the records go on the chain in batch order.
+async fn a_batch_applies_every_write_with_its_records_in_order(env: &Env) {
+    let s = &*env.store;
+    with_client(s, "c1").await;
+    with_grant(s, &session_grant("g1", "c1", "s1"), 1).await;
+    let spent = session_grant("g2", "c1", "s2");
+    with_grant(s, &spent, 2).await;
+    s.rotate_refresh_token(&[2; 32], &refresh(3, "g2", 5, 3600), at(5), &typed_ev("oidc.refresh.reused"))
+        .await
+        .unwrap();
+    s.insert_auth_code(&code(7, "c1", "s1", 60)).await.unwrap();
+    let before = s.audit_head().await.unwrap();
+
+    let cc = service_grant("g-cc", "c1");
+    let fresh = code(8, "c1", "s1", 60);
+    let writes = vec![
+        Write::InsertGrant { grant: cc.clone(), refresh: None, event: typed_ev("oidc.grant.issued") },
+        Write::InsertCode { code: fresh.clone(), event: typed_ev("oidc.authorization") },
+        Write::RedeemCode { digest: [7; 32], now: at(10), grant_id: "g-code".into() },
+        Write::RedeemCode { digest: [7; 32], now: at(10), grant_id: "g-again".into() },
+        Write::RotateRefresh {
+            digest: [1; 32],
+            next: refresh(4, "g1", 10, 3600),
+            now: at(10),
+            rotated: typed_ev("oidc.token.refreshed"),
+            reused: typed_ev("oidc.refresh.reused"),
+        },
+        // g2's first token was exchanged before: a replay, so g2 is revoked.
+        Write::RotateRefresh {
+            digest: [2; 32],
+            next: refresh(5, "g2", 10, 3600),
+            now: at(10),
+            rotated: typed_ev("oidc.token.refreshed"),
+            reused: typed_ev("oidc.refresh.reused"),
+        },
+        Write::RotateRefresh {
+            digest: [99; 32],
+            next: refresh(6, "g1", 10, 3600),
+            now: at(10),
+            rotated: typed_ev("oidc.token.refreshed"),
+            reused: typed_ev("oidc.refresh.reused"),
+        },
+        Write::Audit(typed_ev("auth.login.succeeded")),
+    ];
+    let (found, head) = s.commit(&writes).await.unwrap();
+    let redeemed = |g: &str| AuthCode { grant_id: Some(g.into()), ..code(7, "c1", "s1", 60) };
+    assert_eq!(
+        found,
+        vec![
+            Written::Done,
+            Written::Done,
+            Written::Redemption(CodeRedemption::Fresh(redeemed("g-code"))),
+            Written::Redemption(CodeRedemption::Reused(redeemed("g-code"))),
+            Written::Rotation(Rotation::Rotated(session_grant("g1", "c1", "s1"))),
+            Written::Rotation(Rotation::Reused(revoked(spent.clone(), at(10)))),
+            Written::Rotation(Rotation::Unknown),
+            Written::Done,
+        ]
+    );
+    assert_eq!(s.grant("g-cc").await.unwrap(), Some(cc));
+    assert_eq!(s.grant("g2").await.unwrap(), Some(revoked(spent, at(10))));
+    assert_eq!(s.refresh_token(&[4; 32]).await.unwrap().unwrap().0, refresh(4, "g1", 10, 3600));
+    assert_eq!(s.refresh_token(&[5; 32]).await.unwrap(), None);
+    assert_eq!(s.refresh_token(&[6; 32]).await.unwrap(), None);
+    // The new code is redeemable once, like any other.
+    let later = s.redeem_auth_code(&[8; 32], at(11), "g-8").await.unwrap();
+    assert_eq!(later, CodeRedemption::Fresh(AuthCode { grant_id: Some("g-8".into()), ..fresh }));
+
+    let types: Vec<String> =
+        s.audit_records(before.seq, 100).await.unwrap().into_iter().map(|r| r.event_type).collect();
+    assert_eq!(
+        types,
+        [
+            "oidc.grant.issued",
+            "oidc.authorization",
+            "oidc.token.refreshed",
+            "oidc.refresh.reused",
+            "auth.login.succeeded"
+        ]
+    );
+    assert_eq!(head, s.audit_head().await.unwrap());
+    assert_eq!(head.seq, before.seq + 5);
+    assert_eq!(verify_all(s).await.0, head);
+}
+
+/// All or nothing: a write that cannot be applied (a grant id taken) leaves every other
+/// write of the batch, and the chain, as they were.
+async fn a_batch_with_a_failing_write_keeps_nothing(env: &Env) {
+    let s = &*env.store;
+    with_client(s, "c1").await;
+    with_grant(s, &session_grant("g1", "c1", "s1"), 1).await;
+    s.insert_auth_code(&code(7, "c1", "s1", 60)).await.unwrap();
+    let before = snapshot(s).await;
+    let writes = vec![
+        Write::InsertGrant { grant: service_grant("g-new", "c1"), refresh: None, event: typed_ev("oidc.grant.issued") },
+        Write::RedeemCode { digest: [7; 32], now: at(10), grant_id: "g-code".into() },
+        Write::RotateRefresh {
+            digest: [1; 32],
+            next: refresh(4, "g1", 10, 3600),
+            now: at(10),
+            rotated: typed_ev("oidc.token.refreshed"),
+            reused: typed_ev("oidc.refresh.reused"),
+        },
+        Write::InsertGrant { grant: service_grant("g1", "c1"), refresh: None, event: typed_ev("oidc.grant.issued") },
+    ];
+    assert!(matches!(s.commit(&writes).await, Err(StoreError::Conflict)), "a taken grant id is a conflict");
+    assert_eq!(snapshot(s).await, before);
+    assert_eq!(s.grant("g-new").await.unwrap(), None);
+    assert_eq!(s.refresh_token(&[1; 32]).await.unwrap().unwrap().0.used_at, None);
+    assert_eq!(s.refresh_token(&[4; 32]).await.unwrap(), None);
+    assert!(matches!(s.redeem_auth_code(&[7; 32], at(11), "g-x").await.unwrap(), CodeRedemption::Fresh(_)));
 }

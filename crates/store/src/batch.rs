@@ -1,0 +1,45 @@
+//! Writes that ride in the audit log's group commit.
+//!
+//! A token grant is one small write and one audit record; written alone, each pays a whole
+//! durable commit (an fsync on SQLite) behind the one write lock. The audit writer already
+//! batches records; these are the grant-path writes it batches with them, so that many
+//! concurrent grants share one transaction and one commit. Each write keeps the meaning of
+//! the single-write [`Store`](crate::Store) method it mirrors, and its audit record is
+//! appended in the same transaction, in batch order, as everywhere else.
+
+use time::OffsetDateTime;
+use wardgate_core::audit::AuditEvent;
+use wardgate_core::oidc::{AuthCode, Grant, RefreshToken};
+
+use crate::{CodeRedemption, Rotation};
+
+/// One write and what it records.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Only the record.
+    Audit(AuditEvent),
+    /// As [`Store::insert_grant`](crate::Store::insert_grant).
+    InsertGrant { grant: Grant, refresh: Option<RefreshToken>, event: AuditEvent },
+    /// As [`Store::insert_auth_code`](crate::Store::insert_auth_code), with the authorization's record.
+    InsertCode { code: AuthCode, event: AuditEvent },
+    /// As [`Store::redeem_auth_code`](crate::Store::redeem_auth_code); no record (the grant that
+    /// follows, or the refusal, is the record).
+    RedeemCode { digest: [u8; 32], now: OffsetDateTime, grant_id: String },
+    /// As [`Store::rotate_refresh_token`](crate::Store::rotate_refresh_token): `rotated` is
+    /// recorded when the token is exchanged, `reused` when a replay revokes the grant.
+    RotateRefresh { digest: [u8; 32], next: RefreshToken, now: OffsetDateTime, rotated: AuditEvent, reused: AuditEvent },
+}
+
+impl Write {
+    pub fn is_audit_only(&self) -> bool {
+        matches!(self, Write::Audit(_))
+    }
+}
+
+/// What a write found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    Done,
+    Redemption(CodeRedemption),
+    Rotation(Rotation),
+}
