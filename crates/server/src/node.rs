@@ -174,12 +174,14 @@ impl Node {
                 let mut seen_revision = purge_store.revision().await.unwrap_or_default();
                 for second in 0u64.. {
                     tick.tick().await;
-                    // Signing keys rotated by the CLI or another node: reload within seconds.
-                    if second % 5 == 4
-                        && let Ok(rev) = purge_store.revision().await
+                    // Clients and signing keys changed by the CLI or another node: the
+                    // cached clients go within a second (a rotated secret or a deleted
+                    // client stops working), keys are reloaded.
+                    if let Ok(rev) = purge_store.revision().await
                         && rev != seen_revision
                     {
                         seen_revision = rev;
+                        oidc_reload.forget_clients();
                         match crate::oidc::keys::load_or_create(&*purge_store, &oidc_keyring.get(), clock(), &oidc_node)
                             .await
                         {

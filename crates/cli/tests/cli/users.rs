@@ -476,12 +476,37 @@ fn applications_are_registered_listed_rotated_and_removed_from_the_command_line(
             vec!["client", "add", "Keys", "--redirect-uri", "https://a.example/cb", "--jwks", "/nonexistent.json"],
             "cannot read",
         ),
+        (
+            vec!["client", "add", "Shared", "--redirect-uri", "https://a.example/cb", "--signing-alg", "HS256"],
+            "choose ES256, RS256 or EdDSA",
+        ),
     ] {
         let err = refused(&data, &args);
         assert!(err.contains(says), "{args:?}: {err}");
     }
     let list = ok(&data, &["client", "list", "--json"]);
     assert_eq!(serde_json::from_str::<serde_json::Value>(&list).unwrap().as_array().unwrap().len(), 1);
+
+    // A relying party that verifies only RSA: its key is made with it, so the JWKS has it
+    // before the first token.
+    let lab: serde_json::Value = serde_json::from_str(&ok(
+        &data,
+        &["client", "add", "Lab", "--redirect-uri", "https://lab.example.org/cb", "--signing-alg", "RS256", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(lab["signing_alg"], "RS256");
+    assert_eq!(
+        scalar(
+            &data,
+            "SELECT CAST(count(*) AS TEXT) FROM oidc_keys WHERE algorithm = 'RS256' AND retired_at_us IS NULL"
+        ),
+        "1"
+    );
+    let made = audit(&data);
+    assert!(made.iter().any(|r| r["type"] == "keys.signing.created" && r["details"]["algorithm"] == "RS256"));
+    // Rotation renews every algorithm in use.
+    let out = ok(&data, &["keys", "rotate-signing"]);
+    assert!(out.contains("(ES256)") && out.contains("(RS256)") && !out.contains("(EdDSA)"), "{out}");
     let records = audit(&data);
     for kind in ["oidc.client.created", "oidc.client.updated", "oidc.client.deleted"] {
         let r = records.iter().find(|r| r["type"] == kind).unwrap_or_else(|| panic!("no {kind}"));

@@ -408,7 +408,10 @@ pub async fn show_client(State(app): State<AppState>, admin: Admin, Path(id): Pa
 }
 
 pub async fn rotate_client_secret(State(app): State<AppState>, admin: Admin, Path(id): Path<String>) -> Response {
-    match clients(&app, &admin).rotate_secret(&id).await {
+    let done = clients(&app, &admin).rotate_secret(&id).await;
+    // The old secret must stop working here at once.
+    app.oidc.forget_clients();
+    match done {
         Ok((c, secret)) => {
             let mut v = crate::clients::view(&c);
             v["client_secret"] = secret.into();
@@ -419,7 +422,10 @@ pub async fn rotate_client_secret(State(app): State<AppState>, admin: Admin, Pat
 }
 
 pub async fn delete_client(State(app): State<AppState>, admin: Admin, Path(id): Path<String>) -> Response {
-    match clients(&app, &admin).delete(&id).await {
+    let done = clients(&app, &admin).delete(&id).await;
+    // A deleted client must stop working here at once.
+    app.oidc.forget_clients();
+    match done {
         Ok(_) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => clients_problem(&e),
     }

@@ -164,7 +164,7 @@ async fn authorize(
     let Some(client_id) = p.client_id.as_deref().filter(|c| !c.is_empty()) else {
         return refuse_page("The request does not name a client application (client_id).");
     };
-    let client = match app.store.client(client_id).await {
+    let client = match app.oidc.client(&*app.store, client_id).await {
         Ok(Some(c)) => c,
         Ok(None) => return refuse_page("The application that sent you here is not registered with Wardgate."),
         Err(e) => {

@@ -38,7 +38,7 @@ pub async fn session_ended(app: &AppState, session_id: &str, correlation_id: &st
         if !told.insert(g.client_id.clone()) {
             continue;
         }
-        let client = match app.store.client(&g.client_id).await {
+        let client = match app.oidc.client(&*app.store, &g.client_id).await {
             Ok(Some(c)) => c,
             _ => continue,
         };
@@ -133,7 +133,7 @@ async fn destination(
     let Some(id) = client_id.filter(|c| !c.is_empty()) else {
         return Err(refuse("post_logout_redirect_uri needs client_id or id_token_hint"));
     };
-    match app.store.client(id).await {
+    match app.oidc.client(&*app.store, id).await {
         Ok(Some(c)) if c.allows_post_logout_redirect(uri) => {}
         Ok(_) => return Err(refuse("post_logout_redirect_uri is not registered for this client")),
         Err(e) => {

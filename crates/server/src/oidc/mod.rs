@@ -18,6 +18,8 @@ pub mod tokens;
 use std::sync::{Arc, RwLock};
 
 use keys::KeySet;
+use wardgate_core::oidc::OidcClient;
+use wardgate_store::{Store, StoreError};
 
 /// Endpoint paths, relative to the issuer.
 pub const AUTHORIZE: &str = "/oidc/authorize";
@@ -43,6 +45,11 @@ pub struct Provider {
     used_assertions: std::sync::Mutex<std::collections::HashMap<String, i64>>,
     /// Which claims each scope releases (standard scopes plus configuration).
     pub scope_claims: std::collections::BTreeMap<String, Vec<String>>,
+    /// Registered clients as last read: every token request names one, and they change
+    /// rarely. Emptied whenever the store's revision moves (a client added, changed or
+    /// deleted here, by the CLI or by another node: within a second, see `node.rs`) and at
+    /// once by this node's own client administration. Unknown ids are never kept.
+    clients: RwLock<std::collections::HashMap<String, OidcClient>>,
 }
 
 impl Provider {
@@ -53,6 +60,7 @@ impl Provider {
             keys: RwLock::new(Arc::new(keys)),
             used_assertions: Default::default(),
             scope_claims: settings.effective_scope_claims(),
+            clients: Default::default(),
         }
     }
 
@@ -68,6 +76,28 @@ impl Provider {
         match self.keys.write() {
             Ok(mut k) => *k = Arc::new(keys),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
+        }
+    }
+
+    /// A registered client, from memory when it was read since the last change.
+    pub async fn client(&self, store: &dyn Store, id: &str) -> Result<Option<OidcClient>, StoreError> {
+        if let Ok(known) = self.clients.read()
+            && let Some(c) = known.get(id)
+        {
+            return Ok(Some(c.clone()));
+        }
+        let found = store.client(id).await?;
+        if let (Some(c), Ok(mut known)) = (&found, self.clients.write()) {
+            known.insert(c.id.clone(), c.clone());
+        }
+        Ok(found)
+    }
+
+    /// Called when anything may have changed a client.
+    pub fn forget_clients(&self) {
+        match self.clients.write() {
+            Ok(mut k) => k.clear(),
+            Err(poisoned) => poisoned.into_inner().clear(),
         }
     }
 

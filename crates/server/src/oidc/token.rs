@@ -105,7 +105,7 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap, form: &TokenForm)
         (None, Some(id), secret) => (id.clone(), secret.clone()),
         (None, None, _) => return Err(unauthorized()),
     };
-    let client = app.store.client(&id).await.map_err(server_error)?.ok_or_else(unauthorized)?;
+    let client = app.oidc.client(&*app.store, &id).await.map_err(server_error)?.ok_or_else(unauthorized)?;
     match (&client.secret_digest, secret) {
         (Some(stored), Some(given)) if token::ct_eq(stored, &token::digest(&given)) => Ok(client),
         (None, None) => Ok(client),
@@ -138,7 +138,7 @@ async fn assertion_client(app: &AppState, form: &TokenForm) -> Option<OidcClient
             v.get("sub")?.as_str()?.to_owned()
         }
     };
-    let client = app.store.client(&claimed).await.ok()??;
+    let client = app.oidc.client(&*app.store, &claimed).await.ok()??;
     let set: jsonwebtoken::jwk::JwkSet = serde_json::from_str(client.jwks.as_deref()?).ok()?;
     let mut v = jsonwebtoken::Validation::new(header.alg);
     v.set_issuer(&[&client.id]);

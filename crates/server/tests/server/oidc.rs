@@ -828,3 +828,108 @@ async fn consent_decision(p: &Provider, page_url: &str, decision: &str) -> Strin
     let next = resp.headers()["location"].to_str().unwrap().to_owned();
     p.authorize(&format!("{base}{next}")).await.1.unwrap()
 }
+
+/// Clients are kept in memory by each node: a change made here applies at once, one made
+/// by the CLI or another node within seconds. Tokens are signed with the client's algorithm
+/// (RS256 or EdDSA when it asks) by a key published in the JWKS.
+#[tokio::test]
+async fn client_changes_apply_and_tokens_use_the_clients_algorithm() {
+    let (p, _, _) = provider().await;
+    let base = p.node.base_url.clone();
+    let me: Value = p
+        .browser
+        .get(format!("{base}/api/v1/me"))
+        .header("cookie", &p.session)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let admin = |path: String, body: Option<Value>| {
+        let req = p.browser.post(format!("{base}/api/v1/admin/clients{path}")).header("cookie", &p.session);
+        let req = req.header("x-csrf-token", &csrf);
+        match body {
+            Some(b) => req.json(&b),
+            None => req,
+        }
+    };
+    let grant = |id: String, secret: String| {
+        p.browser
+            .post(format!("{base}/oidc/token"))
+            .basic_auth(id, Some(secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+    };
+    let jwks: Value = p.browser.get(format!("{base}/oidc/jwks")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1, "ES256 only, until a client needs more");
+
+    let resp = admin(String::new(), Some(json!({"name": "Lab", "redirect_uris": [REDIRECT], "signing_alg": "HS256"})))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::problem(resp).await.0, StatusCode::UNPROCESSABLE_ENTITY, "no shared-secret algorithms");
+
+    for alg in ["RS256", "EdDSA"] {
+        let body = json!({"name": format!("Lab {alg}"), "redirect_uris": [REDIRECT], "signing_alg": alg});
+        let created: Value = admin(String::new(), Some(body)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(created["signing_alg"], alg);
+        let (id, secret) = (created["client_id"].as_str().unwrap(), created["client_secret"].as_str().unwrap());
+        let resp = grant(id.into(), secret.into()).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let token = resp.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(format!("{:?}", header.alg), alg);
+        // The key was made with the client, so it is published already.
+        let jwks: jsonwebtoken::jwk::JwkSet =
+            p.browser.get(format!("{base}/oidc/jwks")).send().await.unwrap().json().await.unwrap();
+        let jwk = jwks.find(header.kid.as_deref().unwrap()).expect("the signing key is in the JWKS");
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Value>(&token, &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(), &v)
+            .expect("the token verifies with the published key")
+            .claims;
+        assert_eq!(claims["client_id"], id);
+    }
+
+    let created: Value = admin(String::new(), Some(json!({"name": "Billing", "redirect_uris": [REDIRECT]})))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["client_id"].as_str().unwrap().to_owned();
+    let first = created["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(grant(id.clone(), first.clone()).await.unwrap().status(), StatusCode::OK);
+    // Rotated here: the old secret is refused at once.
+    let rotated: Value = admin(format!("/{id}/rotate-secret"), None).send().await.unwrap().json().await.unwrap();
+    let second = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(grant(id.clone(), first).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(grant(id.clone(), second.clone()).await.unwrap().status(), StatusCode::OK);
+
+    // Rotated by the CLI (another process, writing to the store): refused within seconds.
+    let clients = Clients::new(&*p.node.store, "operator:test", time::OffsetDateTime::now_utc());
+    let (_, third) = clients.rotate_secret(&id).await.unwrap();
+    let refused_within = |secret: String| {
+        let id = id.clone();
+        let grant = &grant;
+        async move {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+            loop {
+                if grant(id.clone(), secret.clone()).await.unwrap().status() == StatusCode::UNAUTHORIZED {
+                    return true;
+                }
+                if std::time::Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(refused_within(second).await, "the secret the CLI replaced stops working");
+    assert_eq!(grant(id.clone(), third.clone()).await.unwrap().status(), StatusCode::OK);
+    clients.delete(&id).await.unwrap();
+    assert!(refused_within(third).await, "a client the CLI deleted stops working");
+}
