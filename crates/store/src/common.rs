@@ -276,6 +276,43 @@ macro_rules! select_sessions {
 }
 pub(crate) use select_sessions;
 
+/// A session's columns followed by its account's (as [`select_users`] names them).
+pub(crate) const SELECT_SESSION_AND_USER: &str = "SELECT s.digest, s.id, s.user_id, s.aal, s.amr, s.correlation_id, \
+     s.client_ip, s.user_agent, s.created_at_us, s.last_seen_at_us, s.revoked_at_us, u.id, u.username, u.display_name, \
+     u.email, u.employee_id, u.roles, u.status, u.failed_attempts, u.last_failure_at_us, u.locked_until_us, \
+     u.created_at_us FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.digest = $1";
+
+/// Decodes a row of [`SELECT_SESSION_AND_USER`]: the session's eleven columns are a
+/// [`SessionRow`], the account's the eleven after them.
+pub(crate) fn session_and_user<R>(row: &R) -> Result<(Session, User), StoreError>
+where
+    R: sqlx::Row,
+    SessionRow: for<'r> sqlx::FromRow<'r, R>,
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let bad = |e: sqlx::Error| StoreError::Malformed(format!("session row: {e}"));
+    let session = session(<SessionRow as sqlx::FromRow<R>>::from_row(row).map_err(bad)?)?;
+    let u: UserRow = (
+        row.try_get(11).map_err(bad)?,
+        row.try_get(12).map_err(bad)?,
+        row.try_get(13).map_err(bad)?,
+        row.try_get(14).map_err(bad)?,
+        row.try_get(15).map_err(bad)?,
+        row.try_get(16).map_err(bad)?,
+        row.try_get(17).map_err(bad)?,
+        row.try_get(18).map_err(bad)?,
+        row.try_get(19).map_err(bad)?,
+        row.try_get(20).map_err(bad)?,
+        row.try_get(21).map_err(bad)?,
+    );
+    Ok((session, user(u)?))
+}
+
 pub(crate) type SessionRow =
     (Vec<u8>, String, String, String, String, String, Option<String>, Option<String>, i64, i64, Option<i64>);
 

@@ -254,6 +254,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn session_by_digest(&self, digest: &[u8; 32]) -> Result<Option<Session>, StoreError>;
 
+    /// The session and its account in one read: what every signed-in request needs first.
+    async fn session_and_user(&self, digest: &[u8; 32]) -> Result<Option<(Session, User)>, StoreError>;
+
     /// Records activity (for the idle timeout).
     async fn touch_session(&self, digest: &[u8; 32], now: OffsetDateTime) -> Result<(), StoreError>;
 

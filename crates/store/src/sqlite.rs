@@ -1406,6 +1406,15 @@ impl Store for SqliteStore {
         row.map(common::session).transpose()
     }
 
+    async fn session_and_user(&self, digest: &[u8; 32]) -> Result<Option<(Session, User)>, StoreError> {
+        let row = sqlx::query(common::SELECT_SESSION_AND_USER)
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(common::session_and_user).transpose()
+    }
+
     async fn touch_session(&self, digest: &[u8; 32], now: OffsetDateTime) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.write_beside_chain().await?;
         // Two nodes may report activity out of order; the later time wins.

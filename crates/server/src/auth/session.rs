@@ -82,8 +82,8 @@ fn csrf_for(session_token: &str) -> String {
 pub async fn current(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -> Result<Option<Current>, Problem> {
     let Some(tok) = cookie_value(headers, SESSION_COOKIE).filter(|t| t.len() == 43) else { return Ok(None) };
     let digest = token::digest(&tok);
-    let session = match app.store.session_by_digest(&digest).await {
-        Ok(Some(s)) => s,
+    let (session, user) = match app.store.session_and_user(&digest).await {
+        Ok(Some(found)) => found,
         Ok(None) => return Ok(None),
         Err(e) => return Err(unavailable(e)),
     };
@@ -107,11 +107,9 @@ pub async fn current(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -
             return Ok(None);
         }
     }
-    let user = match app.store.user_by_id(&session.user_id).await {
-        Ok(Some(u)) if u.may_sign_in() => u,
-        Ok(_) => return Ok(None),
-        Err(e) => return Err(unavailable(e)),
-    };
+    if !user.may_sign_in() {
+        return Ok(None);
+    }
     if now - session.last_seen_at >= TOUCH_EVERY
         && let Err(e) = app.store.touch_session(&digest, now).await
     {

@@ -144,6 +144,12 @@ async fn sessions_round_trip_touch_and_revoke(env: &Env) {
         assert_eq!(s.session_by_digest(&x.id_digest).await.unwrap().as_ref(), Some(x));
     }
     assert_eq!(s.session_by_digest(&[9; 32]).await.unwrap(), None);
+    // The one-read form carries the same session and its own account.
+    let alice = s.user_by_id("u1").await.unwrap().unwrap();
+    for x in [&s1, &s2, &s3] {
+        assert_eq!(s.session_and_user(&x.id_digest).await.unwrap(), Some((x.clone(), alice.clone())));
+    }
+    assert_eq!(s.session_and_user(&[9; 32]).await.unwrap(), None);
     assert_eq!(s.sessions_of("u1").await.unwrap(), [s3.clone(), s2.clone(), s1.clone()]);
     assert!(s.sessions_of("u2").await.unwrap().is_empty());
 
@@ -178,6 +184,8 @@ async fn sessions_round_trip_touch_and_revoke(env: &Env) {
     assert_eq!(s.session_by_digest(&[1; 32]).await.unwrap().unwrap().revoked_at, Some(T0 + secs(200)));
     assert_eq!(s.session_by_digest(&[2; 32]).await.unwrap().unwrap().revoked_at, Some(T0 + secs(300)));
     assert_eq!(s.sessions_of("u2").await.unwrap().len(), 1);
+    let bob = s.session_and_user(&[5; 32]).await.unwrap().unwrap().1;
+    assert_eq!(bob, s.user_by_id("u2").await.unwrap().unwrap(), "each session with its own account");
     let count = s.audit_count().await.unwrap();
     assert_eq!(s.revoke_sessions_of("u1", T0 + secs(301), &all).await.unwrap(), 0);
     assert_eq!(s.audit_count().await.unwrap(), count + 1, "the administrator's action is recorded anyway");
