@@ -451,7 +451,7 @@ impl<'a> Accounts<'a> {
                 .reason(reason)
                 .correlation_id(s.correlation_id.clone())
                 .detail("session_id", s.id.clone());
-            self.store.revoke_grants_of_session(&s.id, self.now, &e).await?;
+            self.store.revoke_grants_of_session(&s.id, self.now, reason, &e).await?;
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ pub async fn session_ended(app: &AppState, session_id: &str, correlation_id: &st
         .correlation_id(correlation_id.to_owned())
         .reason(format!("the session ended: {reason}"))
         .detail("session_id", session_id.to_owned());
-    let grants = match app.store.revoke_grants_of_session(session_id, (app.clock)(), &e).await {
+    let grants = match app.store.revoke_grants_of_session(session_id, (app.clock)(), reason, &e).await {
         Ok(g) => g,
         Err(err) => {
             tracing::error!(error = %err, session_id, "could not revoke the grants of an ended session");
