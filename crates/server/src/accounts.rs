@@ -443,7 +443,9 @@ impl<'a> Accounts<'a> {
     }
 
     /// What applications got through the account's live sessions stops working, so that
-    /// enabling the account later does not bring old tokens back.
+    /// enabling the account later does not bring old tokens back. The store queues a
+    /// back-channel logout notice for each application that asked for one; a running
+    /// server delivers it (this may be the command line, which has no server of its own).
     async fn revoke_grants(&self, user: &User, reason: &str) -> Result<(), AccountError> {
         for s in self.store.sessions_of(&user.id).await? {
             let e = self
@@ -451,7 +453,7 @@ impl<'a> Accounts<'a> {
                 .reason(reason)
                 .correlation_id(s.correlation_id.clone())
                 .detail("session_id", s.id.clone());
-            self.store.revoke_grants_of_session(&s.id, self.now, &e).await?;
+            self.store.revoke_grants_of_session(&s.id, self.now, reason, &e).await?;
         }
         Ok(())
     }

@@ -147,6 +147,7 @@ impl Node {
             base_url: base_url.clone(),
             oidc,
         };
+        let deliverer_state = state.clone();
         let limits = state.bootstrap_limit.clone();
         let login_limits = state.login_limit.clone();
         let purge_store = Arc::clone(&inst.store);
@@ -168,6 +169,9 @@ impl Node {
         let store = Arc::clone(&inst.store);
         let acceptor = tls.as_ref().map(|(a, _)| a.clone());
         let task = tokio::spawn(async move {
+            // Back-channel logout tokens owed by sessions ended anywhere, and the sweep for
+            // sessions that expired unobserved.
+            let deliverer = tokio::spawn(crate::oidc::backchannel::run(deliverer_state));
             // Key rotation by the CLI rewrites the key file; pick it up within a second.
             let reload = tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -197,6 +201,14 @@ impl Node {
                             tracing::warn!(error = %e, "could not purge expired flows");
                         }
                     }
+                    // Revoked grants, spent codes and tokens, logout notices done with: a
+                    // few minutes after start, then hourly.
+                    if second % 3600 == 120 {
+                        match purge_store.purge_oidc_history(clock() - crate::oidc::HISTORY_KEPT).await {
+                            Ok(n) => tracing::debug!(?n, "purged OpenID Connect history"),
+                            Err(e) => tracing::warn!(error = %e, "could not purge OpenID Connect history"),
+                        }
+                    }
                     match keyring.reload_if_changed() {
                         Ok(true) => tracing::info!("key file changed; reloaded key-encryption keys"),
                         Ok(false) => {}
@@ -211,6 +223,7 @@ impl Node {
             })
             .await;
             reload.abort();
+            deliverer.abort();
             let bye =
                 AuditEvent::known(clock(), types::SYSTEM_STOPPED, Outcome::Success).actor(format!("node:{node_id}"));
             if let Err(e) = audit.append(bye).await {

@@ -13,7 +13,7 @@ use wardgate_core::identity::{AccountStatus, Factor, FactorKind, User, Username}
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
 use wardgate_core::login::Aal;
-use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, RefreshToken};
+use wardgate_core::oidc::{AuthCode, Consent, Grant, LogoutNotice, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::session::Session;
 use wardgate_core::{from_unix_micros, unix_micros};
 
@@ -719,6 +719,199 @@ pub(crate) fn oidc_key(
         private_sealed,
         created_at: from_unix_micros(created_at_us),
         retired_at: retired_at_us.map(from_unix_micros),
+    }
+}
+
+// --- back-channel logout notices -----------------------------------------------------------
+
+// The notice's columns alone, for `RETURNING` as well as `SELECT`.
+macro_rules! notice_columns {
+    () => {
+        "id, session_id, client_id, user_id, correlation_id, reason, created_at_us, attempts, next_attempt_at_us, \
+         claimed_by, claimed_until_us, last_error, delivered_at_us, gave_up_at_us"
+    };
+}
+pub(crate) use notice_columns;
+
+macro_rules! select_notices {
+    ($rest:literal) => {
+        concat!("SELECT ", $crate::common::notice_columns!(), " FROM logout_notices ", $rest)
+    };
+}
+pub(crate) use select_notices;
+
+pub(crate) type NoticeRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+);
+
+pub(crate) fn notice(
+    (
+        id,
+        session_id,
+        client_id,
+        user_id,
+        correlation_id,
+        reason,
+        created_at_us,
+        attempts,
+        next_attempt_at_us,
+        claimed_by,
+        claimed_until_us,
+        last_error,
+        delivered_at_us,
+        gave_up_at_us,
+    ): NoticeRow,
+) -> Result<LogoutNotice, StoreError> {
+    let attempts = u32::try_from(attempts)
+        .map_err(|_| StoreError::Malformed(format!("logout notice {id} has an attempt count out of range")))?;
+    Ok(LogoutNotice {
+        id,
+        session_id,
+        client_id,
+        user_id,
+        correlation_id,
+        reason,
+        created_at: from_unix_micros(created_at_us),
+        attempts,
+        next_attempt_at: from_unix_micros(next_attempt_at_us),
+        claimed_by,
+        claimed_until: claimed_until_us.map(from_unix_micros),
+        last_error,
+        delivered_at: delivered_at_us.map(from_unix_micros),
+        gave_up_at: gave_up_at_us.map(from_unix_micros),
+    })
+}
+
+/// Notices in queue order (a `RETURNING` list comes in no set order).
+pub(crate) fn notices_in_order(rows: Vec<NoticeRow>) -> Result<Vec<LogoutNotice>, StoreError> {
+    let mut notices = rows.into_iter().map(notice).collect::<Result<Vec<_>, _>>()?;
+    notices.sort_by_key(|n| (n.next_attempt_at, n.id));
+    Ok(notices)
+}
+
+/// One notice per client among `revoked` (a session's grants, just revoked), in the order
+/// the clients first appear: `(client_id, user_id, correlation_id)`. Whether the client
+/// wants one (has a back-channel URI) the insert decides, in the same transaction.
+pub(crate) fn notices_owed(revoked: &[Grant]) -> Vec<(&str, Option<&str>, &str)> {
+    let mut seen = std::collections::BTreeSet::new();
+    revoked
+        .iter()
+        .filter(|g| seen.insert(g.client_id.as_str()))
+        .map(|g| (g.client_id.as_str(), g.user_id.as_deref(), g.correlation_id.as_str()))
+        .collect()
+}
+
+/// Queues a notice for one client of an ended session, if the client has a back-channel
+/// URI. `$1` session, `$2` client, `$3` user, `$4` correlation id, `$5` reason, `$6` now.
+pub(crate) const QUEUE_NOTICE: &str = "INSERT INTO logout_notices (session_id, client_id, user_id, correlation_id, \
+     reason, created_at_us, attempts, next_attempt_at_us) \
+     SELECT $1, id, $3, $4, $5, $6, 0, $6 FROM oidc_clients WHERE id = $2 AND backchannel_logout_uri IS NOT NULL";
+
+/// Sessions with a live grant that have ended without their grants: `$1` last seen at or
+/// before this (idle timeout), `$2` created at or before this (lifetime), `$3` revoked
+/// before this, `$4` the limit. Driven by the live grants (a partial index), not by the
+/// sessions: sessions that expired without a grant are never revoked and pile up.
+macro_rules! sessions_to_end_sql {
+    () => {
+        $crate::common::select_sessions!(
+            "WHERE id IN (SELECT session_id FROM oidc_grants WHERE revoked_at_us IS NULL AND session_id IS NOT NULL) \
+             AND ((revoked_at_us IS NULL AND (last_seen_at_us <= $1 OR created_at_us <= $2)) OR revoked_at_us < $3) \
+             ORDER BY last_seen_at_us, id LIMIT $4"
+        )
+    };
+}
+pub(crate) use sessions_to_end_sql;
+
+/// `$1` the node, `$2` now, `$3` the lease's end, `$4` the limit. The backend adds its
+/// locking to the inner select.
+macro_rules! claim_notices_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE logout_notices SET claimed_by = $1, claimed_until_us = $3 WHERE id IN (\
+             SELECT id FROM logout_notices WHERE delivered_at_us IS NULL AND gave_up_at_us IS NULL \
+             AND next_attempt_at_us <= $2 AND (claimed_until_us IS NULL OR claimed_until_us <= $2) \
+             ORDER BY next_attempt_at_us, id LIMIT $4 ",
+            $lock,
+            ") RETURNING ",
+            $crate::common::notice_columns!()
+        )
+    };
+}
+pub(crate) use claim_notices_sql;
+
+/// `$1` now, `$2` the node, `$3` the id.
+pub(crate) const NOTICE_DELIVERED: &str = "UPDATE logout_notices SET attempts = attempts + 1, delivered_at_us = $1, \
+     claimed_by = NULL, claimed_until_us = NULL \
+     WHERE id = $3 AND claimed_by = $2 AND delivered_at_us IS NULL AND gave_up_at_us IS NULL";
+
+/// `$1` now, `$2` the node, `$3` the id, `$4` the error, `$5` the retry time (NULL: give up).
+pub(crate) const NOTICE_FAILED: &str = "UPDATE logout_notices SET attempts = attempts + 1, last_error = $4, \
+     next_attempt_at_us = coalesce($5, next_attempt_at_us), \
+     gave_up_at_us = CASE WHEN $5 IS NULL THEN $1 END, claimed_by = NULL, claimed_until_us = NULL \
+     WHERE id = $3 AND claimed_by = $2 AND delivered_at_us IS NULL AND gave_up_at_us IS NULL";
+
+/// Grants housekeeping deletes, `$1` being the cut-off: revoked before it, or made by
+/// client credentials (no session, no refresh token) with their access token expired
+/// before it.
+macro_rules! purgeable_grants {
+    () => {
+        "(revoked_at_us < $1 OR (revoked_at_us IS NULL AND session_id IS NULL \
+         AND created_at_us + 1000000 * (SELECT c.access_token_ttl_secs FROM oidc_clients c \
+         WHERE c.id = oidc_grants.client_id) < $1 \
+         AND NOT EXISTS (SELECT 1 FROM oidc_refresh_tokens t WHERE t.grant_id = oidc_grants.id)))"
+    };
+}
+
+/// [`crate::Store::purge_oidc_history`], statement by statement, in this order (a grant's
+/// refresh tokens before it, codes once the grants they name are gone), `$1` the cut-off.
+pub(crate) const PURGE_OIDC: [(PurgeKind, &str); 5] = [
+    (
+        PurgeKind::RefreshTokens,
+        concat!(
+            "DELETE FROM oidc_refresh_tokens WHERE grant_id IN (SELECT id FROM oidc_grants WHERE ",
+            purgeable_grants!(),
+            ")"
+        ),
+    ),
+    (PurgeKind::Grants, concat!("DELETE FROM oidc_grants WHERE ", purgeable_grants!())),
+    (PurgeKind::RefreshTokens, "DELETE FROM oidc_refresh_tokens WHERE expires_at_us < $1 AND used_at_us IS NULL"),
+    (
+        PurgeKind::Codes,
+        "DELETE FROM oidc_codes WHERE expires_at_us < $1 AND (grant_id IS NULL OR NOT EXISTS \
+         (SELECT 1 FROM oidc_grants g WHERE g.id = oidc_codes.grant_id AND g.revoked_at_us IS NULL))",
+    ),
+    (PurgeKind::Notices, "DELETE FROM logout_notices WHERE coalesce(delivered_at_us, gave_up_at_us) < $1"),
+];
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PurgeKind {
+    Notices,
+    Codes,
+    RefreshTokens,
+    Grants,
+}
+
+impl PurgeKind {
+    pub(crate) fn count(self, purged: &mut crate::OidcPurged, n: u64) {
+        match self {
+            PurgeKind::Notices => purged.notices += n,
+            PurgeKind::Codes => purged.codes += n,
+            PurgeKind::RefreshTokens => purged.refresh_tokens += n,
+            PurgeKind::Grants => purged.grants += n,
+        }
     }
 }
 

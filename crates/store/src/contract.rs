@@ -8,8 +8,8 @@ use wardgate_core::flow::Flow;
 use wardgate_core::identity::{Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
-use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, RefreshToken};
-use wardgate_core::session::Session;
+use wardgate_core::oidc::{AuthCode, Consent, Grant, LogoutNotice, OidcClient, OidcKey, RefreshToken};
+use wardgate_core::session::{Session, SessionPolicy};
 
 use crate::StoreError;
 use crate::batch::{Write, Written};
@@ -403,12 +403,81 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_grant(&self, id: &str, now: OffsetDateTime, event: &AuditEvent) -> Result<bool, StoreError>;
 
     /// Revokes every live grant made from one session (logout, session end); returns them.
+    /// In the same transaction, queues one back-channel logout notice per client among
+    /// them that has a `backchannel_logout_uri`, due at once, carrying `reason` (why the
+    /// session ended) and the grant's person and correlation id: whoever ends a session —
+    /// a server, the command line — leaves the logout tokens owed, for a server to deliver.
+    /// `event` is appended only if a grant was live.
     async fn revoke_grants_of_session(
         &self,
         session_id: &str,
         now: OffsetDateTime,
+        reason: &str,
         event: &AuditEvent,
     ) -> Result<Vec<Grant>, StoreError>;
+
+    /// Sessions whose grants still have to be ended: sessions with a live grant that are
+    /// either unrevoked but past the idle timeout or the lifetime of `policy` at `now`
+    /// (they expired while nobody presented them), or revoked before `revoked_before`
+    /// (whoever revoked them stopped before revoking their grants). Up to `limit`, least
+    /// recently seen first. Sessions without a live grant are left alone, however many.
+    async fn sessions_to_end(
+        &self,
+        policy: &SessionPolicy,
+        now: OffsetDateTime,
+        revoked_before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError>;
+
+    // --- OpenID Connect: back-channel logout notices -------------------------------------
+
+    /// Claims up to `limit` notices due at `now` — not delivered, not given up, next attempt
+    /// at or before `now`, and not leased to anyone beyond `now` — for `node` until
+    /// `now + lease`, and returns them, earliest due first. Until the lease runs out no
+    /// other caller (another node on the same database) claims them; if `node` stops
+    /// meanwhile, they are claimed again after it.
+    async fn claim_logout_notices(
+        &self,
+        node: &str,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> Result<Vec<LogoutNotice>, StoreError>;
+
+    /// Records a successful delivery by `node`: the attempt is counted, `delivered_at` set
+    /// and the lease released. Returns false, changing nothing, if the notice is not
+    /// claimed by `node` (its lease ran out and another node took it) or is already
+    /// delivered or given up.
+    async fn logout_notice_delivered(&self, id: i64, node: &str, now: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// Records a failed attempt by `node`: the attempt is counted, `error` kept and the
+    /// lease released; the notice is due again at `retry_at`, or given up at `now` when
+    /// `None`. Returns false, changing nothing, in the cases of
+    /// [`Store::logout_notice_delivered`].
+    async fn logout_notice_failed(
+        &self,
+        id: i64,
+        node: &str,
+        now: OffsetDateTime,
+        error: &str,
+        retry_at: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError>;
+
+    /// Every notice queued for a session, whatever its state, oldest first.
+    async fn logout_notices_of_session(&self, session_id: &str) -> Result<Vec<LogoutNotice>, StoreError>;
+
+    /// Housekeeping: deletes what ended before `before` and nothing needs any more —
+    /// - notices delivered or given up;
+    /// - grants revoked, with their refresh tokens; and client-credentials grants whose
+    ///   access tokens had all expired (grants made through a session are kept while live:
+    ///   ending them is what tells applications the session ended);
+    /// - refresh tokens that expired unused (a used one stays with its grant while the
+    ///   grant is live, because presenting it again must still revoke the grant);
+    /// - authorization codes that expired, unless redeemed into a grant still live (a
+    ///   replay must still revoke it).
+    ///
+    /// Not audited: these are leftovers of events already recorded.
+    async fn purge_oidc_history(&self, before: OffsetDateTime) -> Result<OidcPurged, StoreError>;
 
     // --- OpenID Connect: signing keys --------------------------------------------------------
 
@@ -422,6 +491,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes keys retired before `before` (their tokens have all expired).
     async fn purge_oidc_keys(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+/// How many rows [`Store::purge_oidc_history`] deleted, by kind (the refresh tokens of
+/// deleted grants included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OidcPurged {
+    pub notices: u64,
+    pub codes: u64,
+    pub refresh_tokens: u64,
+    pub grants: u64,
 }
 
 /// What redeeming an authorization code found.

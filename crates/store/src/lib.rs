@@ -18,7 +18,7 @@ mod error;
 mod postgres;
 mod sqlite;
 
-pub use contract::{AuditMark, AuditMarks, CodeRedemption, Rotation, SealedColumn, SealedRef, Store};
+pub use contract::{AuditMark, AuditMarks, CodeRedemption, OidcPurged, Rotation, SealedColumn, SealedRef, Store};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -22,12 +22,12 @@ use wardgate_core::flow::Flow;
 use wardgate_core::identity::{AccountStatus, Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
-use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, RefreshToken};
-use wardgate_core::session::Session;
+use wardgate_core::oidc::{AuthCode, Consent, Grant, LogoutNotice, OidcClient, OidcKey, RefreshToken};
+use wardgate_core::session::{Session, SessionPolicy};
 
 use crate::batch::{Write, Written};
 use crate::common::{self, Presented, micros};
-use crate::{AuditMark, AuditMarks, CodeRedemption, Rotation, SealedColumn, SealedRef, Store, StoreError};
+use crate::{AuditMark, AuditMarks, CodeRedemption, OidcPurged, Rotation, SealedColumn, SealedRef, Store, StoreError};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "oidc", include_str!("../migrations/sqlite/0003_oidc.sql")),
     (4, "client_keys", include_str!("../migrations/sqlite/0004_client_keys.sql")),
     (5, "consent", include_str!("../migrations/sqlite/0005_consent.sql")),
+    (6, "logout_notices", include_str!("../migrations/sqlite/0006_logout_notices.sql")),
 ];
 
 /// Rows per INSERT: 5 parameters each stays far below SQLite's 32766-parameter limit, and a
@@ -1881,6 +1882,7 @@ impl Store for SqliteStore {
         &self,
         session_id: &str,
         now: OffsetDateTime,
+        reason: &str,
         event: &AuditEvent,
     ) -> Result<Vec<Grant>, StoreError> {
         let (_guard, mut tx) = self.write().await?;
@@ -1895,11 +1897,124 @@ impl Store for SqliteStore {
             .await
             .map_err(err)?;
             let revoked = common::grants_in_order(rows)?;
+            for (client_id, user_id, correlation_id) in common::notices_owed(&revoked) {
+                sqlx::query(common::QUEUE_NOTICE)
+                    .bind(session_id)
+                    .bind(client_id)
+                    .bind(user_id)
+                    .bind(correlation_id)
+                    .bind(reason)
+                    .bind(micros(now))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
             // Most sessions never signed in to a client: their end adds no record here.
             if !revoked.is_empty() {
                 append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
             }
             Ok(revoked)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn sessions_to_end(
+        &self,
+        policy: &SessionPolicy,
+        now: OffsetDateTime,
+        revoked_before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Session>, StoreError> {
+        let rows: Vec<common::SessionRow> = sqlx::query_as(common::sessions_to_end_sql!())
+            .bind(micros(now - policy.idle_timeout))
+            .bind(micros(now - policy.absolute_lifetime))
+            .bind(micros(revoked_before))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.into_iter().map(common::session).collect()
+    }
+
+    async fn claim_logout_notices(
+        &self,
+        node: &str,
+        now: OffsetDateTime,
+        lease: time::Duration,
+        limit: u32,
+    ) -> Result<Vec<LogoutNotice>, StoreError> {
+        // The write lock makes the select-and-update one step for every process on the file.
+        let (_guard, mut tx) = self.write_beside_chain().await?;
+        let r = async {
+            let rows: Vec<common::NoticeRow> = sqlx::query_as(common::claim_notices_sql!(""))
+                .bind(node)
+                .bind(micros(now))
+                .bind(micros(now + lease))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?;
+            common::notices_in_order(rows)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn logout_notice_delivered(&self, id: i64, node: &str, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let (_guard, mut tx) = self.write_beside_chain().await?;
+        let r = sqlx::query(common::NOTICE_DELIVERED)
+            .bind(micros(now))
+            .bind(node)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map(|r| r.rows_affected() == 1)
+            .map_err(err);
+        common::finish(tx, r, err).await
+    }
+
+    async fn logout_notice_failed(
+        &self,
+        id: i64,
+        node: &str,
+        now: OffsetDateTime,
+        error: &str,
+        retry_at: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
+        let (_guard, mut tx) = self.write_beside_chain().await?;
+        let r = sqlx::query(common::NOTICE_FAILED)
+            .bind(micros(now))
+            .bind(node)
+            .bind(id)
+            .bind(error)
+            .bind(retry_at.map(micros))
+            .execute(&mut *tx)
+            .await
+            .map(|r| r.rows_affected() == 1)
+            .map_err(err);
+        common::finish(tx, r, err).await
+    }
+
+    async fn logout_notices_of_session(&self, session_id: &str) -> Result<Vec<LogoutNotice>, StoreError> {
+        let rows: Vec<common::NoticeRow> =
+            sqlx::query_as(common::select_notices!("WHERE session_id = $1 ORDER BY created_at_us, id"))
+                .bind(session_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.into_iter().map(common::notice).collect()
+    }
+
+    async fn purge_oidc_history(&self, before: OffsetDateTime) -> Result<OidcPurged, StoreError> {
+        let (_guard, mut tx) = self.write_beside_chain().await?;
+        let r = async {
+            let mut purged = OidcPurged::default();
+            for (kind, sql) in common::PURGE_OIDC {
+                let n = sqlx::query(sql).bind(micros(before)).execute(&mut *tx).await.map_err(err)?.rows_affected();
+                kind.count(&mut purged, n);
+            }
+            Ok(purged)
         }
         .await;
         common::finish(tx, r, err).await

@@ -92,18 +92,7 @@ pub async fn current(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -
         SessionState::Active => {}
         SessionState::Revoked => return Ok(None),
         expired @ (SessionState::IdleExpired | SessionState::LifetimeExpired) => {
-            let why = if expired == SessionState::IdleExpired { "idle timeout" } else { "absolute lifetime reached" };
-            let e = AuditEvent::known(now, types::AUTH_SESSION_EXPIRED, Outcome::Success)
-                .subject(session.user_id.clone())
-                .reason(why)
-                .client_ip(ctx.ip)
-                .correlation_id(session.correlation_id.clone())
-                .detail("session_id", session.id.clone());
-            match app.store.revoke_session(&session.user_id, &session.id, now, &e).await {
-                Ok(()) => crate::oidc::logout::session_ended(app, &session.id, &session.correlation_id, why).await,
-                Err(StoreError::NotFound) => {}
-                Err(e) => return Err(unavailable(e)),
-            }
+            expire(app, &session, expired, ctx.ip).await.map_err(unavailable)?;
             return Ok(None);
         }
     }
@@ -116,6 +105,32 @@ pub async fn current(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -
         return Err(unavailable(e));
     }
     Ok(Some(Current { session, user, token: tok }))
+}
+
+/// Ends a session found past its idle timeout or lifetime (`state`), records
+/// `auth.session.expired`, and ends what applications were granted through it. Found when
+/// a browser presents it (`ip` is the browser's), or by the back-channel sweep (`None`)
+/// when nobody does. Whoever loses a race to end it leaves the rest to the winner.
+pub async fn expire(
+    app: &AppState,
+    session: &Session,
+    state: SessionState,
+    ip: Option<std::net::IpAddr>,
+) -> Result<(), StoreError> {
+    let why = if state == SessionState::IdleExpired { "idle timeout" } else { "absolute lifetime reached" };
+    let now = (app.clock)();
+    let e = AuditEvent::known(now, types::AUTH_SESSION_EXPIRED, Outcome::Success)
+        .subject(session.user_id.clone())
+        .reason(why)
+        .client_ip(ip)
+        .correlation_id(session.correlation_id.clone())
+        .detail("session_id", session.id.clone());
+    match app.store.revoke_session(&session.user_id, &session.id, now, &e).await {
+        Ok(()) => crate::oidc::logout::session_ended(app, &session.id, &session.correlation_id, why).await,
+        Err(StoreError::NotFound) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(())
 }
 
 fn unavailable(e: StoreError) -> Problem {

@@ -1,6 +1,7 @@
 //! Ending what a session granted: when a session ends — signed out, revoked, expired — the
-//! tokens applications got through it stop working too (their grants are revoked), and
-//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0) at `/oidc/logout`.
+//! tokens applications got through it stop working too (their grants are revoked, and the
+//! applications are owed a logout token, see [`super::backchannel`]), and RP-initiated
+//! logout (OpenID Connect RP-Initiated Logout 1.0) at `/oidc/logout`.
 
 use askama::Template;
 use axum::extract::{Query, State};
@@ -16,74 +17,22 @@ use crate::auth::session::{self, SESSION_COOKIE, clear_cookie};
 use crate::context::ClientContext;
 use crate::pages::{see_other, with_cookies};
 
-/// Revokes the grants made through a session that has ended. Failures are logged: the
-/// session end itself has already been recorded and must not be undone by this.
+/// Revokes the grants made through a session that has ended. In the same transaction the
+/// store queues a back-channel logout notice for each application that asked to be told
+/// (OpenID Connect Back-Channel Logout 1.0); the deliverer is woken to send them, in the
+/// background, so that a slow or dead application does not hold up a sign-out, and with
+/// retries. Failures are logged, not returned: the session's end has already been recorded
+/// and must not be undone by this, and the sweep finds a session left with live grants.
 pub async fn session_ended(app: &AppState, session_id: &str, correlation_id: &str, reason: &str) {
     let e = AuditEvent::known((app.clock)(), types::OIDC_GRANT_REVOKED, Outcome::Success)
         .correlation_id(correlation_id.to_owned())
         .reason(format!("the session ended: {reason}"))
         .detail("session_id", session_id.to_owned());
-    let grants = match app.store.revoke_grants_of_session(session_id, (app.clock)(), &e).await {
-        Ok(g) => g,
-        Err(err) => {
-            tracing::error!(error = %err, session_id, "could not revoke the grants of an ended session");
-            return;
-        }
-    };
-    // OpenID Connect Back-Channel Logout 1.0: each application that got tokens through the
-    // session, and asked to be told, gets a logout token. Sent in the background: a slow or
-    // dead application must not hold up a sign-out.
-    let mut told = std::collections::BTreeSet::new();
-    for g in grants {
-        if !told.insert(g.client_id.clone()) {
-            continue;
-        }
-        let client = match app.oidc.client(&*app.store, &g.client_id).await {
-            Ok(Some(c)) => c,
-            _ => continue,
-        };
-        let Some(uri) = client.backchannel_logout_uri.clone() else { continue };
-        let Ok(token) =
-            super::tokens::logout_token(&app.oidc, &client, g.user_id.as_deref(), session_id, (app.clock)())
-        else {
-            continue;
-        };
-        let (audit, clock, correlation) = (app.audit.clone(), app.clock, correlation_id.to_owned());
-        let sid = session_id.to_owned();
-        tokio::spawn(async move {
-            let outcome = send_logout(&uri, &token).await;
-            let e = AuditEvent::known(
-                clock(),
-                types::OIDC_LOGOUT_SENT,
-                if outcome.is_ok() { Outcome::Success } else { Outcome::Failure },
-            )
-            .actor(format!("client:{}", client.id))
-            .correlation_id(correlation)
-            .detail("client_id", client.id.clone())
-            .detail("session_id", sid)
-            .detail("backchannel_logout_uri", uri.clone());
-            let e = match outcome {
-                Ok(()) => e,
-                Err(why) => e.reason(why),
-            };
-            if let Err(err) = audit.append(e).await {
-                tracing::error!(error = %err, "could not record a back-channel logout");
-            }
-        });
+    match app.store.revoke_grants_of_session(session_id, (app.clock)(), reason, &e).await {
+        Ok(grants) if !grants.is_empty() => app.oidc.wake_deliverer(),
+        Ok(_) => {}
+        Err(err) => tracing::error!(error = %err, session_id, "could not revoke the grants of an ended session"),
     }
-}
-
-/// One POST of a logout token; the application answers 200 (or 204) when it has ended its
-/// own session.
-async fn send_logout(uri: &str, token: &str) -> Result<(), String> {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| e.to_string())?;
-    let resp = client.post(uri).form(&[("logout_token", token)]).send().await.map_err(|e| e.to_string())?;
-    if resp.status().is_success() { Ok(()) } else { Err(format!("the application answered {}", resp.status())) }
 }
 
 #[derive(Debug, Default, Deserialize)]

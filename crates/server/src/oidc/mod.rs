@@ -7,6 +7,7 @@
 //! URI cannot be trusted.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod consent;
 pub mod discovery;
 pub mod keys;
@@ -34,6 +35,10 @@ pub const LOGOUT: &str = "/oidc/logout";
 pub const CODE_TTL: time::Duration = time::Duration::seconds(60);
 /// ID tokens are read once by the client at sign-in.
 pub const ID_TOKEN_TTL: time::Duration = time::Duration::minutes(5);
+/// How long revoked grants, expired codes and tokens, and delivered or abandoned logout
+/// notices stay in the database before housekeeping deletes them: long enough to look into
+/// a complaint about an application; the audit log keeps the events themselves.
+pub const HISTORY_KEPT: time::Duration = time::Duration::days(30);
 
 pub struct Provider {
     /// The `iss` of every token: the public URL, without a trailing slash.
@@ -50,6 +55,9 @@ pub struct Provider {
     /// deleted here, by the CLI or by another node: within a second, see `node.rs`) and at
     /// once by this node's own client administration. Unknown ids are never kept.
     clients: RwLock<std::collections::HashMap<String, OidcClient>>,
+    /// Rung when logout notices were queued here, so that they go out now rather than at
+    /// the deliverer's next poll.
+    deliveries: tokio::sync::Notify,
 }
 
 impl Provider {
@@ -61,7 +69,20 @@ impl Provider {
             used_assertions: Default::default(),
             scope_claims: settings.effective_scope_claims(),
             clients: Default::default(),
+            deliveries: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Tells the back-channel deliverer that notices are waiting. A wake while it is busy
+    /// is kept for its next round, never lost.
+    pub fn wake_deliverer(&self) {
+        self.deliveries.notify_one();
+    }
+
+    /// Completes at the next [`Provider::wake_deliverer`] (or at once, for one made since
+    /// the last wait).
+    pub async fn deliveries_waiting(&self) {
+        self.deliveries.notified().await;
     }
 
     pub fn keys(&self) -> Arc<KeySet> {

@@ -1,6 +1,7 @@
 //! The server's integration tests, in one binary (linking is the slow part of a build on
 //! two cores). Each module starts real servers on ephemeral ports.
 
+mod backchannel;
 mod browser;
 mod http;
 mod login;

@@ -15,7 +15,7 @@ use wardgate_core::settings::Settings;
 use wardgate_server::Node;
 use wardgate_server::clients::{Clients, NewClient};
 
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/callback";
 const BYE: &str = "http://127.0.0.1:9/signed-out";
 
 thread_local! {
@@ -69,10 +69,11 @@ fn http_response(status: u16) -> openidconnect::HttpResponse {
     r
 }
 
-struct Provider {
-    node: Node,
-    browser: reqwest::Client,
-    session: String,
+pub(crate) struct Provider {
+    pub(crate) node: Node,
+    pub(crate) browser: reqwest::Client,
+    /// The administrator's session cookie (`name=value`).
+    pub(crate) session: String,
     _dir: tempfile::TempDir,
 }
 
@@ -83,13 +84,21 @@ async fn provider() -> (Provider, String, String) {
 }
 
 async fn provider_with(tune: impl FnOnce(&mut Settings)) -> (Provider, String, String) {
+    provider_at(wardgate_server::node::system_clock, tune).await
+}
+
+/// [`provider_with`] on a node that reads the time from `clock`, which a test may move on.
+pub(crate) async fn provider_at(
+    clock: fn() -> time::OffsetDateTime,
+    tune: impl FnOnce(&mut Settings),
+) -> (Provider, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings { data_dir: dir.path().join("data"), ..Settings::default() };
     tune(&mut settings);
     settings.server.listen = "127.0.0.1:0".into();
     // HTTPS, as in production: the client library refuses some endpoints over plain HTTP.
     settings.server.dev_tls = true;
-    let node = Node::start(settings).await.unwrap();
+    let node = Node::start_with_clock(settings, clock).await.unwrap();
     trust(node.dev_cert.as_deref().unwrap());
     let base = node.base_url.clone();
     let browser = https_client();
@@ -137,7 +146,7 @@ async fn provider_with(tune: impl FnOnce(&mut Settings)) -> (Provider, String, S
 
 impl Provider {
     /// What the browser gets from the authorization endpoint: the `Location` it is sent to.
-    async fn authorize(&self, url: &str) -> (StatusCode, Option<String>, String) {
+    pub(crate) async fn authorize(&self, url: &str) -> (StatusCode, Option<String>, String) {
         let resp = self.browser.get(url).header("cookie", &self.session).send().await.unwrap();
         let status = resp.status();
         let location = resp.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
@@ -149,7 +158,7 @@ impl Provider {
     }
 }
 
-fn query_param(url: &str, name: &str) -> Option<String> {
+pub(crate) fn query_param(url: &str, name: &str) -> Option<String> {
     let q = url.split_once('?')?.1;
     url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
@@ -539,105 +548,6 @@ async fn clients_are_administered_over_the_admin_api_with_their_own_scopes() {
         .await
         .unwrap();
     assert_eq!(crate::problem(resp).await.0, StatusCode::NOT_FOUND);
-}
-
-#[tokio::test]
-async fn applications_that_ask_are_told_when_the_session_ends() {
-    use base64::Engine as _;
-    let (p, _, _) = provider().await;
-    let base = p.node.base_url.clone();
-    // The application's back-channel endpoint: records what it is sent.
-    let received = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));
-    let sink = std::sync::Arc::clone(&received);
-    let app = axum::Router::new().route(
-        "/bcl",
-        axum::routing::post(move |axum::Form(f): axum::Form<std::collections::HashMap<String, String>>| {
-            let sink = std::sync::Arc::clone(&sink);
-            async move {
-                sink.lock().await.push(f.get("logout_token").cloned().unwrap_or_default());
-                axum::http::StatusCode::OK
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let bcl = format!("http://{}/bcl", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let (client, secret) = Clients::new(&*p.node.store, "operator:test", time::OffsetDateTime::now_utc())
-        .add(NewClient {
-            name: "Portal".into(),
-            redirect_uris: vec![REDIRECT.into()],
-            backchannel_logout_uri: Some(bcl),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let url = format!(
-        "{base}/oidc/authorize?response_type=code&scope=openid&client_id={}&redirect_uri={REDIRECT}&code_challenge={}&code_challenge_method=S256",
-        client.id,
-        challenge.as_str()
-    );
-    let code = query_param(&p.authorize(&url).await.1.unwrap(), "code").unwrap();
-    let tokens: Value = p
-        .browser
-        .post(format!("{base}/oidc/token"))
-        .basic_auth(&client.id, secret.as_deref())
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier.secret()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let payload = |jwt: &str| -> Value {
-        let part = jwt.split('.').nth(1).unwrap();
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
-    };
-    let sid = payload(tokens["id_token"].as_str().unwrap())["sid"].as_str().unwrap().to_owned();
-
-    let me: Value = p
-        .browser
-        .get(format!("{base}/api/v1/me"))
-        .header("cookie", &p.session)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let out = p
-        .browser
-        .post(format!("{base}/api/v1/logout"))
-        .header("cookie", &p.session)
-        .header("x-csrf-token", me["csrf_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.status(), StatusCode::NO_CONTENT);
-    let mut got = Vec::new();
-    for _ in 0..50 {
-        got = received.lock().await.clone();
-        if !got.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(got.len(), 1, "one logout token for the one application");
-    let header: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(got[0].split('.').next().unwrap()).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(header["typ"], "logout+jwt");
-    let claims = payload(&got[0]);
-    assert_eq!(claims["sid"], sid.as_str());
-    assert_eq!(claims["aud"], client.id.as_str());
-    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
-    assert!(claims.get("nonce").is_none());
 }
 
 #[tokio::test]

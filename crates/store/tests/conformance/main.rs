@@ -8,13 +8,15 @@
 //! `harness` holds the environment and the fixtures; the cases are grouped by what they
 //! exercise: the audit chain, keys and the first administrator here, accounts, factors and
 //! enrollment in `accounts`, flows, sessions and API tokens in `access`, the OpenID Connect
-//! provider's clients, codes, grants and keys in `oidc`. One test binary, because linking
-//! one is what takes longest.
+//! provider's clients, codes, grants and keys in `oidc`, back-channel logout notices, the
+//! sessions that ended without their grants and housekeeping in `logout`. One test binary,
+//! because linking one is what takes longest.
 
 #[macro_use]
 mod harness;
 mod access;
 mod accounts;
+mod logout;
 mod oidc;
 
 use std::collections::HashSet;

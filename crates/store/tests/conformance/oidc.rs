@@ -35,12 +35,12 @@ conformance!(
 
 // --- fixtures -----------------------------------------------------------------------------
 
-fn at(s: i64) -> OffsetDateTime {
+pub(crate) fn at(s: i64) -> OffsetDateTime {
     // Sub-second, to show microseconds survive the round trip.
     T0 + secs(s) + time::Duration::microseconds(250_001)
 }
 
-fn client(id: &str, name: &str) -> OidcClient {
+pub(crate) fn client(id: &str, name: &str) -> OidcClient {
     OidcClient {
         id: id.into(),
         name: name.into(),
@@ -58,7 +58,7 @@ fn client(id: &str, name: &str) -> OidcClient {
     }
 }
 
-fn code(digest: u8, client_id: &str, session_id: &str, expires_in: i64) -> AuthCode {
+pub(crate) fn code(digest: u8, client_id: &str, session_id: &str, expires_in: i64) -> AuthCode {
     AuthCode {
         digest: [digest; 32],
         client_id: client_id.into(),
@@ -95,12 +95,12 @@ fn grant_of(code: &AuthCode, id: &str) -> Grant {
     }
 }
 
-fn session_grant(id: &str, client_id: &str, session_id: &str) -> Grant {
+pub(crate) fn session_grant(id: &str, client_id: &str, session_id: &str) -> Grant {
     grant_of(&code(0, client_id, session_id, 60), id)
 }
 
 /// A client-credentials grant: no person, no session.
-fn service_grant(id: &str, client_id: &str) -> Grant {
+pub(crate) fn service_grant(id: &str, client_id: &str) -> Grant {
     Grant {
         id: id.into(),
         client_id: client_id.into(),
@@ -116,7 +116,7 @@ fn service_grant(id: &str, client_id: &str) -> Grant {
     }
 }
 
-fn refresh(digest: u8, grant_id: &str, created: i64, ttl: i64) -> RefreshToken {
+pub(crate) fn refresh(digest: u8, grant_id: &str, created: i64, ttl: i64) -> RefreshToken {
     RefreshToken {
         digest: [digest; 32],
         grant_id: grant_id.into(),
@@ -146,16 +146,16 @@ fn consent(user_id: &str, client_id: &str, scopes: &[&str], granted: i64) -> Con
     }
 }
 
-async fn with_user(s: &dyn Store, id: &str, name: &str) {
+pub(crate) async fn with_user(s: &dyn Store, id: &str, name: &str) {
     s.create_user(&user(id, name, false), &[], &typed_ev("admin.user.created")).await.unwrap();
 }
 
-async fn with_client(s: &dyn Store, id: &str) {
+pub(crate) async fn with_client(s: &dyn Store, id: &str) {
     s.create_client(&client(id, &format!("{id} app")), &typed_ev("oidc.client.created")).await.unwrap();
 }
 
 /// A grant stored with its first refresh token.
-async fn with_grant(s: &dyn Store, grant: &Grant, token: u8) {
+pub(crate) async fn with_grant(s: &dyn Store, grant: &Grant, token: u8) {
     s.insert_grant(grant, Some(&refresh(token, &grant.id, 1, 3600)), &typed_ev("oidc.grant.issued")).await.unwrap();
 }
 
@@ -608,7 +608,7 @@ async fn grants_revoked_one_by_one_and_by_session(env: &Env) {
 
     // A session's end revokes its live grants (of every client) and returns them.
     let logout = typed_ev("oidc.logout.grants_revoked");
-    let ended = s.revoke_grants_of_session("s1", at(20), &logout).await.unwrap();
+    let ended = s.revoke_grants_of_session("s1", at(20), "signed out", &logout).await.unwrap();
     assert_eq!(ended, [revoked(g2.clone(), at(20))]);
     assert_eq!(last_type(s).await, "oidc.logout.grants_revoked");
     assert_eq!(s.audit_count().await.unwrap(), before.1 + 1);
@@ -618,15 +618,15 @@ async fn grants_revoked_one_by_one_and_by_session(env: &Env) {
     assert_eq!(s.grant("g4").await.unwrap(), Some(g4));
     // Nothing left to end: nothing returned, nothing recorded.
     let before = snapshot(s).await;
-    assert!(s.revoke_grants_of_session("s1", at(21), &logout).await.unwrap().is_empty());
-    assert!(s.revoke_grants_of_session("s-none", at(21), &logout).await.unwrap().is_empty());
+    assert!(s.revoke_grants_of_session("s1", at(21), "signed out", &logout).await.unwrap().is_empty());
+    assert!(s.revoke_grants_of_session("s-none", at(21), "signed out", &logout).await.unwrap().is_empty());
     assert_eq!(snapshot(s).await, before);
 
     // Several at once come back oldest first.
     let mut g5 = session_grant("g5", "c2", "s2");
     g5.created_at = at(-5);
     with_grant(s, &g5, 5).await;
-    let ended = s.revoke_grants_of_session("s2", at(30), &logout).await.unwrap();
+    let ended = s.revoke_grants_of_session("s2", at(30), "signed out", &logout).await.unwrap();
     assert_eq!(ended, [revoked(g5, at(30)), revoked(g3, at(30))]);
     assert_eq!(verify_all(s).await.1, s.audit_count().await.unwrap() as u64);
 }
