@@ -34,6 +34,12 @@ impl Write {
     pub fn is_audit_only(&self) -> bool {
         matches!(self, Write::Audit(_))
     }
+
+    /// Adds rows and finds nothing: a batch of these needs no answer from the database
+    /// before its commit, so it can be sent as one statement list.
+    pub fn is_insert(&self) -> bool {
+        matches!(self, Write::Audit(_) | Write::InsertGrant { .. } | Write::InsertCode { .. })
+    }
 }
 
 /// What a write found.

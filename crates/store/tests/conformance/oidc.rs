@@ -31,6 +31,7 @@ conformance!(
     key_rotation_rewraps_oidc_signing_keys,
     a_batch_applies_every_write_with_its_records_in_order,
     a_batch_with_a_failing_write_keeps_nothing,
+    batches_of_inserts_one_after_another,
 );
 
 // --- fixtures -----------------------------------------------------------------------------
@@ -881,4 +882,58 @@ async fn a_batch_with_a_failing_write_keeps_nothing(env: &Env) {
     assert_eq!(s.refresh_token(&[1; 32]).await.unwrap().unwrap().0.used_at, None);
     assert_eq!(s.refresh_token(&[4; 32]).await.unwrap(), None);
     assert!(matches!(s.redeem_auth_code(&[7; 32], at(11), "g-x").await.unwrap(), CodeRedemption::Fresh(_)));
+}
+
+/// Batches that only add rows (grants with their first refresh token, service grants,
+/// codes, records) — the shape the SQLite backend sends as one statement list once it
+/// knows the chain head, so the second batch here takes that path there. Both batches
+/// land whole, in order; a third with a taken grant id lands not at all.
+async fn batches_of_inserts_one_after_another(env: &Env) {
+    let s = &*env.store;
+    with_client(s, "c1").await;
+    let batch = |n: u8| {
+        let person = session_grant(&format!("g{n}"), "c1", &format!("s{n}"));
+        let first = refresh(n, &person.id, 1, 3600);
+        vec![
+            Write::InsertGrant { grant: person, refresh: Some(first), event: typed_ev("oidc.grant.issued") },
+            Write::InsertGrant {
+                grant: service_grant(&format!("cc{n}"), "c1"),
+                refresh: None,
+                event: typed_ev("oidc.grant.issued"),
+            },
+            Write::InsertCode { code: code(100 + n, "c1", "s1", 60), event: typed_ev("oidc.authorization") },
+            Write::Audit(typed_ev("auth.login.succeeded")),
+        ]
+    };
+    let start = s.audit_head().await.unwrap();
+    for n in [1, 2] {
+        let (found, head) = s.commit(&batch(n)).await.unwrap();
+        assert_eq!(found, vec![Written::Done; 4]);
+        assert_eq!(head, s.audit_head().await.unwrap());
+        assert_eq!(s.grant(&format!("cc{n}")).await.unwrap(), Some(service_grant(&format!("cc{n}"), "c1")));
+        let (t, g) = s.refresh_token(&[n; 32]).await.unwrap().unwrap();
+        assert_eq!((t, g.id), (refresh(n, &format!("g{n}"), 1, 3600), format!("g{n}")));
+        let redeemed = s.redeem_auth_code(&[100 + n; 32], at(5), "g-x").await.unwrap();
+        assert!(matches!(redeemed, CodeRedemption::Fresh(_)), "{redeemed:?}");
+    }
+    let types: Vec<String> = s.audit_records(start.seq, 100).await.unwrap().into_iter().map(|r| r.event_type).collect();
+    let one = ["oidc.grant.issued", "oidc.grant.issued", "oidc.authorization", "auth.login.succeeded"];
+    assert_eq!(types, [one, one].concat(), "each write's record, in batch order");
+    assert_eq!(verify_all(s).await.0, s.audit_head().await.unwrap());
+
+    let before = snapshot(s).await;
+    let mut taken = batch(3);
+    taken.push(Write::InsertGrant {
+        grant: service_grant("cc1", "c1"),
+        refresh: None,
+        event: typed_ev("oidc.grant.issued"),
+    });
+    assert!(matches!(s.commit(&taken).await, Err(StoreError::Conflict)));
+    assert_eq!(snapshot(s).await, before);
+    assert_eq!(s.grant("cc3").await.unwrap(), None);
+    assert_eq!(s.refresh_token(&[3; 32]).await.unwrap(), None);
+    // And the path is open again afterwards.
+    s.commit(&batch(4)).await.unwrap();
+    assert!(s.grant("cc4").await.unwrap().is_some());
+    assert_eq!(verify_all(s).await.0, s.audit_head().await.unwrap());
 }
