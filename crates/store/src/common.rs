@@ -277,12 +277,20 @@ macro_rules! select_sessions {
 pub(crate) use select_sessions;
 
 /// A session's columns followed by its account's (as [`select_users`] names them).
-pub(crate) const SELECT_SESSION_AND_USER: &str = "SELECT s.digest, s.id, s.user_id, s.aal, s.amr, s.correlation_id, \
-     s.client_ip, s.user_agent, s.created_at_us, s.last_seen_at_us, s.revoked_at_us, u.id, u.username, u.display_name, \
-     u.email, u.employee_id, u.roles, u.status, u.failed_attempts, u.last_failure_at_us, u.locked_until_us, \
-     u.created_at_us FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.digest = $1";
+macro_rules! select_session_and_user {
+    ($rest:literal) => {
+        concat!(
+            "SELECT s.digest, s.id, s.user_id, s.aal, s.amr, s.correlation_id, s.client_ip, s.user_agent, \
+             s.created_at_us, s.last_seen_at_us, s.revoked_at_us, u.id, u.username, u.display_name, u.email, \
+             u.employee_id, u.roles, u.status, u.failed_attempts, u.last_failure_at_us, u.locked_until_us, \
+             u.created_at_us FROM sessions s JOIN users u ON u.id = s.user_id ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_session_and_user;
 
-/// Decodes a row of [`SELECT_SESSION_AND_USER`]: the session's eleven columns are a
+/// Decodes a row of [`select_session_and_user`]: the session's eleven columns are a
 /// [`SessionRow`], the account's the eleven after them.
 pub(crate) fn session_and_user<R>(row: &R) -> Result<(Session, User), StoreError>
 where

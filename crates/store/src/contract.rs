@@ -257,6 +257,9 @@ pub trait Store: Send + Sync + 'static {
     /// The session and its account in one read: what every signed-in request needs first.
     async fn session_and_user(&self, digest: &[u8; 32]) -> Result<Option<(Session, User)>, StoreError>;
 
+    /// The same by session id: for tokens that name the session they came from (`sid`).
+    async fn session_with_user(&self, id: &str) -> Result<Option<(Session, User)>, StoreError>;
+
     /// Records activity (for the idle timeout).
     async fn touch_session(&self, digest: &[u8; 32], now: OffsetDateTime) -> Result<(), StoreError>;
 

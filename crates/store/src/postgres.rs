@@ -1228,8 +1228,17 @@ impl Store for PostgresStore {
     }
 
     async fn session_and_user(&self, digest: &[u8; 32]) -> Result<Option<(Session, User)>, StoreError> {
-        let row = sqlx::query(common::SELECT_SESSION_AND_USER)
+        let row = sqlx::query(common::select_session_and_user!("WHERE s.digest = $1"))
             .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(common::session_and_user).transpose()
+    }
+
+    async fn session_with_user(&self, id: &str) -> Result<Option<(Session, User)>, StoreError> {
+        let row = sqlx::query(common::select_session_and_user!("WHERE s.id = $1"))
+            .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(err)?;

@@ -229,42 +229,46 @@ impl SqliteStore {
     }
 }
 
-impl SqliteStore {
-    /// [`Self::append_known_head`] for a batch of grants and codes with their records: one
-    /// statement list (the rows of each table in one INSERT, the records, the guarded head
-    /// UPDATE, `COMMIT`) and so one round trip to SQLite's worker thread, where writing them
-    /// one by one took one per write while the whole batch waited. Any refusal (a taken
-    /// key, another process's append) rolls everything back and the caller goes the slow way.
-    async fn insert_known_head(&self, head: ChainHead, writes: &[Write]) -> Result<ChainHead, StoreError> {
-        let mut records = Vec::with_capacity(writes.len());
-        let (mut grants, mut refresh, mut codes) = (Vec::new(), Vec::new(), Vec::new());
-        for w in writes {
-            match w {
-                Write::Audit(e) => records.push(e.clone()),
-                Write::InsertGrant { grant, refresh: first, event } => {
-                    common::check_first_refresh(grant, first.as_ref())?;
-                    grants.push(grant);
-                    refresh.extend(first.iter());
-                    records.push(event.clone());
-                }
-                Write::InsertCode { code, event } => {
-                    codes.push(code);
-                    records.push(event.clone());
-                }
-                Write::RedeemCode { .. } | Write::RotateRefresh { .. } => {
-                    return Err(StoreError::Malformed("not an insert".into()));
-                }
+/// New rows of a batch, written together.
+#[derive(Default)]
+struct Rows {
+    grants: Vec<Grant>,
+    refresh: Vec<RefreshToken>,
+    codes: Vec<AuthCode>,
+}
+
+impl Rows {
+    /// Takes a write that only adds rows, with its record; false for any other write.
+    fn add(&mut self, w: &Write, records: &mut Vec<AuditEvent>) -> Result<bool, StoreError> {
+        match w {
+            Write::Audit(e) => records.push(e.clone()),
+            Write::InsertGrant { grant, refresh, event } => {
+                common::check_first_refresh(grant, refresh.as_ref())?;
+                self.grants.push(grant.clone());
+                self.refresh.extend(refresh.iter().cloned());
+                records.push(event.clone());
             }
+            Write::InsertCode { code, event } => {
+                self.codes.push(code.clone());
+                records.push(event.clone());
+            }
+            Write::RedeemCode { .. } | Write::RotateRefresh { .. } => return Ok(false),
         }
-        let sealed = seal_batch(&head, &self.node, &records);
-        let new_head = sealed.last().map(|r| r.head()).unwrap_or(head);
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
-        if !grants.is_empty() {
+        Ok(true)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.grants.is_empty() && self.refresh.is_empty() && self.codes.is_empty()
+    }
+
+    /// One multi-row INSERT per table, each ended with `; `.
+    fn push_inserts(&self, qb: &mut QueryBuilder<Sqlite>) {
+        if !self.grants.is_empty() {
             qb.push(
                 "INSERT INTO oidc_grants (id, client_id, user_id, session_id, scopes, acr, amr, auth_time_us, \
                  correlation_id, created_at_us, revoked_at_us) ",
             );
-            qb.push_values(&grants, |mut row, g| {
+            qb.push_values(&self.grants, |mut row, g| {
                 row.push_bind(g.id.clone())
                     .push_bind(g.client_id.clone())
                     .push_bind(g.user_id.clone())
@@ -279,9 +283,9 @@ impl SqliteStore {
             });
             qb.push("; ");
         }
-        if !refresh.is_empty() {
+        if !self.refresh.is_empty() {
             qb.push("INSERT INTO oidc_refresh_tokens (digest, grant_id, created_at_us, expires_at_us, used_at_us) ");
-            qb.push_values(&refresh, |mut row, t| {
+            qb.push_values(&self.refresh, |mut row, t| {
                 row.push_bind(t.digest.to_vec())
                     .push_bind(t.grant_id.clone())
                     .push_bind(micros(t.created_at))
@@ -290,12 +294,12 @@ impl SqliteStore {
             });
             qb.push("; ");
         }
-        if !codes.is_empty() {
+        if !self.codes.is_empty() {
             qb.push(
                 "INSERT INTO oidc_codes (digest, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, \
                  scopes, acr, amr, auth_time_us, correlation_id, created_at_us, expires_at_us, grant_id) ",
             );
-            qb.push_values(&codes, |mut row, c| {
+            qb.push_values(&self.codes, |mut row, c| {
                 row.push_bind(c.digest.to_vec())
                     .push_bind(c.client_id.clone())
                     .push_bind(c.user_id.clone())
@@ -314,6 +318,27 @@ impl SqliteStore {
             });
             qb.push("; ");
         }
+    }
+}
+
+impl SqliteStore {
+    /// [`Self::append_known_head`] for a batch of grants and codes with their records: one
+    /// statement list (the rows of each table in one INSERT, the records, the guarded head
+    /// UPDATE, `COMMIT`) and so one round trip to SQLite's worker thread, where writing them
+    /// one by one took one per write while the whole batch waited. Any refusal (a taken
+    /// key, another process's append) rolls everything back and the caller goes the slow way.
+    async fn insert_known_head(&self, head: ChainHead, writes: &[Write]) -> Result<ChainHead, StoreError> {
+        let mut records = Vec::with_capacity(writes.len());
+        let mut rows = Rows::default();
+        for w in writes {
+            if !rows.add(w, &mut records)? {
+                return Err(StoreError::Malformed("not an insert".into()));
+            }
+        }
+        let sealed = seal_batch(&head, &self.node, &records);
+        let new_head = sealed.last().map(|r| r.head()).unwrap_or(head);
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
+        rows.push_inserts(&mut qb);
         if !sealed.is_empty() {
             qb.push("INSERT INTO audit_log (seq, ts_us, event_type, body, hash) ");
             qb.push_values(&sealed, |mut row, r| {
@@ -663,12 +688,12 @@ async fn redeem_code_in(
     Ok(common::redemption(redeemed, row.map(common::auth_code).transpose()?))
 }
 
-/// The state change of [`Store::rotate_refresh_token`]; a `Reused` outcome has revoked the
-/// grant and the caller appends its record.
+/// The state change of [`Store::rotate_refresh_token`] but for storing the successor, which
+/// the caller does after a `Rotated` (under the grant returned); a `Reused` outcome has
+/// revoked the grant and the caller appends its record.
 async fn rotate_in(
     conn: &mut SqliteConnection,
     digest: &[u8; 32],
-    next: &RefreshToken,
     now: OffsetDateTime,
 ) -> Result<Rotation, StoreError> {
     let Some((token, grant)) = token_and_grant(conn, digest).await? else {
@@ -676,7 +701,6 @@ async fn rotate_in(
     };
     let state = common::presented(&token, &grant, now);
     if state == Presented::Live && mark_used(conn, digest, now).await? {
-        insert_refresh_token(conn, next, &grant.id).await?;
         return Ok(Rotation::Rotated(grant));
     }
     if state == Presented::Unknown || !revoke_grant_in(conn, &grant.id, now).await? {
@@ -847,39 +871,38 @@ impl Store for SqliteStore {
         let r = async {
             let mut records = Vec::with_capacity(writes.len());
             let mut found = Vec::with_capacity(writes.len());
+            // New rows wait for the end and go in one statement list: nothing later in a
+            // batch can depend on them (a code or refresh token is handed out only after
+            // its batch commits).
+            let mut rows = Rows::default();
             for w in writes {
+                if rows.add(w, &mut records)? {
+                    found.push(Written::Done);
+                    continue;
+                }
                 found.push(match w {
-                    Write::Audit(e) => {
-                        records.push(e.clone());
-                        Written::Done
-                    }
-                    Write::InsertGrant { grant, refresh, event } => {
-                        common::check_first_refresh(grant, refresh.as_ref())?;
-                        insert_grant_row(&mut tx, grant).await?;
-                        if let Some(t) = refresh {
-                            insert_refresh_token(&mut tx, t, &grant.id).await?;
-                        }
-                        records.push(event.clone());
-                        Written::Done
-                    }
-                    Write::InsertCode { code, event } => {
-                        insert_code_row(&mut tx, code).await?;
-                        records.push(event.clone());
-                        Written::Done
-                    }
+                    Write::Audit(_) | Write::InsertGrant { .. } | Write::InsertCode { .. } => Written::Done,
                     Write::RedeemCode { digest, now, grant_id } => {
                         Written::Redemption(redeem_code_in(&mut tx, digest, *now, grant_id).await?)
                     }
                     Write::RotateRefresh { digest, next, now, rotated, reused } => {
-                        let rotation = rotate_in(&mut tx, digest, next, *now).await?;
-                        match rotation {
-                            Rotation::Rotated(_) => records.push(rotated.clone()),
+                        let rotation = rotate_in(&mut tx, digest, *now).await?;
+                        match &rotation {
+                            Rotation::Rotated(g) => {
+                                rows.refresh.push(RefreshToken { grant_id: g.id.clone(), ..next.clone() });
+                                records.push(rotated.clone());
+                            }
                             Rotation::Reused(_) => records.push(reused.clone()),
                             Rotation::Unknown => {}
                         }
                         Written::Rotation(rotation)
                     }
                 });
+            }
+            if !rows.is_empty() {
+                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("");
+                rows.push_inserts(&mut qb);
+                qb.build().persistent(false).execute(&mut *tx).await.map_err(|e| common::conflict(e, err))?;
             }
             let head = append_in(&mut tx, &self.node, &records).await?;
             Ok((found, head))
@@ -1544,8 +1567,17 @@ impl Store for SqliteStore {
     }
 
     async fn session_and_user(&self, digest: &[u8; 32]) -> Result<Option<(Session, User)>, StoreError> {
-        let row = sqlx::query(common::SELECT_SESSION_AND_USER)
+        let row = sqlx::query(common::select_session_and_user!("WHERE s.digest = $1"))
             .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(common::session_and_user).transpose()
+    }
+
+    async fn session_with_user(&self, id: &str) -> Result<Option<(Session, User)>, StoreError> {
+        let row = sqlx::query(common::select_session_and_user!("WHERE s.id = $1"))
+            .bind(id)
             .fetch_optional(&self.pool)
             .await
             .map_err(err)?;
@@ -1988,7 +2020,10 @@ impl Store for SqliteStore {
         // Most rotations append nothing, so they leave the remembered head alone.
         let (mut guard, mut tx) = self.write_beside_chain().await?;
         let r = async {
-            let rotation = rotate_in(&mut tx, digest, next, now).await?;
+            let rotation = rotate_in(&mut tx, digest, now).await?;
+            if let Rotation::Rotated(g) = &rotation {
+                insert_refresh_token(&mut tx, next, &g.id).await?;
+            }
             if matches!(rotation, Rotation::Reused(_)) {
                 // A replay appends after all, which moves the head that `write_beside_chain` kept.
                 *guard = None;

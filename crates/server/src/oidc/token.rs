@@ -334,29 +334,30 @@ async fn refresh_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient,
         return invalid_grant("the refresh token was issued to another client");
     }
     // Checked before the token is spent, so that a refused refresh leaves it usable and a
-    // retry is not mistaken for theft.
-    let user = match &owner.user_id {
-        Some(id) => match app.store.user_by_id(id).await {
+    // retry is not mistaken for theft. Without `offline_access`, tokens live only as long
+    // as the session they came from, read here with its account in one query.
+    let offline = owner.scopes.iter().any(|s| s == "offline_access");
+    let user = match (&owner.user_id, &owner.session_id) {
+        (Some(uid), Some(sid)) if !offline => match app.store.session_with_user(sid).await {
+            Ok(Some((session, u))) if &u.id == uid => {
+                if session.state(&app.auth.sessions, now) != wardgate_core::session::SessionState::Active {
+                    return invalid_grant("the session these tokens came from has ended; sign in again");
+                }
+                if !u.may_sign_in() {
+                    return invalid_grant("the account is no longer active");
+                }
+                Some(u)
+            }
+            Ok(_) => return invalid_grant("the session these tokens came from has ended; sign in again"),
+            Err(e) => return server_error(e),
+        },
+        (Some(uid), _) => match app.store.user_by_id(uid).await {
             Ok(Some(u)) if u.may_sign_in() => Some(u),
             Ok(_) => return invalid_grant("the account is no longer active"),
             Err(e) => return server_error(e),
         },
-        None => None,
+        (None, _) => None,
     };
-    // Without `offline_access`, tokens live only as long as the session they came from.
-    if let (Some(u), Some(sid)) = (&user, &owner.session_id)
-        && !owner.scopes.iter().any(|s| s == "offline_access")
-    {
-        let live = match app.store.sessions_of(&u.id).await {
-            Ok(all) => all.iter().any(|s| {
-                &s.id == sid && s.state(&app.auth.sessions, now) == wardgate_core::session::SessionState::Active
-            }),
-            Err(e) => return server_error(e),
-        };
-        if !live {
-            return invalid_grant("the session these tokens came from has ended; sign in again");
-        }
-    }
     let (next_secret, next) = match new_refresh(&owner.id, client, now) {
         Ok(r) => r,
         Err(e) => return server_error(e),

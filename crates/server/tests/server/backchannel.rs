@@ -365,3 +365,35 @@ async fn ending_an_account_from_the_command_line_tells_its_applications() {
     assert_eq!(sent[0].outcome.as_str(), "success");
     assert_eq!(sent[0].details["session_end"], "account disabled");
 }
+
+/// A refresh through a session that has timed out is refused before the token is spent,
+/// whether or not the sweep has ended the session yet.
+#[tokio::test]
+async fn a_refresh_through_a_timed_out_session_is_refused_and_spends_nothing() {
+    static SKEW: AtomicI64 = AtomicI64::new(0);
+    fn clock() -> OffsetDateTime {
+        OffsetDateTime::now_utc() + time::Duration::seconds(SKEW.load(Ordering::SeqCst))
+    }
+    let (p, _, _) = provider_at(clock, |_| {}).await;
+    let app = Application::start(&[]).await;
+    let (client, secret, tokens) = signed_in(&p, &app).await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let presented = |t: String| {
+        p.browser
+            .post(format!("{}/oidc/token", p.node.base_url))
+            .basic_auth(&client.id, Some(&secret))
+            .form(&[("grant_type".to_owned(), "refresh_token".to_owned()), ("refresh_token".to_owned(), t)])
+            .send()
+    };
+    // Within the session's life a refresh works, and hands out the next token.
+    let r = presented(refresh).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let next = r.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
+
+    SKEW.store(16 * 60, Ordering::SeqCst);
+    let r = presented(next.clone()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    let (token, _) = p.node.store.refresh_token(&wardgate_core::token::digest(&next)).await.unwrap().unwrap();
+    assert_eq!(token.used_at, None, "a refused refresh does not spend the token");
+}

@@ -150,6 +150,8 @@ async fn sessions_round_trip_touch_and_revoke(env: &Env) {
         assert_eq!(s.session_and_user(&x.id_digest).await.unwrap(), Some((x.clone(), alice.clone())));
     }
     assert_eq!(s.session_and_user(&[9; 32]).await.unwrap(), None);
+    assert_eq!(s.session_with_user("s2").await.unwrap(), Some((s2.clone(), alice.clone())));
+    assert_eq!(s.session_with_user("s-none").await.unwrap(), None);
     assert_eq!(s.sessions_of("u1").await.unwrap(), [s3.clone(), s2.clone(), s1.clone()]);
     assert!(s.sessions_of("u2").await.unwrap().is_empty());
 
