@@ -27,6 +27,9 @@ pub enum AuditError {
     Closed,
 }
 
+/// About one durable commit on a local SSD.
+const GATHER_AT_MOST: std::time::Duration = std::time::Duration::from_micros(250);
+
 type Reply = oneshot::Sender<Result<(Written, ChainHead), Arc<StoreError>>>;
 
 /// The writer's configuration.
@@ -167,11 +170,17 @@ async fn run(
 /// The callers of the last batch were all woken at once and are reporting their next
 /// events right now; committing the first one alone would split them over several
 /// commits, each paying a full fsync. So let them run while the queue keeps growing (a
-/// few scheduler turns, no timer) and take what arrived.
+/// few scheduler turns) and take what arrived — but not for longer than about a commit
+/// takes: on a busy server a scheduler turn runs every other request's work first, and
+/// waiting out several of them delayed every caller more than a second commit would.
 async fn gather_stragglers(rx: &mut mpsc::Receiver<(Write, Reply)>, queued: &mut Vec<(Write, Reply)>, max: usize) {
+    let until = std::time::Instant::now() + GATHER_AT_MOST;
     for turn in 0..8 {
         if queued.len() >= max {
             return;
+        }
+        if std::time::Instant::now() >= until {
+            break;
         }
         let before = rx.len();
         tokio::task::yield_now().await;

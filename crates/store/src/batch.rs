@@ -25,6 +25,10 @@ pub enum Write {
     /// As [`Store::redeem_auth_code`](crate::Store::redeem_auth_code); no record (the grant that
     /// follows, or the refusal, is the record).
     RedeemCode { digest: [u8; 32], now: OffsetDateTime, grant_id: String },
+    /// The redemption and the grant it buys in one write: the code is spent under
+    /// `grant.id` and, only if it was fresh, the grant, its first refresh token and `event`
+    /// are stored. Answers the redemption, as [`Write::RedeemCode`] does.
+    RedeemIntoGrant { digest: [u8; 32], now: OffsetDateTime, grant: Grant, refresh: RefreshToken, event: AuditEvent },
     /// As [`Store::rotate_refresh_token`](crate::Store::rotate_refresh_token): `rotated` is
     /// recorded when the token is exchanged, `reused` when a replay revokes the grant.
     RotateRefresh { digest: [u8; 32], next: RefreshToken, now: OffsetDateTime, rotated: AuditEvent, reused: AuditEvent },

@@ -358,6 +358,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError>;
 
+    /// A code as stored (redeemed or not, expired or not), to check a token request against
+    /// before it is spent.
+    async fn auth_code(&self, digest: &[u8; 32]) -> Result<Option<AuthCode>, StoreError>;
+
     /// Redeems a code once, atomically. If it exists, is unexpired and unused, it is marked
     /// used with `grant_id` (the grant the caller is about to store with [`Store::insert_grant`],
     /// built from the returned code): `Fresh(code)`. A code already used returns

@@ -554,6 +554,16 @@ impl Store for PostgresStore {
                     Write::RedeemCode { digest, now, grant_id } => {
                         Written::Redemption(redeem_code_in(&mut tx, digest, *now, grant_id).await?)
                     }
+                    Write::RedeemIntoGrant { digest, now, grant, refresh, event } => {
+                        common::check_first_refresh(grant, Some(refresh))?;
+                        let redemption = redeem_code_in(&mut tx, digest, *now, &grant.id).await?;
+                        if matches!(redemption, CodeRedemption::Fresh(_)) {
+                            insert_grant_row(&mut tx, grant).await?;
+                            insert_refresh_token(&mut tx, refresh, &grant.id).await?;
+                            records.push(event.clone());
+                        }
+                        Written::Redemption(redemption)
+                    }
                     Write::RotateRefresh { digest, next, now, rotated, reused } => {
                         let rotation = rotate_locked(&mut tx, digest, next, *now).await?;
                         match rotation {
@@ -1626,6 +1636,15 @@ impl Store for PostgresStore {
     async fn insert_auth_code(&self, code: &AuthCode) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
         insert_code_row(&mut conn, code).await
+    }
+
+    async fn auth_code(&self, digest: &[u8; 32]) -> Result<Option<AuthCode>, StoreError> {
+        let row: Option<common::CodeRow> = sqlx::query_as(common::select_codes!("WHERE digest = $1"))
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(common::auth_code).transpose()
     }
 
     async fn redeem_auth_code(

@@ -252,7 +252,7 @@ impl Rows {
                 self.codes.push(code.clone());
                 records.push(event.clone());
             }
-            Write::RedeemCode { .. } | Write::RotateRefresh { .. } => return Ok(false),
+            Write::RedeemCode { .. } | Write::RedeemIntoGrant { .. } | Write::RotateRefresh { .. } => return Ok(false),
         }
         Ok(true)
     }
@@ -884,6 +884,16 @@ impl Store for SqliteStore {
                     Write::Audit(_) | Write::InsertGrant { .. } | Write::InsertCode { .. } => Written::Done,
                     Write::RedeemCode { digest, now, grant_id } => {
                         Written::Redemption(redeem_code_in(&mut tx, digest, *now, grant_id).await?)
+                    }
+                    Write::RedeemIntoGrant { digest, now, grant, refresh, event } => {
+                        common::check_first_refresh(grant, Some(refresh))?;
+                        let redemption = redeem_code_in(&mut tx, digest, *now, &grant.id).await?;
+                        if matches!(redemption, CodeRedemption::Fresh(_)) {
+                            rows.grants.push(grant.clone());
+                            rows.refresh.push(refresh.clone());
+                            records.push(event.clone());
+                        }
+                        Written::Redemption(redemption)
                     }
                     Write::RotateRefresh { digest, next, now, rotated, reused } => {
                         let rotation = rotate_in(&mut tx, digest, *now).await?;
@@ -1963,6 +1973,15 @@ impl Store for SqliteStore {
         let (_guard, mut tx) = self.write_beside_chain().await?;
         let r = insert_code_row(&mut tx, code).await;
         common::finish(tx, r, err).await
+    }
+
+    async fn auth_code(&self, digest: &[u8; 32]) -> Result<Option<AuthCode>, StoreError> {
+        let row: Option<common::CodeRow> = sqlx::query_as(common::select_codes!("WHERE digest = $1"))
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(common::auth_code).transpose()
     }
 
     async fn redeem_auth_code(

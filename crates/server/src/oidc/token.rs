@@ -9,7 +9,7 @@ use serde::Deserialize;
 use time::{Duration, OffsetDateTime};
 use wardgate_core::audit::event::types;
 use wardgate_core::audit::{AuditEvent, Outcome};
-use wardgate_core::oidc::{Grant, OidcClient, RefreshToken, pkce};
+use wardgate_core::oidc::{AuthCode, Grant, OidcClient, RefreshToken, pkce};
 use wardgate_core::token;
 use wardgate_store::batch::{Write, Written};
 use wardgate_store::{CodeRedemption, Rotation, StoreError};
@@ -221,24 +221,94 @@ pub async fn token(
     }
 }
 
+/// What a token request must match in the code it presents (RFC 6749 §4.1.3, RFC 7636 §4.6).
+fn check_code(client: &OidcClient, form: &TokenForm, code: &AuthCode, now: OffsetDateTime) -> Option<Response> {
+    if code.expires_at <= now {
+        return Some(invalid_grant("the code is unknown or expired"));
+    }
+    if code.client_id != client.id {
+        return Some(invalid_grant("the code was issued to another client"));
+    }
+    if form.redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) {
+        return Some(invalid_grant("redirect_uri does not match the authorization request"));
+    }
+    match (&code.code_challenge, form.code_verifier.as_deref()) {
+        (Some(ch), Some(v)) if pkce::verify(v, ch) => None,
+        (Some(_), _) => Some(invalid_grant("code_verifier is missing or does not match the code_challenge")),
+        (None, Some(_)) => {
+            Some(invalid_grant("code_verifier given but the authorization request had no code_challenge"))
+        }
+        (None, None) => None,
+    }
+}
+
 async fn code_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, form: &TokenForm) -> Response {
     let now = (app.clock)();
-    let Some(code) = form.code.as_deref().filter(|c| c.len() == 43) else {
+    let Some(presented) = form.code.as_deref().filter(|c| c.len() == 43) else {
         return invalid_grant("the code is missing or malformed");
     };
-    let grant_id = match token::random_id() {
-        Ok(id) => id,
+    let digest = token::digest(presented);
+    // The request is checked against the code before it is spent, so that the redemption
+    // and the grant it buys are one write and one commit. A code spent before is not
+    // checked: its redemption tells the replay, atomically, and what it bought is revoked.
+    let code = match app.store.auth_code(&digest).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return invalid_grant("the code is unknown or expired"),
         Err(e) => return server_error(e),
     };
-    let redeem = Write::RedeemCode { digest: token::digest(code), now, grant_id: grant_id.clone() };
-    let redeemed = match app.audit.write(redeem).await {
+    let (write, issue) = if code.grant_id.is_none() {
+        if let Some(refused) = check_code(client, form, &code, now) {
+            return refused;
+        }
+        let user = match app.store.user_by_id(&code.user_id).await {
+            Ok(Some(u)) if u.may_sign_in() => u,
+            Ok(_) => return invalid_grant("the account is no longer active"),
+            Err(e) => return server_error(e),
+        };
+        let grant = Grant {
+            id: match token::random_id() {
+                Ok(id) => id,
+                Err(e) => return server_error(e),
+            },
+            client_id: client.id.clone(),
+            user_id: Some(user.id.clone()),
+            session_id: Some(code.session_id.clone()),
+            scopes: code.scopes.clone(),
+            acr: Some(code.acr.clone()),
+            amr: code.amr.clone(),
+            auth_time: Some(code.auth_time),
+            correlation_id: code.correlation_id.clone(),
+            created_at: now,
+            revoked_at: None,
+        };
+        let (refresh_secret, refresh) = match new_refresh(&grant.id, client, now) {
+            Ok(r) => r,
+            Err(e) => return server_error(e),
+        };
+        let e = event(app, ctx, types::OIDC_GRANT_ISSUED, Outcome::Success, client)
+            .subject(user.username.as_str())
+            .correlation_id(code.correlation_id.clone())
+            .detail("grant_id", grant.id.clone())
+            .detail("scope", grant.scopes.join(" "))
+            .detail("acr", code.acr.clone());
+        let event = code.amr.iter().fold(e, |e, a| e.factor(a.clone()));
+        let issue = (user, grant.clone(), refresh_secret);
+        (Write::RedeemIntoGrant { digest, now, grant, refresh, event }, Some(issue))
+    } else {
+        let grant_id = match token::random_id() {
+            Ok(id) => id,
+            Err(e) => return server_error(e),
+        };
+        (Write::RedeemCode { digest, now, grant_id }, None)
+    };
+    let redeemed = match app.audit.write(write).await {
         Ok(Written::Redemption(r)) => r,
         Ok(other) => return server_error(format!("unexpected outcome of a code redemption: {other:?}")),
         Err(e) => return server_error(e),
     };
-    let code = match redeemed {
-        CodeRedemption::Fresh(c) => c,
-        CodeRedemption::Reused(c) => {
+    let (user, grant, refresh_secret) = match (redeemed, issue) {
+        (CodeRedemption::Fresh(_), Some(issue)) => issue,
+        (CodeRedemption::Reused(c), _) => {
             // RFC 6749 §4.1.2: a code used twice was intercepted; what it bought is revoked.
             let e = event(app, ctx, types::OIDC_CODE_REUSED, Outcome::Denied, client)
                 .subject(c.user_id.clone())
@@ -251,55 +321,11 @@ async fn code_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, fo
             }
             return invalid_grant("the code was already used");
         }
-        CodeRedemption::Unknown => return invalid_grant("the code is unknown or expired"),
-    };
-    if code.client_id != client.id {
-        return invalid_grant("the code was issued to another client");
-    }
-    if form.redirect_uri.as_deref() != Some(code.redirect_uri.as_str()) {
-        return invalid_grant("redirect_uri does not match the authorization request");
-    }
-    match (&code.code_challenge, form.code_verifier.as_deref()) {
-        (Some(ch), Some(v)) if pkce::verify(v, ch) => {}
-        (Some(_), _) => return invalid_grant("code_verifier is missing or does not match the code_challenge"),
-        (None, Some(_)) => {
-            return invalid_grant("code_verifier given but the authorization request had no code_challenge");
+        // Spent codes never become fresh again; expired ones are unknown.
+        (CodeRedemption::Fresh(_) | CodeRedemption::Unknown, _) => {
+            return invalid_grant("the code is unknown or expired");
         }
-        (None, None) => {}
-    }
-    let user = match app.store.user_by_id(&code.user_id).await {
-        Ok(Some(u)) if u.may_sign_in() => u,
-        Ok(_) => return invalid_grant("the account is no longer active"),
-        Err(e) => return server_error(e),
     };
-    let grant = Grant {
-        id: grant_id,
-        client_id: client.id.clone(),
-        user_id: Some(user.id.clone()),
-        session_id: Some(code.session_id.clone()),
-        scopes: code.scopes.clone(),
-        acr: Some(code.acr.clone()),
-        amr: code.amr.clone(),
-        auth_time: Some(code.auth_time),
-        correlation_id: code.correlation_id.clone(),
-        created_at: now,
-        revoked_at: None,
-    };
-    let (refresh_secret, refresh) = match new_refresh(&grant.id, client, now) {
-        Ok(r) => r,
-        Err(e) => return server_error(e),
-    };
-    let e = event(app, ctx, types::OIDC_GRANT_ISSUED, Outcome::Success, client)
-        .subject(user.username.as_str())
-        .correlation_id(code.correlation_id.clone())
-        .detail("grant_id", grant.id.clone())
-        .detail("scope", grant.scopes.join(" "))
-        .detail("acr", code.acr.clone());
-    let e = code.amr.iter().fold(e, |e, a| e.factor(a.clone()));
-    let write = Write::InsertGrant { grant: grant.clone(), refresh: Some(refresh), event: e };
-    if let Err(err) = app.audit.write(write).await {
-        return server_error(err);
-    }
     let (access, ttl) = match tokens::access_token(&app.oidc, client, &grant, Some(&user), now) {
         Ok(t) => t,
         Err(e) => return server_error(e),

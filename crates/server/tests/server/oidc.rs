@@ -317,10 +317,13 @@ async fn bad_requests_get_protocol_errors_and_never_a_redirect_to_an_unregistere
         error_of(token(base_form(&code, &wrong, &secret)).await.unwrap()).await,
         (StatusCode::BAD_REQUEST, "invalid_grant".into())
     );
-    let code = code_for().await;
     let mut missing = base_form(&code, verifier.secret(), &secret);
     missing.remove(3);
     assert_eq!(error_of(token(missing).await.unwrap()).await.1, "invalid_grant");
+    // A request that does not match the code is refused before the code is spent: the
+    // client that holds the verifier still gets its tokens.
+    let resp = token(base_form(&code, verifier.secret(), &secret)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "the refused attempts did not spend the code");
     // A replayed code: refused, and the tokens of its first use stop working.
     let code = code_for().await;
     let first: Value = token(base_form(&code, verifier.secret(), &secret)).await.unwrap().json().await.unwrap();

@@ -32,6 +32,7 @@ conformance!(
     a_batch_applies_every_write_with_its_records_in_order,
     a_batch_with_a_failing_write_keeps_nothing,
     batches_of_inserts_one_after_another,
+    a_code_is_read_then_redeemed_into_its_grant_in_one_write,
 );
 
 // --- fixtures -----------------------------------------------------------------------------
@@ -936,4 +937,55 @@ async fn batches_of_inserts_one_after_another(env: &Env) {
     s.commit(&batch(4)).await.unwrap();
     assert!(s.grant("cc4").await.unwrap().is_some());
     assert_eq!(verify_all(s).await.0, s.audit_head().await.unwrap());
+}
+
+/// The token endpoint reads a code, checks the request against it, then spends it and
+/// stores the grant it buys in one write: the grant only when the code was fresh.
+async fn a_code_is_read_then_redeemed_into_its_grant_in_one_write(env: &Env) {
+    let s = &*env.store;
+    with_client(s, "c1").await;
+    let c = code(7, "c1", "s1", 60);
+    s.insert_auth_code(&c).await.unwrap();
+    assert_eq!(s.auth_code(&[7; 32]).await.unwrap(), Some(c.clone()));
+    assert_eq!(s.auth_code(&[8; 32]).await.unwrap(), None);
+
+    let into = |grant_id: &str, token: u8, now: OffsetDateTime| Write::RedeemIntoGrant {
+        digest: [7; 32],
+        now,
+        grant: grant_of(&c, grant_id),
+        refresh: refresh(token, grant_id, 1, 3600),
+        event: typed_ev("oidc.grant.issued"),
+    };
+    let before = s.audit_head().await.unwrap();
+    let (found, _) = s.commit(&[into("g1", 1, at(5))]).await.unwrap();
+    let spent = AuthCode { grant_id: Some("g1".into()), ..c.clone() };
+    assert_eq!(found, [Written::Redemption(CodeRedemption::Fresh(spent.clone()))]);
+    assert_eq!(s.grant("g1").await.unwrap(), Some(grant_of(&c, "g1")));
+    assert_eq!(s.refresh_token(&[1; 32]).await.unwrap().unwrap().1.id, "g1");
+    assert_eq!(s.auth_code(&[7; 32]).await.unwrap(), Some(spent.clone()));
+    assert_eq!(last_type(s).await, "oidc.grant.issued");
+
+    // Presented again: a replay. Nothing more is stored or recorded here; the caller revokes.
+    let after = snapshot(s).await;
+    let (found, _) = s.commit(&[into("g2", 2, at(6))]).await.unwrap();
+    assert_eq!(found, [Written::Redemption(CodeRedemption::Reused(spent))]);
+    assert_eq!(s.grant("g2").await.unwrap(), None);
+    assert_eq!(s.refresh_token(&[2; 32]).await.unwrap(), None);
+    assert_eq!(snapshot(s).await, after);
+    assert_eq!(s.audit_head().await.unwrap().seq, before.seq + 1);
+
+    // Expired before it was redeemed: unknown, and still unspent.
+    let old = code(9, "c1", "s1", 60);
+    s.insert_auth_code(&old).await.unwrap();
+    let late = Write::RedeemIntoGrant {
+        digest: [9; 32],
+        now: T0 + secs(60),
+        grant: grant_of(&old, "g3"),
+        refresh: refresh(3, "g3", 1, 3600),
+        event: typed_ev("oidc.grant.issued"),
+    };
+    let (found, _) = s.commit(&[late]).await.unwrap();
+    assert_eq!(found, [Written::Redemption(CodeRedemption::Unknown)]);
+    assert_eq!(s.grant("g3").await.unwrap(), None);
+    assert_eq!(s.auth_code(&[9; 32]).await.unwrap(), Some(old));
 }
