@@ -688,6 +688,56 @@ async fn redeem_code_in(
     Ok(common::redemption(redeemed, row.map(common::auth_code).transpose()?))
 }
 
+/// Spends, in one statement, every presented refresh token of a batch that is live (unused,
+/// unexpired at its own request's time, its grant not revoked) and returns their grants by
+/// token digest. What it leaves — replays, unknown and expired tokens — goes one by one
+/// through [`rotate_in`], which tells them apart. One round trip for a batch of refreshes
+/// instead of three each, while the whole batch waited on every one.
+async fn spend_live(
+    conn: &mut SqliteConnection,
+    presented: &[([u8; 32], OffsetDateTime)],
+) -> Result<std::collections::HashMap<[u8; 32], Grant>, StoreError> {
+    let mut spent = std::collections::HashMap::new();
+    if presented.is_empty() {
+        return Ok(spent);
+    }
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH presented(digest, now_us) AS (");
+    qb.push_values(presented, |mut row, (digest, now)| {
+        row.push_bind(digest.to_vec()).push_bind(micros(*now));
+    });
+    qb.push(
+        ") UPDATE oidc_refresh_tokens \
+         SET used_at_us = (SELECT now_us FROM presented p WHERE p.digest = oidc_refresh_tokens.digest) \
+         WHERE used_at_us IS NULL AND digest IN (SELECT digest FROM presented) \
+         AND expires_at_us > (SELECT now_us FROM presented p WHERE p.digest = oidc_refresh_tokens.digest) \
+         AND grant_id IN (SELECT id FROM oidc_grants WHERE revoked_at_us IS NULL) \
+         RETURNING digest, grant_id",
+    );
+    let used: Vec<(Vec<u8>, String)> =
+        qb.build_query_as().persistent(false).fetch_all(&mut *conn).await.map_err(err)?;
+    if used.is_empty() {
+        return Ok(spent);
+    }
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(common::select_grants!("WHERE id IN ("));
+    let mut ids = qb.separated(", ");
+    for (_, grant_id) in &used {
+        ids.push_bind(grant_id.clone());
+    }
+    ids.push_unseparated(")");
+    let rows: Vec<common::GrantRow> = qb.build_query_as().persistent(false).fetch_all(&mut *conn).await.map_err(err)?;
+    let mut grants = std::collections::HashMap::new();
+    for row in rows {
+        let g = common::grant(row)?;
+        grants.insert(g.id.clone(), g);
+    }
+    for (digest, grant_id) in used {
+        let digest: [u8; 32] = digest.try_into().map_err(|_| StoreError::Malformed("refresh token digest".into()))?;
+        let grant = grants.get(&grant_id).cloned().ok_or_else(|| StoreError::Malformed(format!("grant {grant_id}")))?;
+        spent.insert(digest, grant);
+    }
+    Ok(spent)
+}
+
 /// The state change of [`Store::rotate_refresh_token`] but for storing the successor, which
 /// the caller does after a `Rotated` (under the grant returned); a `Reused` outcome has
 /// revoked the grant and the caller appends its record.
@@ -875,6 +925,17 @@ impl Store for SqliteStore {
             // batch can depend on them (a code or refresh token is handed out only after
             // its batch commits).
             let mut rows = Rows::default();
+            // Each token once: a second presentation in the same batch is a replay, which
+            // the one-by-one path below finds after the first has spent it.
+            let mut seen = std::collections::HashSet::new();
+            let presented: Vec<([u8; 32], OffsetDateTime)> = writes
+                .iter()
+                .filter_map(|w| match w {
+                    Write::RotateRefresh { digest, now, .. } if seen.insert(*digest) => Some((*digest, *now)),
+                    _ => None,
+                })
+                .collect();
+            let mut spent = spend_live(&mut tx, &presented).await?;
             for w in writes {
                 if rows.add(w, &mut records)? {
                     found.push(Written::Done);
@@ -896,7 +957,10 @@ impl Store for SqliteStore {
                         Written::Redemption(redemption)
                     }
                     Write::RotateRefresh { digest, next, now, rotated, reused } => {
-                        let rotation = rotate_in(&mut tx, digest, *now).await?;
+                        let rotation = match spent.remove(digest) {
+                            Some(grant) => Rotation::Rotated(grant),
+                            None => rotate_in(&mut tx, digest, *now).await?,
+                        };
                         match &rotation {
                             Rotation::Rotated(g) => {
                                 rows.refresh.push(RefreshToken { grant_id: g.id.clone(), ..next.clone() });

@@ -33,6 +33,7 @@ conformance!(
     a_batch_with_a_failing_write_keeps_nothing,
     batches_of_inserts_one_after_another,
     a_code_is_read_then_redeemed_into_its_grant_in_one_write,
+    one_batch_presenting_a_refresh_token_twice_rotates_once_and_revokes,
 );
 
 // --- fixtures -----------------------------------------------------------------------------
@@ -988,4 +989,41 @@ async fn a_code_is_read_then_redeemed_into_its_grant_in_one_write(env: &Env) {
     assert_eq!(found, [Written::Redemption(CodeRedemption::Unknown)]);
     assert_eq!(s.grant("g3").await.unwrap(), None);
     assert_eq!(s.auth_code(&[9; 32]).await.unwrap(), Some(old));
+}
+
+/// Two presentations of one live token in one batch (a thief racing the client): the first
+/// exchanges it, the second is a replay that revokes the grant — as if one after the other.
+/// Other live tokens of the batch, presented each at their own time, rotate normally.
+async fn one_batch_presenting_a_refresh_token_twice_rotates_once_and_revokes(env: &Env) {
+    let s = &*env.store;
+    with_client(s, "c1").await;
+    let g1 = session_grant("g1", "c1", "s1");
+    let g2 = session_grant("g2", "c1", "s2");
+    with_grant(s, &g1, 1).await;
+    with_grant(s, &g2, 2).await;
+    let rotate = |digest: u8, next: u8, grant: &str, when: i64| Write::RotateRefresh {
+        digest: [digest; 32],
+        next: refresh(next, grant, when, 3600),
+        now: at(when),
+        rotated: typed_ev("oidc.token.refreshed"),
+        reused: typed_ev("oidc.refresh.reused"),
+    };
+    let before = s.audit_head().await.unwrap();
+    let writes = [rotate(1, 11, "g1", 10), rotate(2, 21, "g2", 11), rotate(1, 12, "g1", 12)];
+    let (found, _) = s.commit(&writes).await.unwrap();
+    assert_eq!(
+        found,
+        [
+            Written::Rotation(Rotation::Rotated(g1.clone())),
+            Written::Rotation(Rotation::Rotated(g2.clone())),
+            Written::Rotation(Rotation::Reused(revoked(g1.clone(), at(12)))),
+        ]
+    );
+    assert_eq!(s.refresh_token(&[1; 32]).await.unwrap().unwrap().0.used_at, Some(at(10)));
+    assert_eq!(s.refresh_token(&[2; 32]).await.unwrap().unwrap().0.used_at, Some(at(11)));
+    assert_eq!(s.refresh_token(&[21; 32]).await.unwrap().unwrap(), (refresh(21, "g2", 11, 3600), g2));
+    assert_eq!(s.grant("g1").await.unwrap(), Some(revoked(g1, at(12))));
+    assert_eq!(s.refresh_token(&[12; 32]).await.unwrap(), None, "the replay's successor is not stored");
+    let types: Vec<String> = s.audit_records(before.seq, 10).await.unwrap().into_iter().map(|r| r.event_type).collect();
+    assert_eq!(types, ["oidc.token.refreshed", "oidc.token.refreshed", "oidc.refresh.reused"]);
 }
