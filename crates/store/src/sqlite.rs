@@ -710,7 +710,8 @@ async fn spend_live(
          SET used_at_us = (SELECT now_us FROM presented p WHERE p.digest = oidc_refresh_tokens.digest) \
          WHERE used_at_us IS NULL AND digest IN (SELECT digest FROM presented) \
          AND expires_at_us > (SELECT now_us FROM presented p WHERE p.digest = oidc_refresh_tokens.digest) \
-         AND grant_id IN (SELECT id FROM oidc_grants WHERE revoked_at_us IS NULL) \
+         AND EXISTS (SELECT 1 FROM oidc_grants g WHERE g.id = oidc_refresh_tokens.grant_id \
+                     AND g.revoked_at_us IS NULL) \
          RETURNING digest, grant_id",
     );
     let used: Vec<(Vec<u8>, String)> =
