@@ -192,11 +192,18 @@ impl SqliteStore {
     /// sequence number or the guard sets the head's `seq` to NULL; either is a constraint
     /// error, the transaction is rolled back and the caller takes the slow path. The chain
     /// cannot fork either way.
-    async fn append_known_head(&self, head: ChainHead, events: &[AuditEvent]) -> Result<ChainHead, StoreError> {
+    async fn append_known_head(
+        &self,
+        head: ChainHead,
+        rows: &Rows,
+        events: &[AuditEvent],
+    ) -> Result<ChainHead, StoreError> {
         let sealed = seal_batch(&head, &self.node, events);
+        // Every row comes with its record, so no records means nothing to write.
         let Some(new_head) = sealed.last().map(|r| r.head()) else { return Ok(head) };
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("BEGIN IMMEDIATE; INSERT INTO audit_log (seq, ts_us, event_type, body, hash) ");
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
+        rows.push_inserts(&mut qb);
+        qb.push("INSERT INTO audit_log (seq, ts_us, event_type, body, hash) ");
         qb.push_values(&sealed, |mut row, r| {
             row.push_bind(r.seq)
                 .push_bind(r.ts_us)
@@ -214,8 +221,9 @@ impl SqliteStore {
             .push_bind(new_head.hash.to_vec())
             .push(" WHERE id = 1; COMMIT");
         let mut conn = self.writes.acquire().await.map_err(err)?;
-        // Group-commit batches come in a few sizes; caching those statements saves the parse.
-        let cache = sealed.len() <= 64;
+        // Records alone come in a few batch sizes, and caching those statements saves the
+        // parse; batches with other rows vary with their mix and are not worth a place.
+        let cache = rows.is_empty() && sealed.len() <= 64;
         match qb.build().persistent(cache).execute(&mut *conn).await {
             Ok(_) => Ok(new_head),
             Err(e) => {
@@ -335,40 +343,7 @@ impl SqliteStore {
                 return Err(StoreError::Malformed("not an insert".into()));
             }
         }
-        let sealed = seal_batch(&head, &self.node, &records);
-        let new_head = sealed.last().map(|r| r.head()).unwrap_or(head);
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
-        rows.push_inserts(&mut qb);
-        if !sealed.is_empty() {
-            qb.push("INSERT INTO audit_log (seq, ts_us, event_type, body, hash) ");
-            qb.push_values(&sealed, |mut row, r| {
-                row.push_bind(r.seq)
-                    .push_bind(r.ts_us)
-                    .push_bind(r.event_type.clone())
-                    .push_bind(r.body.clone())
-                    .push_bind(r.hash.to_vec());
-            });
-        }
-        qb.push("; UPDATE audit_head SET seq = CASE WHEN seq = ")
-            .push_bind(head.seq)
-            .push(" AND hash = ")
-            .push_bind(head.hash.to_vec())
-            .push(" THEN ")
-            .push_bind(new_head.seq)
-            .push(" END, hash = ")
-            .push_bind(new_head.hash.to_vec())
-            .push(" WHERE id = 1; COMMIT");
-        let mut conn = self.writes.acquire().await.map_err(err)?;
-        // Batch shapes vary with the mix of writes: not worth a place in the statement cache.
-        match qb.build().persistent(false).execute(&mut *conn).await {
-            Ok(_) => Ok(new_head),
-            Err(e) => {
-                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                    let _ = conn.detach().close().await;
-                }
-                Err(common::conflict(e, err))
-            }
-        }
+        self.append_known_head(head, &rows, &records).await
     }
 }
 
@@ -887,7 +862,7 @@ impl Store for SqliteStore {
         {
             let mut guard = self.writer.lock().await;
             if let Some(head) = guard.take().filter(|_| events.len() <= INSERT_CHUNK) {
-                match self.append_known_head(head, events).await {
+                match self.append_known_head(head, &Rows::default(), events).await {
                     Ok(new_head) => {
                         *guard = Some(new_head);
                         return Ok(new_head);

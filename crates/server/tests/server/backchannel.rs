@@ -169,23 +169,8 @@ async fn logout_records(p: &Provider, client: &OidcClient, n: usize) -> Vec<Audi
     }
 }
 
-/// The CSRF token of the provider's administrator session.
-async fn csrf(p: &Provider) -> String {
-    let me: Value = p
-        .browser
-        .get(format!("{}/api/v1/me", p.node.base_url))
-        .header("cookie", &p.session)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    me["csrf_token"].as_str().unwrap().to_owned()
-}
-
 async fn sign_out(p: &Provider) {
-    let csrf = csrf(p).await;
+    let csrf = p.csrf().await;
     let out = p
         .browser
         .post(format!("{}/api/v1/logout", p.node.base_url))
@@ -231,7 +216,7 @@ async fn revocation_by_an_administrator_is_told_to_the_application() {
     let (client, _, tokens) = signed_in(&p, &app).await;
     let sid = sid_of(&tokens);
 
-    let csrf = csrf(&p).await;
+    let csrf = p.csrf().await;
     let revoked = p
         .browser
         .delete(format!("{}/api/v1/admin/users/rsmith/sessions", p.node.base_url))

@@ -145,6 +145,21 @@ pub(crate) async fn provider_at(
 }
 
 impl Provider {
+    /// The CSRF token of the administrator's session.
+    pub(crate) async fn csrf(&self) -> String {
+        let me: Value = self
+            .browser
+            .get(format!("{}/api/v1/me", self.node.base_url))
+            .header("cookie", &self.session)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        me["csrf_token"].as_str().unwrap().to_owned()
+    }
+
     /// What the browser gets from the authorization endpoint: the `Location` it is sent to.
     pub(crate) async fn authorize(&self, url: &str) -> (StatusCode, Option<String>, String) {
         let resp = self.browser.get(url).header("cookie", &self.session).send().await.unwrap();
@@ -462,17 +477,7 @@ async fn logging_out_at_the_provider_ends_the_session_and_what_applications_got_
 async fn clients_are_administered_over_the_admin_api_with_their_own_scopes() {
     let (p, _, _) = provider().await;
     let base = p.node.base_url.clone();
-    let me: Value = p
-        .browser
-        .get(format!("{base}/api/v1/me"))
-        .header("cookie", &p.session)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = p.csrf().await;
     let body = json!({"name": "Pharmacy app", "redirect_uris": ["org.example.pharmacy:/cb"], "public": true, "scopes": ["profile"]});
     let resp = p
         .browser
@@ -749,17 +754,7 @@ async fn consent_decision(p: &Provider, page_url: &str, decision: &str) -> Strin
 async fn client_changes_apply_and_tokens_use_the_clients_algorithm() {
     let (p, _, _) = provider().await;
     let base = p.node.base_url.clone();
-    let me: Value = p
-        .browser
-        .get(format!("{base}/api/v1/me"))
-        .header("cookie", &p.session)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let csrf = me["csrf_token"].as_str().unwrap().to_owned();
+    let csrf = p.csrf().await;
     let admin = |path: String, body: Option<Value>| {
         let req = p.browser.post(format!("{base}/api/v1/admin/clients{path}")).header("cookie", &p.session);
         let req = req.header("x-csrf-token", &csrf);
