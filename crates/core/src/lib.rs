@@ -7,6 +7,7 @@
 
 pub mod api_token;
 pub mod audit;
+pub mod device;
 pub mod factors;
 pub mod flow;
 pub mod identity;
@@ -15,6 +16,7 @@ pub mod lockout;
 pub mod login;
 pub mod oidc;
 pub mod passphrase;
+pub mod policy;
 pub mod secrets;
 pub mod session;
 pub mod settings;
