@@ -36,5 +36,6 @@ pub struct Device {
 
 /// A device name: 1–64 characters of lowercase letters, digits, `.`, `_`, `-`.
 pub fn valid_device_name(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    (1..=64).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
 }
