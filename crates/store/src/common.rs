@@ -8,12 +8,14 @@ use sqlx::{Database, SqlSafeStr, Transaction};
 use time::OffsetDateTime;
 use wardgate_core::api_token::{ApiToken, Scope};
 use wardgate_core::audit::{ChainHead, Checkpoint, StoredRecord};
+use wardgate_core::device::{Device, Posture};
 use wardgate_core::flow::{Flow, FlowKind};
 use wardgate_core::identity::{AccountStatus, Factor, FactorKind, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
 use wardgate_core::login::Aal;
 use wardgate_core::oidc::{AuthCode, Consent, Grant, LogoutNotice, OidcClient, OidcKey, RefreshToken};
+use wardgate_core::policy::{PolicyVersion, VersionStatus};
 use wardgate_core::session::Session;
 use wardgate_core::{from_unix_micros, unix_micros};
 
@@ -922,6 +924,128 @@ impl PurgeKind {
         }
     }
 }
+
+// --- access policy -------------------------------------------------------------------------
+
+// A version's columns alone, for `RETURNING` as well as `SELECT`.
+macro_rules! policy_columns {
+    () => {
+        "number, source, author, reason, proposed_at_us, restores, status, approved_by, approved_at_us"
+    };
+}
+pub(crate) use policy_columns;
+
+macro_rules! select_policy_versions {
+    ($rest:literal) => {
+        concat!("SELECT ", $crate::common::policy_columns!(), " FROM policy_versions ", $rest)
+    };
+}
+pub(crate) use select_policy_versions;
+
+pub(crate) type PolicyVersionRow = (i64, String, String, String, i64, Option<i64>, String, Option<String>, Option<i64>);
+
+pub(crate) fn policy_version(
+    (number, source, author, reason, proposed_at_us, restores, status, approved_by, approved_at_us): PolicyVersionRow,
+) -> Result<PolicyVersion, StoreError> {
+    let status = VersionStatus::parse(&status)
+        .ok_or_else(|| StoreError::Malformed(format!("policy version {number} has an unknown status")))?;
+    Ok(PolicyVersion {
+        number,
+        source,
+        author,
+        reason,
+        proposed_at: from_unix_micros(proposed_at_us),
+        restores,
+        status,
+        approved_by,
+        approved_at: approved_at_us.map(from_unix_micros),
+    })
+}
+
+/// Numbers a proposal after the highest number so far, under the caller's write lock.
+/// `$1` source, `$2` author, `$3` reason, `$4` proposed at, `$5` restores.
+pub(crate) const PROPOSE_POLICY: &str = concat!(
+    "INSERT INTO policy_versions (number, source, author, reason, proposed_at_us, restores, status) \
+     SELECT coalesce(max(number), 0) + 1, $1, $2, $3, $4, $5, 'proposed' FROM policy_versions RETURNING ",
+    policy_columns!()
+);
+
+/// `$1` the number, `$2` the approver, `$3` when. Only a proposed version is activated.
+pub(crate) const ACTIVATE_POLICY: &str = concat!(
+    "UPDATE policy_versions SET status = 'active', approved_by = $2, approved_at_us = $3 \
+     WHERE number = $1 AND status = 'proposed' RETURNING ",
+    policy_columns!()
+);
+
+/// `$1` the number. Only a proposed version is rejected.
+pub(crate) const REJECT_POLICY: &str = concat!(
+    "UPDATE policy_versions SET status = 'rejected' WHERE number = $1 AND status = 'proposed' RETURNING ",
+    policy_columns!()
+);
+
+/// Why a version could not change status: it does not exist, or it is no longer proposed.
+pub(crate) fn not_proposed(status: Option<String>) -> StoreError {
+    match status {
+        None => StoreError::NotFound,
+        Some(_) => StoreError::Conflict,
+    }
+}
+
+// --- devices -------------------------------------------------------------------------------
+
+macro_rules! select_devices {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, name, site, managed, trusted, disk_encrypted, patched, checked_in_at_us, secret_digest, \
+             created_at_us, revoked_at_us FROM devices ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_devices;
+
+pub(crate) type DeviceRow =
+    (String, String, Option<String>, bool, bool, bool, bool, Option<i64>, Vec<u8>, i64, Option<i64>);
+
+pub(crate) fn device(
+    (
+        id,
+        name,
+        site,
+        managed,
+        trusted,
+        disk_encrypted,
+        patched,
+        checked_in_at_us,
+        secret_digest,
+        created_at_us,
+        revoked_at_us,
+    ): DeviceRow,
+) -> Result<Device, StoreError> {
+    Ok(Device {
+        secret_digest: bytes(secret_digest, "device secret digest")?,
+        id,
+        name,
+        site,
+        managed,
+        trusted,
+        posture: Posture { disk_encrypted, patched, checked_in_at: checked_in_at_us.map(from_unix_micros) },
+        created_at: from_unix_micros(created_at_us),
+        revoked_at: revoked_at_us.map(from_unix_micros),
+    })
+}
+
+/// `$1` id, `$2` name, `$3` site, `$4` managed, `$5` trusted, `$6` disk encrypted, `$7`
+/// patched, `$8` checked in at, `$9` secret digest, `$10` created at, `$11` revoked at.
+pub(crate) const INSERT_DEVICE: &str = "INSERT INTO devices (id, name, site, managed, trusted, disk_encrypted, \
+     patched, checked_in_at_us, secret_digest, created_at_us, revoked_at_us) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
+
+/// The parameters of [`INSERT_DEVICE`] but the creation time, which never changes (nor
+/// does the id): `$10` is the revocation time.
+pub(crate) const UPDATE_DEVICE: &str = "UPDATE devices SET name = $2, site = $3, managed = $4, trusted = $5, \
+     disk_encrypted = $6, patched = $7, checked_in_at_us = $8, secret_digest = $9, revoked_at_us = $10 \
+     WHERE id = $1";
 
 /// Sealed values start with this; anything else in a factor's secret (an Argon2id PHC
 /// string) is not under a KEK and is left alone by rotation.

@@ -4,11 +4,13 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use wardgate_core::api_token::ApiToken;
 use wardgate_core::audit::{AuditEvent, ChainHead, Checkpoint, StoredRecord};
+use wardgate_core::device::Device;
 use wardgate_core::flow::Flow;
 use wardgate_core::identity::{Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
 use wardgate_core::oidc::{AuthCode, Consent, Grant, LogoutNotice, OidcClient, OidcKey, RefreshToken};
+use wardgate_core::policy::{NewPolicyVersion, PolicyVersion};
 use wardgate_core::session::{Session, SessionPolicy};
 
 use crate::StoreError;
@@ -498,6 +500,63 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes keys retired before `before` (their tokens have all expired).
     async fn purge_oidc_keys(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+
+    // --- access policy ---------------------------------------------------------------------
+
+    /// Numbers the proposal (highest number so far + 1, never reused, safe under concurrent
+    /// proposers, in this process or others), stores it as
+    /// [`Proposed`](wardgate_core::policy::VersionStatus::Proposed), appends `event` and
+    /// bumps the revision, in one transaction. [`StoreError::NotFound`] if `v.restores`
+    /// names no version.
+    async fn propose_policy(&self, v: &NewPolicyVersion, event: &AuditEvent) -> Result<PolicyVersion, StoreError>;
+
+    async fn policy_version(&self, number: i64) -> Result<Option<PolicyVersion>, StoreError>;
+
+    /// Every version, newest first.
+    async fn policy_versions(&self) -> Result<Vec<PolicyVersion>, StoreError>;
+
+    /// The version in force, if any has been activated.
+    async fn active_policy(&self) -> Result<Option<PolicyVersion>, StoreError>;
+
+    /// Makes a Proposed version the active one: the previously active version becomes
+    /// Superseded, `approved_by` and `approved_at` (`at`) are recorded, `event` appended and
+    /// the revision bumped, all in one transaction, and the version is returned as it now
+    /// stands. [`StoreError::NotFound`] if there is no such version;
+    /// [`StoreError::Conflict`] if it is not Proposed (already active, superseded or
+    /// rejected) — of concurrent activations of the same version exactly one succeeds.
+    async fn activate_policy(
+        &self,
+        number: i64,
+        approved_by: &str,
+        at: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<PolicyVersion, StoreError>;
+
+    /// Proposed → Rejected, with `event`, bumping the revision; returns the version as it
+    /// now stands. [`StoreError::NotFound`] if there is no such version;
+    /// [`StoreError::Conflict`] if it is not Proposed.
+    async fn reject_policy(&self, number: i64, event: &AuditEvent) -> Result<PolicyVersion, StoreError>;
+
+    // --- devices -----------------------------------------------------------------------------
+
+    /// Registers a device, with `event`, bumping the revision. [`StoreError::Conflict`] if
+    /// the id, the name or the secret digest is taken (by a retired device too).
+    async fn create_device(&self, device: &Device, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn device_by_name(&self, name: &str) -> Result<Option<Device>, StoreError>;
+
+    /// Looks a device up by the SHA-256 of the secret it presents (retired ones included;
+    /// callers check `revoked_at`).
+    async fn device_by_digest(&self, digest: &[u8; 32]) -> Result<Option<Device>, StoreError>;
+
+    /// Every device, by name (retired ones included).
+    async fn list_devices(&self) -> Result<Vec<Device>, StoreError>;
+
+    /// Replaces every mutable field (name, site, flags, posture, secret digest, `revoked_at`)
+    /// of the device with this id, with `event`, bumping the revision; the id and creation
+    /// time never change. [`StoreError::NotFound`] if there is no such device;
+    /// [`StoreError::Conflict`] if the new name or digest belongs to another device.
+    async fn update_device(&self, device: &Device, event: &AuditEvent) -> Result<(), StoreError>;
 }
 
 /// How many rows [`Store::purge_oidc_history`] deleted, by kind (the refresh tokens of

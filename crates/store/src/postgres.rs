@@ -17,11 +17,13 @@ use time::OffsetDateTime;
 use wardgate_core::api_token::ApiToken;
 use wardgate_core::audit::record::seal_batch;
 use wardgate_core::audit::{AuditEvent, ChainHead, Checkpoint, StoredRecord};
+use wardgate_core::device::Device;
 use wardgate_core::flow::Flow;
 use wardgate_core::identity::{AccountStatus, Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
 use wardgate_core::oidc::{AuthCode, Consent, Grant, LogoutNotice, OidcClient, OidcKey, RefreshToken};
+use wardgate_core::policy::{NewPolicyVersion, PolicyVersion};
 use wardgate_core::session::{Session, SessionPolicy};
 
 use crate::batch::{Write, Written};
@@ -35,6 +37,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "client_keys", include_str!("../migrations/postgres/0004_client_keys.sql")),
     (5, "consent", include_str!("../migrations/postgres/0005_consent.sql")),
     (6, "logout_notices", include_str!("../migrations/postgres/0006_logout_notices.sql")),
+    (7, "policy", include_str!("../migrations/postgres/0007_policy.sql")),
 ];
 
 pub struct PostgresStore {
@@ -1963,6 +1966,195 @@ impl Store for PostgresStore {
                 bump_revision(&mut tx).await?;
             }
             Ok(purged)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn propose_policy(&self, v: &NewPolicyVersion, event: &AuditEvent) -> Result<PolicyVersion, StoreError> {
+        // Under the chain lock: no other node reads the same highest number before this
+        // one commits (and a statement run after the lock is granted sees its insert).
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let row: common::PolicyVersionRow = sqlx::query_as(common::PROPOSE_POLICY)
+                .bind(&v.source)
+                .bind(&v.author)
+                .bind(&v.reason)
+                .bind(micros(v.proposed_at))
+                .bind(v.restores)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(err)?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await?;
+            common::policy_version(row)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn policy_version(&self, number: i64) -> Result<Option<PolicyVersion>, StoreError> {
+        let row: Option<common::PolicyVersionRow> =
+            sqlx::query_as(common::select_policy_versions!("WHERE number = $1"))
+                .bind(number)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        row.map(common::policy_version).transpose()
+    }
+
+    async fn policy_versions(&self) -> Result<Vec<PolicyVersion>, StoreError> {
+        let rows: Vec<common::PolicyVersionRow> =
+            sqlx::query_as(common::select_policy_versions!("ORDER BY number DESC"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.into_iter().map(common::policy_version).collect()
+    }
+
+    async fn active_policy(&self) -> Result<Option<PolicyVersion>, StoreError> {
+        let row: Option<common::PolicyVersionRow> =
+            sqlx::query_as(common::select_policy_versions!("WHERE status = 'active'"))
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(err)?;
+        row.map(common::policy_version).transpose()
+    }
+
+    async fn activate_policy(
+        &self,
+        number: i64,
+        approved_by: &str,
+        at: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<PolicyVersion, StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            // Checked under the chain lock, so of concurrent activations only the first
+            // finds the version still proposed.
+            let status: Option<String> = sqlx::query_scalar("SELECT status FROM policy_versions WHERE number = $1")
+                .bind(number)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            if status.as_deref() != Some("proposed") {
+                return Err(common::not_proposed(status));
+            }
+            sqlx::query("UPDATE policy_versions SET status = 'superseded' WHERE status = 'active'")
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let row: Option<common::PolicyVersionRow> = sqlx::query_as(common::ACTIVATE_POLICY)
+                .bind(number)
+                .bind(approved_by)
+                .bind(micros(at))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            let row = row.ok_or(StoreError::Conflict)?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await?;
+            common::policy_version(row)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn reject_policy(&self, number: i64, event: &AuditEvent) -> Result<PolicyVersion, StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let row: Option<common::PolicyVersionRow> =
+                sqlx::query_as(common::REJECT_POLICY).bind(number).fetch_optional(&mut *tx).await.map_err(err)?;
+            let Some(row) = row else {
+                let status: Option<String> = sqlx::query_scalar("SELECT status FROM policy_versions WHERE number = $1")
+                    .bind(number)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(err)?;
+                return Err(common::not_proposed(status));
+            };
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await?;
+            common::policy_version(row)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn create_device(&self, device: &Device, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            sqlx::query(common::INSERT_DEVICE)
+                .bind(&device.id)
+                .bind(&device.name)
+                .bind(&device.site)
+                .bind(device.managed)
+                .bind(device.trusted)
+                .bind(device.posture.disk_encrypted)
+                .bind(device.posture.patched)
+                .bind(device.posture.checked_in_at.map(micros))
+                .bind(device.secret_digest.to_vec())
+                .bind(micros(device.created_at))
+                .bind(device.revoked_at.map(micros))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| common::conflict(e, err))?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn device_by_name(&self, name: &str) -> Result<Option<Device>, StoreError> {
+        let row: Option<common::DeviceRow> = sqlx::query_as(common::select_devices!("WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(common::device).transpose()
+    }
+
+    async fn device_by_digest(&self, digest: &[u8; 32]) -> Result<Option<Device>, StoreError> {
+        let row: Option<common::DeviceRow> = sqlx::query_as(common::select_devices!("WHERE secret_digest = $1"))
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(common::device).transpose()
+    }
+
+    async fn list_devices(&self) -> Result<Vec<Device>, StoreError> {
+        let rows: Vec<common::DeviceRow> = sqlx::query_as(common::select_devices!("ORDER BY name COLLATE \"C\""))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.into_iter().map(common::device).collect()
+    }
+
+    async fn update_device(&self, device: &Device, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let updated = sqlx::query(common::UPDATE_DEVICE)
+                .bind(&device.id)
+                .bind(&device.name)
+                .bind(&device.site)
+                .bind(device.managed)
+                .bind(device.trusted)
+                .bind(device.posture.disk_encrypted)
+                .bind(device.posture.patched)
+                .bind(device.posture.checked_in_at.map(micros))
+                .bind(device.secret_digest.to_vec())
+                .bind(device.revoked_at.map(micros))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| common::conflict(e, err))?
+                .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
         }
         .await;
         common::finish(tx, r, err).await

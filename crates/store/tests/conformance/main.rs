@@ -9,8 +9,9 @@
 //! exercise: the audit chain, keys and the first administrator here, accounts, factors and
 //! enrollment in `accounts`, flows, sessions and API tokens in `access`, the OpenID Connect
 //! provider's clients, codes, grants and keys in `oidc`, back-channel logout notices, the
-//! sessions that ended without their grants and housekeeping in `logout`. One test binary,
-//! because linking one is what takes longest.
+//! sessions that ended without their grants and housekeeping in `logout`, numbered policy
+//! versions and registered devices in `policy`. One test binary, because linking one is
+//! what takes longest.
 
 #[macro_use]
 mod harness;
@@ -18,6 +19,7 @@ mod access;
 mod accounts;
 mod logout;
 mod oidc;
+mod policy;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
