@@ -4,7 +4,10 @@ mod admin;
 mod audit;
 mod client;
 mod config_cmd;
+mod device;
 mod keys;
+mod policy;
+mod role;
 mod settings_load;
 mod token;
 mod user;
@@ -67,6 +70,16 @@ enum Command {
     /// Applications that sign people in through Wardgate (OpenID Connect clients).
     #[command(subcommand, after_help = user::ACTOR_HELP)]
     Client(client::ClientCommand),
+    /// The access policy: check, propose, approve (two-person rule), history, diff,
+    /// rollback, explain and simulate.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Policy(policy::PolicyCommand),
+    /// Roles by job function: list them, assign them (optionally until a time), remove them.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Role(role::RoleCommand),
+    /// Registered workstations and their posture.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Device(device::DeviceCommand),
 }
 
 #[derive(Args, Default)]
@@ -128,6 +141,9 @@ fn main() -> ExitCode {
             Command::User(c) => user::run(&cli.global, c).await,
             Command::Token(c) => token::run(&cli.global, c).await,
             Command::Client(c) => client::run(&cli.global, c).await,
+            Command::Policy(c) => policy::run(&cli.global, c).await,
+            Command::Role(c) => role::run(&cli.global, c).await,
+            Command::Device(c) => device::run(&cli.global, c).await,
         }
     });
     match result {

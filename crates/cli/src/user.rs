@@ -34,6 +34,10 @@ pub enum UserCommand {
         /// A role such as `nurse` or `admin` (repeatable).
         #[arg(long = "role", value_name = "ROLE")]
         roles: Vec<String>,
+        /// An administrative account, separate from the person's clinical one: only these
+        /// may hold roles with admin.* permissions, and they always need a security key.
+        #[arg(long)]
+        privileged: bool,
         /// Base URL people reach this server at (default: public_url, else from server.listen).
         #[arg(long)]
         base_url: Option<String>,
@@ -115,9 +119,9 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
     let now = OffsetDateTime::now_utc();
     let accounts = Accounts::new(&*inst.store, &actor, now, &inst.settings.auth);
     match cmd {
-        UserCommand::Add { name, display_name, email, employee_id, roles, base_url } => {
+        UserCommand::Add { name, display_name, email, employee_id, roles, privileged, base_url } => {
             let base = base_url_for(&inst.settings, base_url);
-            let new = NewUser { username: name, display_name, email, employee_id, roles };
+            let new = NewUser { username: name, display_name, email, employee_id, roles, privileged };
             let (user, link) = accounts.invite(new, &base).await.map_err(failure)?;
             println!("Invited {} ({}).", user.username, user.display_name);
             print_link(&link);
@@ -230,7 +234,16 @@ fn show(user: &UserView, factors: &[FactorView], sessions: &[SessionView], token
     println!("Name:         {}", user.display_name);
     println!("Email:        {}", or_dash(&user.email));
     println!("Employee id:  {}", or_dash(user.employee_id.as_deref().unwrap_or_default()));
-    println!("Roles:        {}", or_dash(&user.roles.join(", ")));
+    let roles: Vec<String> = user
+        .roles
+        .iter()
+        .map(|r| match user.roles_until.get(r) {
+            Some(t) => format!("{r} (until {t})"),
+            None => r.clone(),
+        })
+        .collect();
+    println!("Roles:        {}", or_dash(&roles.join(", ")));
+    println!("Privileged:   {}", if user.privileged { "yes (administrative account)" } else { "no" });
     println!("Status:       {}", user.status);
     if user.failed_attempts > 0 {
         println!("Failed attempts: {}", user.failed_attempts);

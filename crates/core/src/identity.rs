@@ -97,6 +97,12 @@ pub struct User {
     pub employee_id: Option<String>,
     /// Job-function roles, sorted and without duplicates.
     pub roles: Vec<String>,
+    /// When a role assignment ends, for those that do (A1: expiring assignments). A role
+    /// past its time is still listed in `roles` until removed, but grants nothing.
+    pub role_expiry: std::collections::BTreeMap<String, OffsetDateTime>,
+    /// An administrative account, separate from the person's clinical one (A4): only
+    /// privileged accounts may hold roles with `admin.*` permissions.
+    pub privileged: bool,
     pub status: AccountStatus,
     pub attempts: Attempts,
     pub created_at: OffsetDateTime,
@@ -118,6 +124,8 @@ impl User {
             email: String::new(),
             employee_id: None,
             roles: Vec::new(),
+            role_expiry: std::collections::BTreeMap::new(),
+            privileged: false,
             status,
             attempts: Attempts::default(),
             created_at: now,
@@ -128,10 +136,18 @@ impl User {
         self.roles.iter().any(|r| r == ADMIN_ROLE)
     }
 
+    /// The roles in force at `now`: assignments past their expiry are left out. Checked on
+    /// every decision, so an expiry holds even if no node was running when it passed.
+    pub fn roles_at(&self, now: OffsetDateTime) -> Vec<String> {
+        self.roles.iter().filter(|r| self.role_expiry.get(*r).is_none_or(|until| now < *until)).cloned().collect()
+    }
+
     pub fn with_roles(mut self, roles: impl IntoIterator<Item = String>) -> Self {
         self.roles = roles.into_iter().collect();
         self.roles.sort();
         self.roles.dedup();
+        let roles = &self.roles;
+        self.role_expiry.retain(|r, _| roles.contains(r));
         self
     }
 
@@ -254,5 +270,18 @@ mod tests {
             assert_eq!(FactorKind::parse(k.as_str()), Some(k));
         }
         assert_eq!(FactorKind::parse("sms"), None);
+    }
+
+    #[test]
+    fn expired_role_assignments_grant_nothing() {
+        let t0 = time::macros::datetime!(2026-11-01 08:00 UTC);
+        let mut u = User::new("id".into(), Username::parse("nina").unwrap(), "Nina".into(), AccountStatus::Active, t0)
+            .with_roles(["nurse".to_owned(), "pharmacist".to_owned()]);
+        u.role_expiry.insert("pharmacist".into(), t0 + time::Duration::hours(8));
+        assert_eq!(u.roles_at(t0), ["nurse", "pharmacist"]);
+        assert_eq!(u.roles_at(t0 + time::Duration::hours(8)), ["nurse"]);
+        // Removing a role drops its expiry too.
+        let u = u.with_roles(["nurse".to_owned()]);
+        assert!(u.role_expiry.is_empty());
     }
 }

@@ -150,6 +150,13 @@ impl FirstFactorPassed {
         Ok(authenticated(self.user_id, self.correlation_id, vec![self.first, f]))
     }
 
+    /// Finishes with a single factor at AAL1, for a context where the access policy asks no
+    /// more (a trusted clinical workstation, say). The session says `aal1`, so anything
+    /// that needs more gets a step-up.
+    pub fn finish_single_factor(self) -> Authenticated {
+        authenticated(self.user_id, self.correlation_id, vec![self.first])
+    }
+
     /// Finishes with the first factor alone: allowed only when it is multi-factor.
     pub fn finish(self) -> Result<Authenticated, LoginError> {
         if !self.is_multi_factor() {

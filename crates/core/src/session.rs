@@ -37,6 +37,9 @@ pub struct Session {
     pub user_agent: Option<String>,
     /// The login that made this session, to tie its audit records together.
     pub correlation_id: String,
+    /// The limits the access policy gave this session at sign-in; `None` means the
+    /// installation's defaults.
+    pub limits: Option<SessionPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,11 +71,13 @@ impl Session {
             client_ip,
             user_agent,
             correlation_id: auth.correlation_id.clone(),
+            limits: None,
         };
         Ok((s, token))
     }
 
-    pub fn state(&self, policy: &SessionPolicy, now: OffsetDateTime) -> SessionState {
+    pub fn state(&self, defaults: &SessionPolicy, now: OffsetDateTime) -> SessionState {
+        let policy = self.limits.as_ref().unwrap_or(defaults);
         if self.revoked_at.is_some_and(|r| r <= now) {
             SessionState::Revoked
         } else if now >= self.created_at + policy.absolute_lifetime {
@@ -85,7 +90,8 @@ impl Session {
     }
 
     /// When the session ends if nothing happens: the earlier of the two limits.
-    pub fn expires_at(&self, policy: &SessionPolicy) -> OffsetDateTime {
+    pub fn expires_at(&self, defaults: &SessionPolicy) -> OffsetDateTime {
+        let policy = self.limits.as_ref().unwrap_or(defaults);
         (self.last_seen_at + policy.idle_timeout).min(self.created_at + policy.absolute_lifetime)
     }
 }

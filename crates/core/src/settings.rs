@@ -25,7 +25,23 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub auth: AuthSettings,
     pub oidc: OidcSettings,
+    pub policy: PolicySettings,
     pub log: LogSettings,
+}
+
+/// Change management of the access policy (A7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySettings {
+    /// A proposed version takes effect only when someone other than its author approves it.
+    /// Turn off only where one administrator runs everything (a lab, a clinic of five).
+    pub two_person_approval: bool,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self { two_person_approval: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -286,6 +302,7 @@ impl Default for Settings {
             audit: AuditSettings::default(),
             auth: AuthSettings::default(),
             oidc: OidcSettings::default(),
+            policy: PolicySettings::default(),
             log: LogSettings::default(),
         }
     }

@@ -153,6 +153,8 @@ pub struct NewUser {
     pub email: Option<String>,
     pub employee_id: Option<String>,
     pub roles: Vec<String>,
+    /// An administrative account, separate from the person's clinical one (A4).
+    pub privileged: bool,
 }
 
 /// A one-time enrollment link. The URL holds the only copy of its token.
@@ -253,9 +255,12 @@ impl<'a> Accounts<'a> {
             User::new(token::random_id()?, username, display_name, AccountStatus::Invited, self.now).with_roles(roles);
         user.email = email;
         user.employee_id = employee_id;
+        // The built-in administrator role is administrative by definition.
+        user.privileged = new.privileged || user.is_admin();
         let event = self
             .event(types::ADMIN_USER_INVITED, &user)
             .detail("roles", user.roles.join(" "))
+            .detail("privileged", user.privileged)
             .detail("email", user.email.clone());
         match self.store.create_user(&user, &[], &event).await {
             Ok(()) => {}
@@ -768,6 +773,9 @@ pub struct UserView {
     pub email: String,
     pub employee_id: Option<String>,
     pub roles: Vec<String>,
+    /// Roles whose assignment ends, and when (RFC 3339).
+    pub roles_until: std::collections::BTreeMap<String, String>,
+    pub privileged: bool,
     /// `invited`, `active`, `locked`, `disabled` or `terminated`.
     pub status: &'static str,
     pub failed_attempts: u32,
@@ -786,6 +794,12 @@ impl UserView {
             email: u.email.clone(),
             employee_id: u.employee_id.clone(),
             roles: u.roles.clone(),
+            roles_until: u
+                .role_expiry
+                .iter()
+                .filter_map(|(r, t)| Some((r.clone(), t.format(&time::format_description::well_known::Rfc3339).ok()?)))
+                .collect(),
+            privileged: u.privileged,
             status: u.status_at(now),
             failed_attempts: u.attempts.consecutive_failures,
             locked_until: u.attempts.locked_until.filter(|t| *t > now),

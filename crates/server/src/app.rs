@@ -34,6 +34,8 @@ pub struct AppState {
     /// Where people reach this server, for links it hands out.
     pub base_url: String,
     pub oidc: Arc<crate::oidc::Provider>,
+    /// The access policy in force (reloaded when the store's revision moves).
+    pub access: Arc<crate::access::Access>,
 }
 
 pub struct RouterOptions {
@@ -97,6 +99,7 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/api/v1/enroll/webauthn/challenge", post(api::enroll::webauthn_challenge))
         .route("/api/v1/enroll/webauthn", post(api::enroll::webauthn))
         .route("/api/v1/enroll/finish", post(api::enroll::finish))
+        .route("/api/v1/authorize", post(crate::access::authorize::authorize))
         .route("/api/v1/me", get(api::me::me))
         .route("/api/v1/me/sessions/{id}", axum::routing::delete(api::me::revoke_session))
         .route("/api/v1/me/sessions/revoke-all", post(api::me::revoke_all))

@@ -209,8 +209,9 @@ async fn redeem(
     let factor_id = token::random_id().map_err(|_| RedeemError::Unavailable)?;
     // Invited until a second factor is enrolled: the administrator continues straight into
     // the normal enrollment, and nobody administers Wardgate with a passphrase alone.
-    let user = User::new(id.clone(), username.clone(), display_name.to_owned(), AccountStatus::Invited, now)
+    let mut user = User::new(id.clone(), username.clone(), display_name.to_owned(), AccountStatus::Invited, now)
         .with_roles([ADMIN_ROLE.to_owned()]);
+    user.privileged = true;
     let factor = Factor::new(factor_id, id, FactorKind::Passphrase, "Passphrase", phc, now);
     let ok = event(types::ADMIN_BOOTSTRAP_REDEEMED, Outcome::Success).factor("pwd").detail("user_id", user.id.clone());
     match state.store.redeem_bootstrap(&token::digest(link), now, &user, &[factor], &ok).await {

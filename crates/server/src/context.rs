@@ -22,6 +22,8 @@ pub struct ClientContext {
     pub ip: Option<IpAddr>,
     pub user_agent: Option<String>,
     pub request_id: String,
+    /// The `Wardgate-Device` header: a registered workstation's secret, if it sent one.
+    pub device_secret: Option<String>,
 }
 
 /// Proxies whose `X-Forwarded-For` is believed.
@@ -79,6 +81,12 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientContext {
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().take(256).collect()),
             request_id: parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default(),
+            device_secret: parts
+                .headers
+                .get(crate::access::context::DEVICE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty() && s.len() <= 128),
         })
     }
 }

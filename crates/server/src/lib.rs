@@ -2,6 +2,7 @@
 //! and the wiring that turns settings into a running node.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod access;
 pub mod accounts;
 pub mod api;
 pub mod app;
@@ -10,13 +11,16 @@ mod bootstrap;
 pub mod clients;
 pub mod context;
 pub mod datadir;
+pub mod devices;
 pub mod installation;
 pub mod node;
 pub mod oidc;
 mod ops;
 pub mod pages;
+pub mod policies;
 pub mod problem;
 pub mod ratelimit;
+pub mod roles;
 mod serve;
 pub mod telemetry;
 pub mod tls;

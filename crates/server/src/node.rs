@@ -132,6 +132,8 @@ impl Node {
         .await
         .map_err(|e| NodeError::Auth(e.to_string()))?;
         let oidc = Arc::new(crate::oidc::Provider::new(base_url.clone(), oidc_keys, &settings.oidc));
+        let access = Arc::new(crate::access::Access::default());
+        access.reload(&*inst.store).await.map_err(NodeError::Store)?;
         let state = AppState {
             store: Arc::clone(&inst.store),
             audit: audit.clone(),
@@ -146,12 +148,14 @@ impl Node {
             auth,
             base_url: base_url.clone(),
             oidc,
+            access,
         };
         let deliverer_state = state.clone();
         let limits = state.bootstrap_limit.clone();
         let login_limits = state.login_limit.clone();
         let purge_store = Arc::clone(&inst.store);
         let oidc_reload = Arc::clone(&state.oidc);
+        let access_reload = Arc::clone(&state.access);
         let oidc_keyring = Arc::clone(&inst.keyring);
         let oidc_node = format!("node:{}", inst.node_id);
         let app = router(
@@ -186,6 +190,9 @@ impl Node {
                     {
                         seen_revision = rev;
                         oidc_reload.forget_clients();
+                        if let Err(e) = access_reload.reload(&*purge_store).await {
+                            tracing::error!(error = %e, "could not reload the access policy");
+                        }
                         match crate::oidc::keys::load_or_create(&*purge_store, &oidc_keyring.get(), clock(), &oidc_node)
                             .await
                         {

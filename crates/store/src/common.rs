@@ -144,7 +144,7 @@ macro_rules! select_users {
     ($rest:literal) => {
         concat!(
             "SELECT id, username, display_name, email, employee_id, roles, status, failed_attempts, \
-             last_failure_at_us, locked_until_us, created_at_us FROM users ",
+             last_failure_at_us, locked_until_us, created_at_us, privileged, role_expiry FROM users ",
             $rest
         )
     };
@@ -152,7 +152,7 @@ macro_rules! select_users {
 pub(crate) use select_users;
 
 pub(crate) type UserRow =
-    (String, String, String, String, Option<String>, String, String, i32, Option<i64>, Option<i64>, i64);
+    (String, String, String, String, Option<String>, String, String, i32, Option<i64>, Option<i64>, i64, bool, String);
 
 pub(crate) fn user(
     (
@@ -167,6 +167,8 @@ pub(crate) fn user(
         last_failure_at_us,
         locked_until_us,
         created_at_us,
+        privileged,
+        role_expiry,
     ): UserRow,
 ) -> Result<User, StoreError> {
     let malformed = |what: &str| StoreError::Malformed(format!("user {id} has {what}"));
@@ -175,6 +177,8 @@ pub(crate) fn user(
         serde_json::from_str(&roles).map_err(|_| malformed("a roles column that is not a list"))?;
     let status = AccountStatus::parse(&status).ok_or_else(|| malformed("an unknown status"))?;
     let consecutive_failures = u32::try_from(failures).map_err(|_| malformed("a negative failure count"))?;
+    let role_expiry: std::collections::BTreeMap<String, i64> =
+        serde_json::from_str(&role_expiry).map_err(|_| malformed("a role_expiry column that is not an object"))?;
     Ok(User {
         id,
         username,
@@ -182,6 +186,8 @@ pub(crate) fn user(
         email,
         employee_id,
         roles,
+        role_expiry: role_expiry.into_iter().map(|(r, us)| (r, from_unix_micros(us))).collect(),
+        privileged,
         status,
         attempts: Attempts {
             consecutive_failures,
@@ -190,6 +196,17 @@ pub(crate) fn user(
         },
         created_at: from_unix_micros(created_at_us),
     })
+}
+
+/// Role expiry as stored: a JSON object of role to microseconds since the epoch.
+pub(crate) fn role_expiry_json(user: &User) -> String {
+    let m: serde_json::Map<String, serde_json::Value> =
+        user.role_expiry.iter().map(|(r, t)| (r.clone(), crate::common::micros_value(*t))).collect();
+    serde_json::Value::Object(m).to_string()
+}
+
+fn micros_value(t: time::OffsetDateTime) -> serde_json::Value {
+    serde_json::Value::from(wardgate_core::unix_micros(t))
 }
 
 /// Roles as stored: a JSON list, sorted and without duplicates whatever the caller passed.
@@ -271,7 +288,7 @@ macro_rules! select_sessions {
     ($rest:literal) => {
         concat!(
             "SELECT digest, id, user_id, aal, amr, correlation_id, client_ip, user_agent, created_at_us, \
-             last_seen_at_us, revoked_at_us FROM sessions ",
+             last_seen_at_us, revoked_at_us, idle_timeout_us, lifetime_us FROM sessions ",
             $rest
         )
     };
@@ -283,17 +300,18 @@ macro_rules! select_session_and_user {
     ($rest:literal) => {
         concat!(
             "SELECT s.digest, s.id, s.user_id, s.aal, s.amr, s.correlation_id, s.client_ip, s.user_agent, \
-             s.created_at_us, s.last_seen_at_us, s.revoked_at_us, u.id, u.username, u.display_name, u.email, \
-             u.employee_id, u.roles, u.status, u.failed_attempts, u.last_failure_at_us, u.locked_until_us, \
-             u.created_at_us FROM sessions s JOIN users u ON u.id = s.user_id ",
+             s.created_at_us, s.last_seen_at_us, s.revoked_at_us, s.idle_timeout_us, s.lifetime_us, u.id, \
+             u.username, u.display_name, u.email, u.employee_id, u.roles, u.status, u.failed_attempts, \
+             u.last_failure_at_us, u.locked_until_us, u.created_at_us, u.privileged, u.role_expiry \
+             FROM sessions s JOIN users u ON u.id = s.user_id ",
             $rest
         )
     };
 }
 pub(crate) use select_session_and_user;
 
-/// Decodes a row of [`select_session_and_user`]: the session's eleven columns are a
-/// [`SessionRow`], the account's the eleven after them.
+/// Decodes a row of [`select_session_and_user`]: the session's thirteen columns are a
+/// [`SessionRow`], the account's the thirteen after them.
 pub(crate) fn session_and_user<R>(row: &R) -> Result<(Session, User), StoreError>
 where
     R: sqlx::Row,
@@ -304,12 +322,11 @@ where
     i32: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     let bad = |e: sqlx::Error| StoreError::Malformed(format!("session row: {e}"));
     let session = session(<SessionRow as sqlx::FromRow<R>>::from_row(row).map_err(bad)?)?;
     let u: UserRow = (
-        row.try_get(11).map_err(bad)?,
-        row.try_get(12).map_err(bad)?,
         row.try_get(13).map_err(bad)?,
         row.try_get(14).map_err(bad)?,
         row.try_get(15).map_err(bad)?,
@@ -319,12 +336,29 @@ where
         row.try_get(19).map_err(bad)?,
         row.try_get(20).map_err(bad)?,
         row.try_get(21).map_err(bad)?,
+        row.try_get(22).map_err(bad)?,
+        row.try_get(23).map_err(bad)?,
+        row.try_get(24).map_err(bad)?,
+        row.try_get(25).map_err(bad)?,
     );
     Ok((session, user(u)?))
 }
 
-pub(crate) type SessionRow =
-    (Vec<u8>, String, String, String, String, String, Option<String>, Option<String>, i64, i64, Option<i64>);
+pub(crate) type SessionRow = (
+    Vec<u8>,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
 
 pub(crate) fn session(
     (
@@ -339,6 +373,8 @@ pub(crate) fn session(
         created_at_us,
         last_seen_at_us,
         revoked_at_us,
+        idle_timeout_us,
+        lifetime_us,
     ): SessionRow,
 ) -> Result<Session, StoreError> {
     let malformed = |what: &str| StoreError::Malformed(format!("session {id} has {what}"));
@@ -361,6 +397,13 @@ pub(crate) fn session(
         client_ip,
         user_agent,
         correlation_id,
+        limits: match (idle_timeout_us, lifetime_us) {
+            (Some(idle), Some(life)) => Some(wardgate_core::session::SessionPolicy {
+                idle_timeout: time::Duration::microseconds(idle),
+                absolute_lifetime: time::Duration::microseconds(life),
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -838,8 +881,9 @@ macro_rules! sessions_to_end_sql {
     () => {
         $crate::common::select_sessions!(
             "WHERE id IN (SELECT session_id FROM oidc_grants WHERE revoked_at_us IS NULL AND session_id IS NOT NULL) \
-             AND ((revoked_at_us IS NULL AND (last_seen_at_us <= $1 OR created_at_us <= $2)) OR revoked_at_us < $3) \
-             ORDER BY last_seen_at_us, id LIMIT $4"
+             AND ((revoked_at_us IS NULL AND (last_seen_at_us + COALESCE(idle_timeout_us, $2) <= $1 \
+             OR created_at_us + COALESCE(lifetime_us, $3) <= $1)) OR revoked_at_us < $4) \
+             ORDER BY last_seen_at_us, id LIMIT $5"
         )
     };
 }

@@ -192,8 +192,8 @@ async fn count_admins_in(conn: &mut PgConnection) -> Result<i64, StoreError> {
 async fn insert_user(conn: &mut PgConnection, user: &User, factors: &[Factor]) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO users (id, username, display_name, email, employee_id, roles, is_admin, status, \
-         failed_attempts, last_failure_at_us, locked_until_us, created_at_us) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+         failed_attempts, last_failure_at_us, locked_until_us, created_at_us, privileged, role_expiry) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&user.id)
     .bind(user.username.as_str())
@@ -207,6 +207,8 @@ async fn insert_user(conn: &mut PgConnection, user: &User, factors: &[Factor]) -
     .bind(user.attempts.last_failure_at.map(micros))
     .bind(user.attempts.locked_until.map(micros))
     .bind(micros(user.created_at))
+    .bind(user.privileged)
+    .bind(common::role_expiry_json(user))
     .execute(&mut *conn)
     .await
     .map_err(err)?;
@@ -271,7 +273,8 @@ async fn end_access(
 async fn insert_session(conn: &mut PgConnection, s: &Session) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO sessions (digest, id, user_id, aal, amr, correlation_id, client_ip, user_agent, created_at_us, \
-         last_seen_at_us, revoked_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         last_seen_at_us, revoked_at_us, idle_timeout_us, lifetime_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(s.id_digest.to_vec())
     .bind(&s.id)
@@ -284,6 +287,8 @@ async fn insert_session(conn: &mut PgConnection, s: &Session) -> Result<(), Stor
     .bind(micros(s.created_at))
     .bind(micros(s.last_seen_at))
     .bind(s.revoked_at.map(micros))
+    .bind(s.limits.map(|l| l.idle_timeout.whole_microseconds() as i64))
+    .bind(s.limits.map(|l| l.absolute_lifetime.whole_microseconds() as i64))
     .execute(conn)
     .await
     .map_err(err)?;
@@ -891,7 +896,7 @@ impl Store for PostgresStore {
         let r = async {
             let updated = sqlx::query(
                 "UPDATE users SET display_name = $1, email = $2, employee_id = $3, roles = $4, is_admin = $5, \
-                 status = $6 WHERE id = $7",
+                 status = $6, privileged = $8, role_expiry = $9 WHERE id = $7",
             )
             .bind(&user.display_name)
             .bind(&user.email)
@@ -900,6 +905,8 @@ impl Store for PostgresStore {
             .bind(user.is_admin())
             .bind(user.status.as_str())
             .bind(&user.id)
+            .bind(user.privileged)
+            .bind(common::role_expiry_json(user))
             .execute(&mut *tx)
             .await
             .map_err(err)?
@@ -1806,8 +1813,9 @@ impl Store for PostgresStore {
         limit: u32,
     ) -> Result<Vec<Session>, StoreError> {
         let rows: Vec<common::SessionRow> = sqlx::query_as(common::sessions_to_end_sql!())
-            .bind(micros(now - policy.idle_timeout))
-            .bind(micros(now - policy.absolute_lifetime))
+            .bind(micros(now))
+            .bind(policy.idle_timeout.whole_microseconds() as i64)
+            .bind(policy.absolute_lifetime.whole_microseconds() as i64)
             .bind(micros(revoked_before))
             .bind(i64::from(limit))
             .fetch_all(&self.pool)

@@ -115,6 +115,16 @@ pub mod types {
     pub const OIDC_CLIENT_CREATED: &str = "oidc.client.created";
     pub const OIDC_CLIENT_UPDATED: &str = "oidc.client.updated";
     pub const OIDC_CLIENT_DELETED: &str = "oidc.client.deleted";
+    pub const POLICY_DECISION: &str = "policy.decision";
+    pub const POLICY_PROPOSED: &str = "policy.version.proposed";
+    pub const POLICY_ACTIVATED: &str = "policy.version.activated";
+    pub const POLICY_REJECTED: &str = "policy.version.rejected";
+    pub const POLICY_REFUSED: &str = "policy.version.refused";
+    pub const DEVICE_REGISTERED: &str = "device.registered";
+    pub const DEVICE_UPDATED: &str = "device.updated";
+    pub const DEVICE_RETIRED: &str = "device.retired";
+    pub const ADMIN_ROLE_ASSIGNED: &str = "admin.role.assigned";
+    pub const ADMIN_ROLE_REMOVED: &str = "admin.role.removed";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -181,6 +181,13 @@ impl Policy {
         Compiler { source, problems: Vec::new() }.compile(raw)
     }
 
+    /// No rules and the default roles: denies every request.
+    pub fn empty() -> Policy {
+        let mut c = Compiler { source: "", problems: Vec::new() };
+        let raw = RawPolicy::default();
+        Policy { defaults: c.defaults(&raw), segments: Vec::new(), roles: c.roles(&raw), rules: Vec::new() }
+    }
+
     pub fn roles(&self) -> &[Role] {
         &self.roles
     }

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_spanned::Spanned;
 use time::Duration;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPolicy {
     #[serde(default)]

@@ -186,6 +186,8 @@ pub struct InviteBody {
     employee_id: Option<String>,
     #[serde(default)]
     roles: Vec<String>,
+    #[serde(default)]
+    privileged: bool,
 }
 
 pub async fn invite(State(app): State<AppState>, admin: Admin, ApiJson(b): ApiJson<InviteBody>) -> Response {
@@ -195,6 +197,7 @@ pub async fn invite(State(app): State<AppState>, admin: Admin, ApiJson(b): ApiJs
         email: b.email,
         employee_id: b.employee_id,
         roles: b.roles,
+        privileged: b.privileged,
     };
     let base = app.base_url.clone();
     match accounts(&app, &admin).invite(new, &base).await {

@@ -116,6 +116,11 @@ pub fn login_problem(e: &LoginError, now: OffsetDateTime) -> Response {
                 .into_response()
         }
         LoginError::Unavailable => Problem::unavailable(e.to_string()).into_response(),
+        LoginError::PolicyDenied => {
+            Problem::new(StatusCode::FORBIDDEN, "policy-denied", "The access policy does not allow this sign-in")
+                .detail(e.to_string())
+                .into_response()
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use wardgate_core::audit::{AuditEvent, Outcome};
 use wardgate_core::flow::{Flow, FlowKind, LOGIN_TTL};
 use wardgate_core::identity::{Factor, FactorKind, User, Username};
 use wardgate_core::lockout::{Attempts, Gate};
-use wardgate_core::login::{Authenticated, FactorUsed, FirstFactorPassed, Identified};
+use wardgate_core::login::{Aal, Authenticated, FactorUsed, FirstFactorPassed, Identified};
 use wardgate_core::session::Session;
 use wardgate_core::{passphrase, token};
 use wardgate_store::StoreError;
@@ -90,6 +90,9 @@ pub enum LoginError {
     NoWebauthn,
     #[error("the sign-in cannot be completed now")]
     Unavailable,
+    /// The access policy allows no session for this person from here.
+    #[error("the access policy does not allow signing in from this network or device")]
+    PolicyDenied,
 }
 
 impl From<StoreError> for LoginError {
@@ -382,14 +385,32 @@ async fn passphrase_step(
         failed(app, ctx, &l, "pwd", stored.map(|f| f.id.as_str()), &reason).await?;
         return Err(LoginError::Failed { second_step: false });
     }
+    if let Some(f) = stored.filter(|_| passphrase::needs_rehash(&phc, app.auth.hash)) {
+        rehash(app, f.clone(), typed_owned.clone());
+    }
+    // Where the policy asks no more than aal1 (a trusted clinical workstation), the
+    // passphrase alone signs the person in; the session says aal1, and anything that needs
+    // more is a step-up later.
+    if let Some(user) = l.user.clone() {
+        let policy = app.access.login(&*app.store, &user, ctx, now(app)).await?;
+        if matches!(policy, crate::access::LoginPolicy::Allowed { required: Aal::Aal1, .. }) {
+            let mut e = event(app, ctx, types::AUTH_FACTOR_PASSED, Outcome::Success, &l.st).factor("pwd");
+            if let Some(f) = stored {
+                e = e.detail("factor_id", f.id.clone());
+            }
+            record(app, e).await?;
+            let auth = Identified { user_id: user.id.clone(), correlation_id: l.st.correlation_id.clone() }
+                .first_factor(FactorUsed::Passphrase)
+                .map_err(|_| LoginError::OutOfOrder)?
+                .finish_single_factor();
+            return create_session(app, ctx, l, user, auth, None).await;
+        }
+    }
     let next = second_factors(&factors);
     if next.is_empty() {
         let e = event(app, ctx, types::AUTH_LOGIN_FAILED, Outcome::Denied, &l.st).reason("no second factor enrolled");
         record(app, e).await?;
         return Err(LoginError::NoSecondFactor);
-    }
-    if let Some(f) = stored.filter(|_| passphrase::needs_rehash(&phc, app.auth.hash)) {
-        rehash(app, f.clone(), typed_owned);
     }
     l.st.first = Some(FactorUsed::Passphrase);
     l.st.webauthn = None;
@@ -646,14 +667,34 @@ async fn create_session(
             return Err(LoginError::Failed { second_step: true });
         }
     };
-    let (session, token) =
+    // Checked last, once every factor has passed, so that a refusal tells nothing to
+    // someone who does not hold them all.
+    let limits = match app.access.login(&*app.store, &user, ctx, t).await? {
+        crate::access::LoginPolicy::Denied => {
+            let e = event(app, ctx, types::AUTH_LOGIN_FAILED, Outcome::Denied, &l.st)
+                .subject(user.username.as_str())
+                .reason("the access policy allows no session from here");
+            record(app, e).await?;
+            return Err(LoginError::PolicyDenied);
+        }
+        crate::access::LoginPolicy::Allowed { limits, .. } => Some(limits),
+        crate::access::LoginPolicy::Defaults => None,
+    };
+    let (mut session, token) =
         Session::start(&auth, t, ctx.ip, ctx.user_agent.clone()).map_err(|_| LoginError::Unavailable)?;
+    session.limits = limits;
     let e = event(app, ctx, types::AUTH_LOGIN_SUCCEEDED, Outcome::Success, &l.st)
         .subject(user.username.as_str())
         .detail("user_id", user.id.clone())
         .detail("session_id", session.id.clone())
         .detail("aal", auth.aal.as_str())
         .detail("amr", auth.amr.clone());
+    let e = match &session.limits {
+        Some(lim) => e
+            .detail("idle_timeout_secs", lim.idle_timeout.whole_seconds())
+            .detail("lifetime_secs", lim.absolute_lifetime.whole_seconds()),
+        None => e,
+    };
     let e = auth.amr.iter().fold(e, |e, a| e.factor(a.clone()));
     match app.store.create_session(&session, Some(&l.flow.id_digest), &e).await {
         Ok(()) => {}

@@ -484,7 +484,10 @@ async fn client_credentials(app: &AppState, ctx: &ClientContext, client: &OidcCl
 }
 
 /// The live grant behind an access token, if the token is ours, unexpired and not revoked.
-async fn live_access(app: &AppState, bearer: &str) -> Result<Option<(tokens::AccessClaims, Grant)>, StoreError> {
+pub(crate) async fn live_access(
+    app: &AppState,
+    bearer: &str,
+) -> Result<Option<(tokens::AccessClaims, Grant)>, StoreError> {
     let Some(claims) = tokens::verify_access(&app.oidc, bearer) else { return Ok(None) };
     match app.store.grant(&claims.grant_id).await? {
         Some(g) if g.revoked_at.is_none() => Ok(Some((claims, g))),

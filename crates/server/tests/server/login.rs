@@ -17,35 +17,35 @@ thread_local! {
     static OFFSET: Cell<i64> = const { Cell::new(0) };
 }
 
-fn clock() -> OffsetDateTime {
+pub(crate) fn clock() -> OffsetDateTime {
     OffsetDateTime::now_utc() + Duration::seconds(OFFSET.with(Cell::get))
 }
 
-fn advance(d: Duration) {
+pub(crate) fn advance(d: Duration) {
     OFFSET.with(|o| o.set(o.get() + d.whole_seconds()));
 }
 
-const PASS: &str = "tidal cobalt lantern orchard";
+pub(crate) const PASS: &str = "tidal cobalt lantern orchard";
 
-struct Harness {
-    node: Node,
-    http: reqwest::Client,
+pub(crate) struct Harness {
+    pub(crate) node: Node,
+    pub(crate) http: reqwest::Client,
     _dir: tempfile::TempDir,
 }
 
 /// A signed-in browser, reduced to what matters: its session cookie and CSRF token.
-struct Session {
-    cookie: String,
-    csrf: String,
+pub(crate) struct Session {
+    pub(crate) cookie: String,
+    pub(crate) csrf: String,
 }
 
-struct Enrolled {
-    totp_secret: Vec<u8>,
-    recovery_codes: Vec<String>,
-    session: Session,
+pub(crate) struct Enrolled {
+    pub(crate) totp_secret: Vec<u8>,
+    pub(crate) recovery_codes: Vec<String>,
+    pub(crate) session: Session,
 }
 
-async fn start_with(tune: impl FnOnce(&mut Settings)) -> Harness {
+pub(crate) async fn start_with(tune: impl FnOnce(&mut Settings)) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings { data_dir: dir.path().join("data"), ..Settings::default() };
     settings.server.listen = "127.0.0.1:0".into();
@@ -59,7 +59,7 @@ async fn start() -> Harness {
     start_with(|_| {}).await
 }
 
-fn session_cookie(resp: &reqwest::Response) -> Option<String> {
+pub(crate) fn session_cookie(resp: &reqwest::Response) -> Option<String> {
     resp.headers()
         .get_all("set-cookie")
         .iter()
@@ -69,16 +69,16 @@ fn session_cookie(resp: &reqwest::Response) -> Option<String> {
 }
 
 impl Harness {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         // The listening address, not base_url: some tests set a public_url elsewhere.
         format!("http://{}{path}", self.node.addr)
     }
 
-    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> reqwest::Response {
         self.http.post(self.url(path)).json(&body).send().await.unwrap()
     }
 
-    async fn ok(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn ok(&self, path: &str, body: Value) -> Value {
         let resp = self.post(path, body).await;
         let status = resp.status();
         let v: Value = resp.json().await.unwrap();
@@ -90,7 +90,7 @@ impl Harness {
         self.http.get(self.url("/api/v1/me")).header("cookie", &s.cookie).send().await.unwrap()
     }
 
-    async fn session_from(&self, resp: reqwest::Response) -> Session {
+    pub(crate) async fn session_from(&self, resp: reqwest::Response) -> Session {
         assert_eq!(resp.status(), StatusCode::OK);
         let cookie = session_cookie(&resp).expect("a session cookie");
         let me: Value =
@@ -99,7 +99,7 @@ impl Harness {
     }
 
     /// The first administrator: bootstrap link, passphrase, authenticator app, recovery codes.
-    async fn enroll_admin(&self, username: &str) -> Enrolled {
+    pub(crate) async fn enroll_admin(&self, username: &str) -> Enrolled {
         let token = self.node.bootstrap_url.clone().unwrap().split("token=").nth(1).unwrap().to_owned();
         let resp = self
             .post(
@@ -114,7 +114,7 @@ impl Harness {
 
     /// Enrollment through a link: the passphrase if it is not set yet, an authenticator
     /// app, recovery codes.
-    async fn enroll(&self, link: &str) -> Enrolled {
+    pub(crate) async fn enroll(&self, link: &str) -> Enrolled {
         let begun = self.ok("/api/v1/enroll", json!({"token": link})).await;
         if begun["passphrase_set"] == false {
             let flow = begun["flow"].as_str().unwrap();
@@ -155,14 +155,14 @@ impl Harness {
         }
     }
 
-    async fn start_login(&self, username: &str) -> String {
+    pub(crate) async fn start_login(&self, username: &str) -> String {
         let v = self.ok("/api/v1/login", json!({"username": username})).await;
         v["flow"].as_str().unwrap().to_owned()
     }
 
     /// Passphrase then a TOTP code `steps_ahead` steps from now (the enrollment code
     /// already spent the current step).
-    async fn login_totp(&self, username: &str, secret: &[u8], steps_ahead: i64) -> reqwest::Response {
+    pub(crate) async fn login_totp(&self, username: &str, secret: &[u8], steps_ahead: i64) -> reqwest::Response {
         let flow = self.start_login(username).await;
         let after = self.ok("/api/v1/login/passphrase", json!({"flow": flow, "passphrase": PASS})).await;
         assert_eq!(after["next"], json!(["totp", "recovery_code"]));
@@ -170,7 +170,7 @@ impl Harness {
         self.post("/api/v1/login/totp", json!({"flow": flow, "code": code})).await
     }
 
-    async fn audit(&self) -> Vec<Value> {
+    pub(crate) async fn audit(&self) -> Vec<Value> {
         self.node
             .store
             .audit_records(0, 100_000)

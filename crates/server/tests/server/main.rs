@@ -7,6 +7,7 @@ mod http;
 mod login;
 mod oidc;
 mod openapi;
+mod policy;
 
 /// An error answer: asserts it is an RFC 9457 problem document and returns its status and body.
 async fn problem(resp: reqwest::Response) -> (reqwest::StatusCode, serde_json::Value) {

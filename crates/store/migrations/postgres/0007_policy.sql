@@ -39,3 +39,12 @@ CREATE TABLE devices (
 -- Accounts that hold privileged access; to begin with, the administrators.
 ALTER TABLE users ADD COLUMN privileged BOOLEAN NOT NULL DEFAULT false;
 UPDATE users SET privileged = is_admin;
+
+-- When role assignments end: a JSON object of role name to microseconds since the epoch.
+-- Roles without an entry do not expire.
+ALTER TABLE users ADD COLUMN role_expiry TEXT NOT NULL DEFAULT '{}';
+
+-- The limits the access policy gave a session when it started; NULL means the
+-- installation's defaults (sessions from before policies, or with no policy in force).
+ALTER TABLE sessions ADD COLUMN idle_timeout_us BIGINT;
+ALTER TABLE sessions ADD COLUMN lifetime_us BIGINT;

@@ -519,13 +519,16 @@ async fn migration_from_schema_1_keeps_the_administrator(env: &Env) {
     let s = env.open_from_schema_1(SCHEMA_1_SQLITE, SCHEMA_1_POSTGRES).await.unwrap();
     let at = wardgate_core::from_unix_micros;
     let root = s.user_by_username(&Username::parse("root").unwrap()).await.unwrap().unwrap();
-    let expected = User::new("u-root".into(), root.username.clone(), "Root".into(), AccountStatus::Active, at(1000))
-        .with_roles(["admin".to_owned()]);
+    let mut expected =
+        User::new("u-root".into(), root.username.clone(), "Root".into(), AccountStatus::Active, at(1000))
+            .with_roles(["admin".to_owned()]);
+    // Schema 7: administrators became privileged accounts.
+    expected.privileged = true;
     assert_eq!(root, expected);
     let old = s.user_by_id("u-old").await.unwrap().unwrap();
     assert_eq!((old.status, old.roles.as_slice()), (AccountStatus::Disabled, ["admin".to_owned()].as_slice()));
     let amy = s.user_by_id("u-amy").await.unwrap().unwrap();
-    assert_eq!((amy.status, amy.roles.is_empty()), (AccountStatus::Active, true));
+    assert_eq!((amy.status, amy.roles.is_empty(), amy.privileged), (AccountStatus::Active, true, false));
     assert_eq!(names(&s.list_users(None, 10).await.unwrap()), ["amy", "oldadmin", "root"]);
     assert_eq!(s.count_admins().await.unwrap(), 1);
     let r = s.issue_bootstrap(&[1; 32], T0 + secs(60), &admin_ev(types::ADMIN_BOOTSTRAP_ISSUED)).await;

@@ -260,6 +260,7 @@ pub fn session(id: &str, user_id: &str, digest: u8, at: i64) -> Session {
         client_ip: Some("2001:db8::7".parse::<IpAddr>().unwrap()),
         user_agent: Some("Mozilla/5.0 (ward 4B)".into()),
         correlation_id: format!("corr-{id}"),
+        limits: None,
     }
 }
 

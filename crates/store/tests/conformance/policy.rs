@@ -10,6 +10,7 @@ use wardgate_core::policy::{NewPolicyVersion, PolicyVersion, VersionStatus};
 use wardgate_store::{Store, StoreError};
 
 use crate::harness::*;
+use crate::oidc::{session_grant, with_client};
 
 conformance!(
     proposals_are_numbered_in_order_and_listed_newest_first,
@@ -20,6 +21,8 @@ conformance!(
     each_policy_and_device_change_appends_its_event,
     devices_create_look_up_and_list,
     devices_update_every_mutable_field,
+    privilege_role_expiry_and_session_limits_round_trip,
+    policy_session_limits_decide_which_sessions_end,
 );
 
 // --- fixtures -----------------------------------------------------------------------------
@@ -385,4 +388,62 @@ async fn devices_update_every_mutable_field(env: &Env) {
     assert!(matches!(r, Err(StoreError::Conflict)), "{r:?}");
     assert_eq!(snapshot(s).await, before);
     assert_eq!(s.list_devices().await.unwrap(), [er, restored]);
+}
+
+// --- accounts and sessions under a policy ---------------------------------------------------
+
+async fn privilege_role_expiry_and_session_limits_round_trip(env: &Env) {
+    let s = &*env.store;
+    let mut u = user("u-p", "priv", false).with_roles(["it-admin".to_owned(), "nurse".to_owned()]);
+    u.privileged = true;
+    u.role_expiry.insert("it-admin".into(), at(3600));
+    s.create_user(&u, &[], &typed_ev("admin.user.created")).await.unwrap();
+    assert_eq!(s.user_by_id("u-p").await.unwrap().unwrap(), u);
+
+    let mut changed = u.clone();
+    changed.privileged = false;
+    changed.role_expiry.clear();
+    changed.role_expiry.insert("nurse".into(), at(7200));
+    s.update_user(&changed, &typed_ev("admin.role.assigned")).await.unwrap();
+    assert_eq!(s.user_by_id("u-p").await.unwrap().unwrap(), changed);
+
+    let limited = wardgate_core::session::Session {
+        limits: Some(wardgate_core::session::SessionPolicy {
+            idle_timeout: time::Duration::hours(8),
+            absolute_lifetime: time::Duration::hours(8),
+        }),
+        ..session("s-lim", "u-p", 9, 0)
+    };
+    s.create_session(&limited, None, &typed_ev("auth.session.created")).await.unwrap();
+    let (back, owner) = s.session_and_user(&[9; 32]).await.unwrap().unwrap();
+    assert_eq!((back, owner), (limited.clone(), changed.clone()));
+    let (back, _) = s.session_with_user("s-lim").await.unwrap().unwrap();
+    assert_eq!(back, limited);
+}
+
+async fn policy_session_limits_decide_which_sessions_end(env: &Env) {
+    let s = &*env.store;
+    with_client(s, "c1").await;
+    s.create_user(&user("u1", "alice", false), &[], &typed_ev("admin.user.created")).await.unwrap();
+    let defaults = wardgate_core::session::SessionPolicy::default(); // 15 min idle
+    let long = wardgate_core::session::SessionPolicy {
+        idle_timeout: time::Duration::hours(8),
+        absolute_lifetime: time::Duration::hours(8),
+    };
+    // Both idle for an hour: the default session has ended, the workstation one has not.
+    let plain = session("s-plain", "u1", 1, 0);
+    let shift = wardgate_core::session::Session { limits: Some(long), ..session("s-shift", "u1", 2, 0) };
+    for x in [&plain, &shift] {
+        s.create_session(x, None, &typed_ev("auth.session.created")).await.unwrap();
+        let g = session_grant(&format!("g-{}", x.id), "c1", &x.id);
+        s.insert_grant(&g, None, &typed_ev("oidc.grant.issued")).await.unwrap();
+    }
+    let now = T0 + secs(3600);
+    let ids = |v: Vec<wardgate_core::session::Session>| v.into_iter().map(|x| x.id).collect::<Vec<_>>();
+    assert_eq!(ids(s.sessions_to_end(&defaults, now, now - secs(60), 100).await.unwrap()), ["s-plain"]);
+    assert_eq!(shift.state(&defaults, now), wardgate_core::session::SessionState::Active);
+    // Past its own eight hours it ends too.
+    let later = T0 + secs(8 * 3600);
+    assert_eq!(ids(s.sessions_to_end(&defaults, later, later - secs(60), 100).await.unwrap()), ["s-plain", "s-shift"]);
+    assert_eq!(shift.state(&defaults, later), wardgate_core::session::SessionState::LifetimeExpired);
 }

@@ -1,0 +1,114 @@
+//! The access policy in force on this node, and the decisions made with it.
+//!
+//! The active version is read from the store at start and again whenever the store's
+//! revision moves (within a second of an approval on any node or the CLI). Until a version
+//! has been approved there is no policy and every decision is a deny: Wardgate never
+//! invents an "allow everything" default.
+
+pub mod authorize;
+pub mod context;
+
+use std::sync::{Arc, RwLock};
+
+use wardgate_core::policy::Policy;
+use wardgate_store::{Store, StoreError};
+
+/// One approved version, compiled.
+#[derive(Debug)]
+pub struct ActivePolicy {
+    pub number: i64,
+    pub policy: Policy,
+}
+
+pub struct Access {
+    active: RwLock<Option<Arc<ActivePolicy>>>,
+    /// Decides while no version is active: no rules, so every answer is a deny.
+    empty: Policy,
+}
+
+impl Default for Access {
+    fn default() -> Self {
+        Self { active: RwLock::new(None), empty: Policy::empty() }
+    }
+}
+
+impl Access {
+    pub fn empty(&self) -> &Policy {
+        &self.empty
+    }
+
+    pub fn current(&self) -> Option<Arc<ActivePolicy>> {
+        self.active.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the active version from the store and compiles it if it changed. A version
+    /// that no longer compiles (written by a newer release, say) leaves the one in force
+    /// in place and is logged: a node never drops to no policy because of a bad row.
+    pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let Some(v) = store.active_policy().await? else {
+            *self.active.write().unwrap_or_else(|p| p.into_inner()) = None;
+            return Ok(());
+        };
+        if self.current().is_some_and(|a| a.number == v.number) {
+            return Ok(());
+        }
+        match Policy::parse(&v.source) {
+            Ok(policy) => {
+                tracing::info!(version = v.number, "access policy in force");
+                *self.active.write().unwrap_or_else(|p| p.into_inner()) =
+                    Some(Arc::new(ActivePolicy { number: v.number, policy }));
+            }
+            Err(e) => {
+                tracing::error!(version = v.number, error = %e, "active access policy does not compile; keeping the previous one")
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the policy says about signing in from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginPolicy {
+    /// No policy in force: two factors, the installation's session limits.
+    Defaults,
+    /// The policy lets this person sign in here at `required` (one factor suffices at
+    /// aal1), and gives the session these limits.
+    Allowed { required: wardgate_core::login::Aal, limits: wardgate_core::session::SessionPolicy },
+    /// The policy refuses a session here.
+    Denied,
+}
+
+impl Access {
+    /// Evaluates the `login` action for `user` from the request's address and device.
+    pub async fn login(
+        &self,
+        store: &dyn Store,
+        user: &wardgate_core::identity::User,
+        ctx: &crate::context::ClientContext,
+        now: time::OffsetDateTime,
+    ) -> Result<LoginPolicy, StoreError> {
+        use wardgate_core::policy::{Effect, LOGIN_ACTION, Request};
+        let Some(active) = self.current() else { return Ok(LoginPolicy::Defaults) };
+        let device = context::device(store, ctx.device_secret.as_deref()).await?;
+        let roles = user.roles_at(now);
+        let d = active.policy.evaluate(&Request {
+            action: LOGIN_ACTION,
+            resource: None,
+            subject: context::subject(user, &roles, now),
+            session: None,
+            device: device.as_ref().map(context::device_facts),
+            ip: ctx.ip,
+            now,
+        });
+        Ok(match d.effect {
+            Effect::Deny => LoginPolicy::Denied,
+            _ => LoginPolicy::Allowed {
+                required: d.required,
+                limits: wardgate_core::session::SessionPolicy {
+                    idle_timeout: d.limits.idle_timeout,
+                    absolute_lifetime: d.limits.lifetime,
+                },
+            },
+        })
+    }
+}
