@@ -29,10 +29,14 @@ pub enum PolicyCommand {
         reason: String,
     },
     /// Put a proposed version in force (not by its author, under the two-person rule).
-    Approve { version: i64 },
+    Approve {
+        #[arg(value_name = "VERSION")]
+        number: i64,
+    },
     /// Refuse a proposed version.
     Reject {
-        version: i64,
+        #[arg(value_name = "VERSION")]
+        number: i64,
         #[arg(long)]
         reason: String,
     },
@@ -42,12 +46,16 @@ pub enum PolicyCommand {
         json: bool,
     },
     /// Print a version's file (default: the one in force).
-    Show { version: Option<i64> },
+    Show {
+        #[arg(value_name = "VERSION")]
+        number: Option<i64>,
+    },
     /// What changed between two versions, as a unified diff.
     Diff { from: i64, to: i64 },
     /// Put an earlier approved version back in force at once.
     Rollback {
-        version: i64,
+        #[arg(value_name = "VERSION")]
+        number: i64,
         #[arg(long)]
         reason: String,
     },
@@ -90,22 +98,9 @@ pub enum PolicyCommand {
 }
 
 fn failure(e: PoliciesError) -> Failure {
-    let code = match e {
-        PoliciesError::Store(_) => 1,
-        _ => 2,
-    };
-    let message = match e {
-        PoliciesError::Invalid(errors) => {
-            let mut m = String::from("the policy is refused:");
-            for p in errors.0 {
-                m.push_str("\n  ");
-                m.push_str(&p.to_string());
-            }
-            m
-        }
-        other => other.to_string(),
-    };
-    Failure { code, message }
+    let code = if matches!(e, PoliciesError::Store(_)) { 1 } else { 2 };
+    // One line, every problem with its line number, so a script can show it as it is.
+    Failure { code, message: e.to_string() }
 }
 
 fn read(path: &PathBuf) -> Result<String, Failure> {
@@ -162,13 +157,13 @@ pub async fn run(global: &GlobalArgs, cmd: PolicyCommand) -> Result<(), Failure>
                 println!("Put it in force with: wardgate policy approve {}", v.number);
             }
         }
-        PolicyCommand::Approve { version } => {
-            let v = policies.approve(version).await.map_err(failure)?;
+        PolicyCommand::Approve { number } => {
+            let v = policies.approve(number).await.map_err(failure)?;
             println!("Version {} is in force (proposed by {}, approved by {}).", v.number, v.author, actor);
             println!("Running nodes apply it within a second.");
         }
-        PolicyCommand::Reject { version, reason } => {
-            let v = policies.reject(version, &reason).await.map_err(failure)?;
+        PolicyCommand::Reject { number, reason } => {
+            let v = policies.reject(number, &reason).await.map_err(failure)?;
             println!("Version {} rejected.", v.number);
         }
         PolicyCommand::History { json } => {
@@ -192,8 +187,8 @@ pub async fn run(global: &GlobalArgs, cmd: PolicyCommand) -> Result<(), Failure>
                 print_table(&["VERSION", "STATUS", "PROPOSED", "AUTHOR", "APPROVED BY", "REASON"], rows);
             }
         }
-        PolicyCommand::Show { version } => {
-            let v = match version {
+        PolicyCommand::Show { number } => {
+            let v = match number {
                 Some(n) => policies.show(n).await.map_err(failure)?,
                 None => inst
                     .store
@@ -205,9 +200,9 @@ pub async fn run(global: &GlobalArgs, cmd: PolicyCommand) -> Result<(), Failure>
             print!("{}", v.source);
         }
         PolicyCommand::Diff { from, to } => print!("{}", policies.diff(from, to).await.map_err(failure)?),
-        PolicyCommand::Rollback { version, reason } => {
-            let v = policies.rollback(version, &reason).await.map_err(failure)?;
-            println!("Version {} (a copy of version {version}) is in force.", v.number);
+        PolicyCommand::Rollback { number, reason } => {
+            let v = policies.rollback(number, &reason).await.map_err(failure)?;
+            println!("Version {} (a copy of version {number}) is in force.", v.number);
         }
         PolicyCommand::Explain { user, action, resource, network, ip, device, aal, auth_age, file } => {
             let policy = match file {

@@ -92,8 +92,40 @@ fn verify_fails_at(data: &Path, seq: i64) {
 fn help_lists_the_subcommands() {
     let o = Command::new(BIN).arg("--help").output().unwrap();
     let out = stdout(&o);
-    for cmd in ["serve", "config", "admin", "keys", "audit"] {
+    for cmd in ["serve", "config", "admin", "keys", "audit", "user", "token", "client", "policy", "role", "device"] {
         assert!(out.contains(cmd), "{cmd} missing from --help:\n{out}");
+    }
+}
+
+/// clap checks a command's definition only when it is built: ask every subcommand for its
+/// help, so a definition mistake fails here and not in an operator's hands.
+#[test]
+fn every_subcommand_has_help() {
+    let top = stdout(&Command::new(BIN).arg("--help").output().unwrap());
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 11, "{commands:?}");
+    for cmd in &commands {
+        let o = Command::new(BIN).args([cmd.as_str(), "--help"]).output().unwrap();
+        assert!(o.status.success(), "{cmd} --help: {}", stderr(&o));
+        let subs: Vec<String> = stdout(&o)
+            .lines()
+            .skip_while(|l| !l.starts_with("Commands:"))
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+            .filter(|c| c != "help")
+            .collect();
+        for sub in subs {
+            let o = Command::new(BIN).args([cmd.as_str(), sub.as_str(), "--help"]).output().unwrap();
+            assert!(o.status.success(), "{cmd} {sub} --help: {}", stderr(&o));
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! built binary against temporary data directories.
 
 mod commands;
+mod policy;
 mod users;
 
 fn stdout(o: &std::process::Output) -> String {

@@ -12,11 +12,16 @@ const PSK: &str = "12345678901234567890123456789012";
 const OPERATOR: &str = "nightshift";
 
 fn wardgate(data: &Path, args: &[&str]) -> Output {
+    wardgate_as(OPERATOR, data, args)
+}
+
+/// As `operator`, which names the actor in the audit log (and for the two-person rule).
+pub(crate) fn wardgate_as(operator: &str, data: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .arg("--data-dir")
         .arg(data)
         .args(args)
-        .env("USER", OPERATOR)
+        .env("USER", operator)
         .env_remove("SUDO_USER")
         .env_remove("WARDGATE_CONFIG")
         .env_remove("WARDGATE_DATABASE")
@@ -26,14 +31,14 @@ fn wardgate(data: &Path, args: &[&str]) -> Output {
 }
 
 /// Runs a command that must succeed; returns what it printed.
-fn ok(data: &Path, args: &[&str]) -> String {
+pub(crate) fn ok(data: &Path, args: &[&str]) -> String {
     let o = wardgate(data, args);
     assert!(o.status.success(), "{args:?} failed: {}{}", stdout(&o), stderr(&o));
     stdout(&o)
 }
 
 /// Runs a command that must fail with one line on stderr; returns that line.
-fn refused(data: &Path, args: &[&str]) -> String {
+pub(crate) fn refused(data: &Path, args: &[&str]) -> String {
     let o = wardgate(data, args);
     assert!(!o.status.success(), "{args:?} should fail: {}", stdout(&o));
     let err = stderr(&o);
@@ -44,7 +49,7 @@ fn refused(data: &Path, args: &[&str]) -> String {
 
 /// A stopped installation whose first administrator, `chief`, came in through the
 /// bootstrap link like a real one would, and is active.
-fn installation() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn installation() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let mut child = Command::new(BIN)
@@ -92,7 +97,7 @@ fn http_post_json(base: &str, path: &str, body: &str) -> String {
     response
 }
 
-fn sql(data: &Path, statement: &str) {
+pub(crate) fn sql(data: &Path, statement: &str) {
     let db = data.join("wardgate.db");
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {

@@ -197,6 +197,41 @@ async fn the_documented_policy_decides_sign_in_and_actions_for_the_same_person()
     assert_eq!(denied["details"]["request"]["roles"], json!(["vendor-support"]));
     assert_eq!(denied["details"]["policy_version"], json!(proposed.number));
     assert!(decisions.iter().any(|r| r["details"]["segment"] == "clinical-vlan" && r["device_id"] == "ws-icu-03"));
+
+    // Simulation: a proposal asking three factors' worth from the internet, replayed over
+    // what was just recorded, changes exactly the remote decisions that were not denies.
+    let stricter = EXAMPLE.replace(
+        "networks = [\"internet\", \"vpn\"]\nnot_actions = [\"admin.*\"]\nrequire = \"aal2\"",
+        "networks = [\"internet\", \"vpn\"]\nnot_actions = [\"admin.*\"]\nrequire = \"aal3\"",
+    );
+    assert_ne!(stricter, EXAMPLE);
+    let sim = Policies::new(store, "operator:alice", clock(), true)
+        .simulate(&stricter, clock() - Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(sim.replayed as usize, decisions.len());
+    let mut changes: Vec<(String, String, String, String, u64)> = sim
+        .changes
+        .iter()
+        .map(|c| (c.username.clone(), c.action.clone(), c.before.clone(), c.after.clone(), c.count))
+        .collect();
+    changes.sort();
+    let c = |u: &str, a: &str, b: &str, f: &str| (u.to_owned(), a.to_owned(), b.to_owned(), f.to_owned(), 1);
+    assert_eq!(
+        changes,
+        [
+            c("acme-jo", "gateway.vendor", "allow aal2", "step_up aal3"),
+            c("dr-lee", "ephi.read", "allow aal2", "step_up aal3"),
+            c("dr-lee", "ephi.read", "step_up aal2", "step_up aal3"),
+        ]
+    );
+    assert_eq!(sim.changed, 3);
+    // The same file as in force changes nothing.
+    let same = Policies::new(store, "operator:alice", clock(), true)
+        .simulate(EXAMPLE, clock() - Duration::days(1))
+        .await
+        .unwrap();
+    assert_eq!(same.changed, 0);
 }
 
 #[tokio::test]
