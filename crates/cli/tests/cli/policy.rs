@@ -27,7 +27,7 @@ fn ok_as(who: &str, data: &Path, args: &[&str]) -> String {
 fn a_policy_takes_effect_only_when_a_second_person_approves_it_and_a_bad_one_never() {
     let (dir, data) = installation();
     let file = write(dir.path(), "policy.toml", EXAMPLE);
-    assert!(ok(&data, &["policy", "check", &file]).contains("valid — 8 rules, 9 roles, 3 network segments"));
+    assert!(ok(&data, &["policy", "check", &file]).contains("valid — 8 rules, 10 roles, 3 network segments"));
 
     let out = ok_as("alice", &data, &["policy", "propose", &file, "--reason", "the documented example"]);
     assert!(out.contains("Version 1 proposed by operator:alice"), "{out}");

@@ -11,7 +11,8 @@ use serde_spanned::Spanned;
 use time::{Duration, UtcOffset};
 
 use super::document::{RawPolicy, RawRule, RawSession, line_of, parse_duration};
-use super::roles::{DEFAULT_ROLES, Pattern};
+use super::roles::{ADMIN_PREFIX, DEFAULT_ROLES, Pattern};
+use crate::identity::ADMIN_ROLE;
 use crate::login::Aal;
 
 /// Roles and network segments are matched as bit sets; a policy may name up to this many
@@ -334,6 +335,20 @@ impl Compiler<'_> {
     }
 
     fn roles(&mut self, raw: &RawPolicy) -> Vec<Role> {
+        let mut roles = self.declared_roles(raw);
+        // The bootstrap administrator holds `admin`; keep it meaning what it always meant
+        // unless the file defines it otherwise.
+        if !roles.iter().any(|r| r.name == ADMIN_ROLE) {
+            roles.push(Role {
+                name: ADMIN_ROLE.to_owned(),
+                description: "Wardgate administrator (built in): every administrative permission".to_owned(),
+                permissions: vec![Pattern::Prefix(ADMIN_PREFIX.into()), Pattern::Exact("audit.read".into())],
+            });
+        }
+        roles
+    }
+
+    fn declared_roles(&mut self, raw: &RawPolicy) -> Vec<Role> {
         if raw.roles.is_empty() {
             return DEFAULT_ROLES
                 .iter()
@@ -344,8 +359,9 @@ impl Compiler<'_> {
                 })
                 .collect();
         }
-        if raw.roles.len() > MAX_ROLES {
-            self.problems.push(Problem { line: None, message: format!("more than {MAX_ROLES} roles") });
+        // One place is kept for the built-in `admin` role.
+        if raw.roles.len() >= MAX_ROLES {
+            self.problems.push(Problem { line: None, message: format!("more than {} roles", MAX_ROLES - 1) });
         }
         let mut out = Vec::new();
         for (name, role) in &raw.roles {
@@ -602,6 +618,9 @@ mod tests {
         let p = Policy::parse("").unwrap();
         assert!(p.rules.is_empty());
         assert!(p.role("physician").is_some() && p.role("auditor").is_some());
+        // The built-in administrator role is always there, and administrative.
+        assert!(p.role("admin").is_some_and(Role::administrative));
+        assert_eq!(p.roles().len(), 10);
         assert_eq!(p.default_limits().idle_timeout, Duration::minutes(15));
     }
 

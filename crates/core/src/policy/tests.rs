@@ -359,8 +359,15 @@ proptest! {
     }
 
     #[test]
-    fn more_assurance_is_never_refused_where_less_was_allowed(src in policy_source(), req in request(), lo in aal(), hi in aal()) {
-        prop_assume!(lo < hi);
+    fn more_assurance_is_never_refused_where_less_was_allowed(
+        src in policy_source(),
+        req in request(),
+        (lo, hi) in prop_oneof![
+            Just((Aal::Aal1, Aal::Aal2)),
+            Just((Aal::Aal1, Aal::Aal3)),
+            Just((Aal::Aal2, Aal::Aal3)),
+        ],
+    ) {
         let p = Policy::parse(&src).unwrap();
         let (weak, strong) = (req.with_aal(lo).decide(&p), req.with_aal(hi).decide(&p));
         prop_assert!(strong.effect <= weak.effect, "{:?} with {:?} but {:?} with {:?}", weak.effect, lo, strong.effect, hi);

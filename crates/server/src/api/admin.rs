@@ -14,6 +14,7 @@ use wardgate_core::api_token::Scope;
 use wardgate_core::audit::event::types;
 use wardgate_core::audit::{AuditEvent, Outcome};
 use wardgate_core::identity::AccountStatus;
+use wardgate_core::policy::{Effect, Request, SessionFacts};
 use wardgate_core::token;
 use wardgate_store::StoreError;
 
@@ -43,6 +44,11 @@ fn scope_for(method: &axum::http::Method, path: &str) -> Scope {
         (true, true) => Scope::ClientsRead,
         (true, false) => Scope::ClientsWrite,
     }
+}
+
+/// The policy action an admin API path stands for.
+fn action_for(path: &str) -> &'static str {
+    if path.starts_with("/api/v1/admin/clients") { "admin.clients" } else { "admin.users" }
 }
 
 /// Who is calling, or why not. The actor is known as soon as the credential is.
@@ -86,8 +92,43 @@ async fn identify(app: &AppState, parts: &Parts, ctx: &ClientContext) -> Result<
     let cur =
         session::current(app, &parts.headers, ctx).await.map_err(|p| (None, p))?.ok_or((None, unauthenticated()))?;
     let actor = format!("user:{}", cur.user.username);
-    if !cur.user.is_admin() {
-        return Err((Some(actor), forbidden()));
+    match app.access.current() {
+        None if !cur.user.is_admin() => return Err((Some(actor), forbidden())),
+        None => {}
+        // With a policy in force it decides, like everywhere else: administrative actions
+        // need a privileged account, a role that grants them and a phishing-resistant
+        // sign-in (the built-in aal3 floor).
+        Some(active) => {
+            let action = action_for(parts.uri.path());
+            let now = (app.clock)();
+            let device =
+                crate::access::context::device(&*app.store, ctx.device_secret.as_deref()).await.map_err(unavailable)?;
+            let roles = cur.user.roles_at(now);
+            let d = active.policy.evaluate(&Request {
+                action,
+                resource: Some(parts.uri.path()),
+                subject: crate::access::context::subject(&cur.user, &roles, now),
+                session: Some(SessionFacts { aal: cur.session.aal, authenticated_at: cur.session.created_at }),
+                device: device.as_ref().map(crate::access::context::device_facts),
+                ip: ctx.ip,
+                now,
+            });
+            match d.effect {
+                Effect::Allow => {}
+                Effect::StepUp => {
+                    let p = Problem::new(StatusCode::FORBIDDEN, "step-up-required", "A stronger sign-in is needed")
+                        .detail(format!(
+                            "{action} needs {} (rule {}): sign in again with a security key or passkey",
+                            d.required.as_str(),
+                            d.rule
+                        ));
+                    return Err((Some(actor), p));
+                }
+                Effect::Deny => {
+                    return Err((Some(actor), forbidden().detail(format!("{} (rule {})", d.reason, d.rule))));
+                }
+            }
+        }
     }
     if !parts.method.is_safe() {
         let presented = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or("");

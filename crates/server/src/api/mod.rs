@@ -2,6 +2,7 @@
 //! and administration. Documented in `openapi.json`, served at `/api/v1/openapi.json`.
 
 pub mod admin;
+pub mod admin_roles;
 pub mod enroll;
 pub mod login;
 pub mod me;

@@ -108,6 +108,41 @@ async fn the_documented_policy_decides_sign_in_and_actions_for_the_same_person()
         .person(&admin, json!({"username": "acme-jo", "display_name": "Jo (Acme)", "roles": ["vendor-support"]}))
         .await;
 
+    // Roles through the admin API: listed from the policy, given with an end, refused where
+    // an administrative role would go to a clinical account, taken away.
+    let admin_call =
+        |req: reqwest::RequestBuilder| req.header("cookie", &admin.cookie).header("x-csrf-token", &admin.csrf);
+    let roles: Value = admin_call(h.http.get(h.url("/api/v1/admin/roles"))).send().await.unwrap().json().await.unwrap();
+    let names: Vec<&str> = roles["roles"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"physician") && names.contains(&"vendor-support") && names.contains(&"admin"), "{roles}");
+    let until = (clock() + Duration::hours(8)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let resp = admin_call(h.http.post(h.url("/api/v1/admin/users/dr-lee/roles")))
+        .json(&json!({"role": "nurse", "until": until}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert!(v["roles_until"]["nurse"].is_string() && v["privileged"] == true, "{v}");
+    let resp = admin_call(h.http.post(h.url("/api/v1/admin/users/acme-jo/roles")))
+        .json(&json!({"role": "it-admin"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(resp).await;
+    assert_eq!((status, p["type"].as_str()), (StatusCode::CONFLICT, Some("urn:wardgate:problem:not-privileged")));
+    let resp = admin_call(h.http.post(h.url("/api/v1/admin/users/dr-lee/roles")))
+        .json(&json!({"role": "surgeon"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(resp).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let resp = admin_call(h.http.delete(h.url("/api/v1/admin/users/dr-lee/roles/nurse"))).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["roles"], json!(["it-admin", "physician"]));
+    assert!(h.audit().await.iter().any(|r| r["type"] == "admin.role.assigned" && r["details"]["role"] == "nurse"));
+
     // Before any version is approved, every decision is a deny.
     let v = h.authorize(&admin.cookie, "ephi.read", From { ip: HOME, device: None }).await;
     assert_eq!((v["decision"].as_str(), v["rule"].as_str()), (Some("deny"), Some("builtin:no-policy")));
@@ -119,6 +154,13 @@ async fn the_documented_policy_decides_sign_in_and_actions_for_the_same_person()
     assert!(Policies::new(store, "operator:alice", clock(), true).approve(proposed.number).await.is_err());
     Policies::new(store, "operator:bob", clock(), true).approve(proposed.number).await.unwrap();
     wait_for_version(&h, &admin.cookie, proposed.number).await;
+
+    // The policy now governs the admin API too: an administrator signed in with an app
+    // (aal2) is sent to step up to a security key.
+    let resp = admin_call(h.http.get(h.url("/api/v1/admin/users"))).send().await.unwrap();
+    let (status, p) = problem(resp).await;
+    assert_eq!((status, p["type"].as_str()), (StatusCode::FORBIDDEN, Some("urn:wardgate:problem:step-up-required")));
+    assert!(p["detail"].as_str().unwrap().contains("aal3"), "{p}");
 
     let devices = Devices::new(store, "operator:alice", clock());
     let (_, ws) = devices
