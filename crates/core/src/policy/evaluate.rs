@@ -28,6 +28,10 @@ use crate::login::Aal;
 /// ones a new session gets.
 pub const LOGIN_ACTION: &str = "login";
 
+/// The action evaluated when an application asks for a sign-in through OpenID Connect
+/// (the resource is its client id). Like `login` it needs no permission: rules decide.
+pub const SSO_ACTION: &str = "sso";
+
 /// The person asking.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
@@ -224,7 +228,7 @@ impl Policy {
     /// Whether one of the person's roles grants the action. Administrative permissions
     /// count only for privileged accounts.
     fn granted(&self, req: &Request<'_>, facts: &Facts<'_>) -> bool {
-        if req.action == LOGIN_ACTION {
+        if req.action == LOGIN_ACTION || req.action == SSO_ACTION {
             return true;
         }
         let admin = is_admin_action(req.action);

@@ -18,7 +18,8 @@ mod tests;
 
 pub use compile::{MAX_ROLES, MAX_SEGMENTS, Policy, PolicyErrors, Problem, Role, Segment, SessionLimits};
 pub use evaluate::{
-    Decision, DeviceFacts, Effect, Explanation, LOGIN_ACTION, Miss, Request, SessionFacts, Step, Subject, builtin,
+    Decision, DeviceFacts, Effect, Explanation, LOGIN_ACTION, Miss, Request, SSO_ACTION, SessionFacts, Step, Subject,
+    builtin,
 };
 pub use simulate::{Recorded, RecordedRequest, Simulation, simulate};
 pub use version::{NewPolicyVersion, PolicyVersion, VersionStatus};

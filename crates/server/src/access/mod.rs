@@ -112,3 +112,45 @@ impl Access {
         })
     }
 }
+
+/// What the policy says about signing in to an application (OpenID Connect).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SsoPolicy {
+    /// No policy in force: the provider's own floor (two factors).
+    Defaults,
+    /// The assurance this application needs from here, and whether the session's
+    /// authentication is too old for it (reauthentication window or `fresh`).
+    Required {
+        assurance: wardgate_core::login::Aal,
+        fresh_needed: bool,
+    },
+    Denied(String),
+}
+
+/// Evaluates the `sso` action for the signed-in person and `client_id`.
+pub async fn sso(
+    app: &crate::app::AppState,
+    cur: &crate::auth::session::Current,
+    client_id: &str,
+    ctx: &crate::context::ClientContext,
+    now: time::OffsetDateTime,
+) -> Result<SsoPolicy, StoreError> {
+    use wardgate_core::policy::{Effect, Request, SSO_ACTION, SessionFacts};
+    let Some(active) = app.access.current() else { return Ok(SsoPolicy::Defaults) };
+    let device = context::device(&*app.store, ctx.device_secret.as_deref()).await?;
+    let roles = cur.user.roles_at(now);
+    let d = active.policy.evaluate(&Request {
+        action: SSO_ACTION,
+        resource: Some(client_id),
+        subject: context::subject(&cur.user, &roles, now),
+        session: Some(SessionFacts { aal: cur.session.aal, authenticated_at: cur.session.created_at }),
+        device: device.as_ref().map(context::device_facts),
+        ip: ctx.ip,
+        now,
+    });
+    Ok(match d.effect {
+        Effect::Deny => SsoPolicy::Denied(d.reason.to_owned()),
+        Effect::StepUp => SsoPolicy::Required { assurance: d.required, fresh_needed: cur.session.aal >= d.required },
+        Effect::Allow => SsoPolicy::Required { assurance: d.required, fresh_needed: false },
+    })
+}

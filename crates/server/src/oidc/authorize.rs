@@ -224,11 +224,10 @@ async fn authorize(
         Some(Ok(m)) if m >= 0 => Some(Duration::seconds(m)),
         Some(_) => return reply.error("invalid_request", "max_age must be a non-negative integer"),
     };
-    let wanted = match p.acr_values.as_deref() {
-        None => Acr(Aal::Aal2),
+    let requested = match p.acr_values.as_deref() {
+        None => None,
         Some(v) => match Acr::weakest_of(v) {
-            // Never less than two factors, whatever the client asks for.
-            Some(a) => a.max(Acr(Aal::Aal2)),
+            Some(a) => Some(a),
             None => return reply.error("invalid_request", "none of the acr_values is known to this server"),
         },
     };
@@ -257,7 +256,26 @@ async fn authorize(
         ))
     };
     let Some(cur) = current else { return sign_in("the person is not signed in") };
-    let too_old = max_age.is_some_and(|m| now - cur.session.created_at > m);
+    // With an access policy in force it sets the floor for this application from here
+    // (action `sso`, resource the client id): aal1 on a trusted clinical workstation, say.
+    // Without one, never less than two factors, whatever the client asks for.
+    let decision = match crate::access::sso(app, &cur, &client.id, ctx, now).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "authorize: store failed");
+            return crate::problem::Problem::unavailable("the database is unreachable").into_response();
+        }
+    };
+    let (floor, policy_wants_fresh) = match decision {
+        crate::access::SsoPolicy::Defaults => (Acr(Aal::Aal2), false),
+        crate::access::SsoPolicy::Denied(reason) => {
+            let _ = audit(app, ctx, &client, &cur, Outcome::Denied, &format!("access policy: {reason}")).await;
+            return reply.error("access_denied", &reason);
+        }
+        crate::access::SsoPolicy::Required { assurance, fresh_needed } => (Acr(assurance), fresh_needed),
+    };
+    let wanted = requested.map_or(floor, |r| r.max(floor));
+    let too_old = max_age.is_some_and(|m| now - cur.session.created_at > m) || policy_wants_fresh;
     // A fresh sign-in was asked for: after one, the session is new, so `prompt=login`
     // is honoured once, not in a loop.
     let fresh = now - cur.session.created_at < Duration::seconds(30);
@@ -294,6 +312,17 @@ async fn authorize(
         }
         if prompt.contains(&"none") {
             return reply.error("interaction_required", "a stronger sign-in is required");
+        }
+        // Below aal3 (an aal1 session where two factors are needed) the person signs in
+        // again with their two factors; only aal3 has the security-key page.
+        if wanted.0 < Aal::Aal3 {
+            if audit(app, ctx, &client, &cur, Outcome::Denied, &format!("step-up to {} required", wanted.as_str()))
+                .await
+                .is_err()
+            {
+                return crate::problem::Problem::unavailable("the sign-in could not be recorded").into_response();
+            }
+            return sign_in("a stronger sign-in is required");
         }
         if audit(app, ctx, &client, &cur, Outcome::Denied, &format!("step-up to {} required", wanted.as_str()))
             .await

@@ -49,6 +49,13 @@ impl Harness {
         resp.json().await.unwrap()
     }
 
+    /// An authorization request with the session: where it sends the browser.
+    async fn sso(&self, url: &str, cookie: &str, from: From<'_>) -> String {
+        let resp = self.from(self.http.get(url), from).header("cookie", cookie).send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+        resp.headers()["location"].to_str().unwrap().to_owned()
+    }
+
     /// Passphrase, then a TOTP code if the policy asks for one; returns the sign-in answer.
     async fn sign_in(&self, username: &str, secret: &[u8], from: From<'_>) -> reqwest::Response {
         let started: Value =
@@ -230,6 +237,33 @@ async fn the_documented_policy_decides_sign_in_and_actions_for_the_same_person()
     assert_eq!((v["decision"].as_str(), v["rule"].as_str()), (Some("deny"), Some("vendors-only-through-gateway")));
     assert!(v["reason"].as_str().unwrap().contains("gateway"));
     assert_eq!(h.authorize(&vendor, "gateway.vendor", home).await["decision"], "allow");
+
+    // Single sign-on to the EHR follows the same rules (action `sso`): the ward's aal1
+    // session gets a code at once, the same session from home is sent to sign in with two
+    // factors, and the vendor is refused.
+    let (ehr, _) = wardgate_server::clients::Clients::new(store, "operator:alice", clock())
+        .add(wardgate_server::clients::NewClient {
+            name: "EHR".into(),
+            redirect_uris: vec!["https://ehr.example.org/cb".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let authorize_url = h.url(&format!(
+        "/oidc/authorize?client_id={}&redirect_uri=https%3A%2F%2Fehr.example.org%2Fcb&response_type=code&scope=openid&state=s1&nonce=n1&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM&code_challenge_method=S256",
+        ehr.id
+    ));
+    // A fresh quick sign-in on the ward (the earlier one is past its 30 minutes).
+    let started: Value = h.post_from("/api/v1/login", json!({"username": "dr-lee"}), ward).await.json().await.unwrap();
+    let resp =
+        h.post_from("/api/v1/login/passphrase", json!({"flow": started["flow"], "passphrase": PASS}), ward).await;
+    let quick = session_cookie(&resp).expect("a quick sign-in on the ward");
+    let at_ward = h.sso(&authorize_url, &quick, ward).await;
+    assert!(at_ward.starts_with("https://ehr.example.org/cb?code="), "{at_ward}");
+    let from_home = h.sso(&authorize_url, &quick, home).await;
+    assert!(from_home.starts_with("/?next="), "{from_home}");
+    let vendor_sso = h.sso(&authorize_url, &vendor, home).await;
+    assert!(vendor_sso.starts_with("https://ehr.example.org/cb?error=access%5Fdenied"), "{vendor_sso}");
 
     // Every decision is on record with the rule that made it and the request it saw.
     let decisions: Vec<Value> = h.audit().await.into_iter().filter(|r| r["type"] == "policy.decision").collect();
