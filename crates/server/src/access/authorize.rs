@@ -174,6 +174,7 @@ pub async fn authorize(
         tracing::error!(error = %err, "authorize: audit append failed");
         return Problem::unavailable("the decision could not be recorded").into_response();
     }
+    metrics::counter!("wardgate_policy_decisions_total", "effect" => decision.effect.as_str()).increment(1);
     let mut out = json!({
         "decision": decision.effect.as_str(),
         "reason": decision.reason,

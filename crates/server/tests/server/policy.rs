@@ -274,6 +274,11 @@ async fn the_documented_policy_decides_sign_in_and_actions_for_the_same_person()
     assert_eq!(denied["details"]["policy_version"], json!(proposed.number));
     assert!(decisions.iter().any(|r| r["details"]["segment"] == "clinical-vlan" && r["device_id"] == "ws-icu-03"));
 
+    let metrics = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for effect in ["allow", "step_up", "deny"] {
+        assert!(metrics.contains(&format!("wardgate_policy_decisions_total{{effect=\"{effect}\"}}")), "{effect}");
+    }
+
     // Simulation: a proposal asking three factors' worth from the internet, replayed over
     // what was just recorded, changes exactly the remote decisions that were not denies.
     let stricter = EXAMPLE.replace(
