@@ -37,6 +37,10 @@ pub struct AuthorizeBody {
     /// What it is done to, e.g. `Patient/123`; recorded, and matched by rules' `resources`.
     #[serde(default)]
     pub resource: Option<String>,
+    /// Where the person should land after a step-up: the application's own authorization
+    /// request (`/oidc/authorize?…`), so they come back to it with a token at the new level.
+    #[serde(default)]
+    pub return_to: Option<String>,
 }
 
 fn unauthenticated() -> Response {
@@ -79,18 +83,22 @@ async fn caller(
     Ok(Some((cur.user, facts, cur.session.correlation_id)))
 }
 
-/// Where the person goes to reach `required`: the security-key page for aal3, the sign-in
-/// page (their name filled in) otherwise. OpenID Connect clients can instead send them
-/// through `/oidc/authorize` with the `acr_values` given beside it (RFC 9470).
-fn step_up_url(app: &AppState, required: Aal, username: &str) -> String {
-    match required {
-        Aal::Aal3 => format!("{}/?step_up=1", app.base_url),
-        _ => format!(
-            "{}/?login_hint={}",
-            app.base_url,
-            percent_encoding::utf8_percent_encode(username, percent_encoding::NON_ALPHANUMERIC)
-        ),
+/// Where the person goes to reach `required`. Above aal1 it is the step-up page, which
+/// asks only for what is missing: the second factor for a one-factor session, the security
+/// key for aal3. At aal1 (the reauthentication window passed) it is the sign-in page with
+/// their name filled in. `next` is followed after it only if it is an authorization request
+/// to this server, so the URL can never send the person elsewhere.
+fn step_up_url(app: &AppState, required: Aal, username: &str, next: Option<&str>) -> String {
+    let enc = |s: &str| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string();
+    let mut url = match required {
+        Aal::Aal1 => format!("{}/?login_hint={}", app.base_url, enc(username)),
+        _ => format!("{}/?step_up=1", app.base_url),
+    };
+    if let Some(n) = next {
+        url.push_str("&next=");
+        url.push_str(&enc(n));
     }
+    url
 }
 
 pub async fn authorize(
@@ -104,6 +112,10 @@ pub async fn authorize(
     }
     if body.resource.as_deref().is_some_and(|r| r.is_empty() || r.len() > 256 || r.chars().any(char::is_control)) {
         return Problem::invalid_field("resource: 1-256 characters, no control characters").into_response();
+    }
+    if body.return_to.as_deref().is_some_and(|r| !crate::pages::safe_next(r)) {
+        return Problem::invalid_field("return_to: an authorization request to this server (/oidc/authorize?…)")
+            .into_response();
     }
     let (user, session, correlation) = match caller(&app, &headers, &ctx).await {
         Ok(Some(found)) => found,
@@ -195,7 +207,7 @@ pub async fn authorize(
             if let Some(f) = decision.fresh {
                 out["max_age"] = json!(f.whole_seconds());
             }
-            out["url"] = json!(step_up_url(&app, decision.required, user.username.as_str()));
+            out["url"] = json!(step_up_url(&app, decision.required, user.username.as_str(), body.return_to.as_deref()));
         }
         Effect::Deny => {}
     }

@@ -18,6 +18,9 @@ use crate::problem::ApiJson;
 pub struct StartBody {
     #[serde(default)]
     username: Option<String>,
+    /// From a one-factor session (its cookie): ask only for the second factor.
+    #[serde(default)]
+    step_up: bool,
 }
 
 #[derive(Deserialize)]
@@ -28,11 +31,25 @@ pub struct WebauthnBody {
     credential: Box<PublicKeyCredential>,
 }
 
-pub async fn start(State(app): State<AppState>, ctx: ClientContext, ApiJson(b): ApiJson<StartBody>) -> Response {
+pub async fn start(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<StartBody>,
+) -> Response {
     if let Err(limited) = app.login_limit.check(ctx.ip) {
         return limited.into_response();
     }
-    match login::start(&app, &ctx, b.username.as_deref()).await {
+    let started = if b.step_up {
+        match crate::auth::session::current(&app, &headers, &ctx).await {
+            Ok(Some(cur)) => login::start_step_up(&app, &ctx, &cur.user, &cur.session).await,
+            Ok(None) => return crate::auth::session::unauthenticated().into_response(),
+            Err(p) => return p.into_response(),
+        }
+    } else {
+        login::start(&app, &ctx, b.username.as_deref()).await
+    };
+    match started {
         Ok(p) => {
             (StatusCode::OK, axum::Json(serde_json::json!({"status": "continue", "flow": p.flow, "next": p.next})))
                 .into_response()

@@ -175,6 +175,49 @@ pub async fn start(app: &AppState, ctx: &ClientContext, username: Option<&str>) 
     Ok(Progress { flow: handle, next })
 }
 
+/// A step-up from a one-factor session (aal1, made with the passphrase where the policy
+/// asked no more) to two factors: the passphrase is credited from the session, so only the
+/// missing second factor is asked. The result is a new session at aal2 or aal3.
+pub async fn start_step_up(
+    app: &AppState,
+    ctx: &ClientContext,
+    user: &User,
+    session: &wardgate_core::session::Session,
+) -> Result<Progress, LoginError> {
+    if session.aal != Aal::Aal1 || !session.amr.iter().any(|a| a == "pwd") || !user.may_sign_in() {
+        return Err(LoginError::OutOfOrder);
+    }
+    let next = second_factors(&app.store.factors_of(&user.id).await?);
+    if next.is_empty() {
+        return Err(LoginError::NoSecondFactor);
+    }
+    let st = LoginState {
+        correlation_id: token::random_id().map_err(|_| LoginError::Unavailable)?,
+        username: Some(user.username.as_str().to_owned()),
+        first: Some(FactorUsed::Passphrase),
+        webauthn: None,
+    };
+    let handle = token::generate().map_err(|_| LoginError::Unavailable)?;
+    let t = now(app);
+    let flow = Flow {
+        id_digest: token::digest(&handle),
+        kind: FlowKind::Login,
+        user_id: Some(user.id.clone()),
+        state: serde_json::to_value(&st).map_err(|_| LoginError::Unavailable)?,
+        version: 0,
+        created_at: t,
+        expires_at: t + LOGIN_TTL,
+    };
+    app.store.insert_flow(&flow).await?;
+    let e = event(app, ctx, types::AUTH_LOGIN_STARTED, Outcome::Success, &st)
+        .subject(user.username.as_str())
+        .reason("step-up from a one-factor session: the passphrase is credited from it")
+        .detail("step_up_from_session", session.id.clone())
+        .factor("pwd");
+    record(app, e).await?;
+    Ok(Progress { flow: handle, next })
+}
+
 struct Loaded {
     flow: Flow,
     st: LoginState,

@@ -12,6 +12,7 @@ use crate::auth::login::{self, Advanced, LoginError, Next, Step};
 use crate::auth::session::{self, FLOW_COOKIE, SESSION_COOKIE, clear_cookie, cookie_value, set_cookie};
 use crate::context::ClientContext;
 use crate::problem::ApiForm;
+use wardgate_core::login::Aal;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -62,6 +63,21 @@ pub async fn index(
         Ok(c) => c,
         Err(p) => return p.into_response(),
     };
+    // From a one-factor session, a step-up asks only for the missing second factor.
+    if let Some(cur) = current.as_ref().filter(|c| q.step_up.is_some() && c.session.aal == Aal::Aal1) {
+        match login::start_step_up(&app, &ctx, &cur.user, &cur.session).await {
+            Ok(p) => {
+                let mut cookies = vec![set_cookie(FLOW_COOKIE, &p.flow)];
+                if let Some(c) = next.and_then(crate::pages::next_cookie) {
+                    cookies.push(Some(c));
+                }
+                return with_cookies(see_other("/login/verify"), cookies.into_iter().flatten());
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "step-up from a one-factor session not possible; showing the sign-in page")
+            }
+        }
+    }
     if next.is_none() && current.is_some() {
         return see_other("/account");
     }

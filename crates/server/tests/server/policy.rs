@@ -202,7 +202,7 @@ async fn the_documented_policy_decides_sign_in_and_actions_for_the_same_person()
         (Some("step_up"), Some("aal2"), Some("remote"))
     );
     assert_eq!(v["acr_values"], "urn:wardgate:aal2");
-    assert!(v["url"].as_str().unwrap().ends_with("/?login_hint=dr%2Dlee"), "{v}");
+    assert!(v["url"].as_str().unwrap().ends_with("/?step_up=1"), "{v}");
 
     // Administration needs a phishing-resistant factor, even on the ward.
     let v = h.authorize(&cookie, "admin.users", ward).await;
@@ -220,6 +220,59 @@ async fn the_documented_policy_decides_sign_in_and_actions_for_the_same_person()
     // ...but after 30 minutes the quick factor is asked again.
     let v = h.authorize(&cookie, "ephi.read", ward).await;
     assert_eq!((v["decision"].as_str(), v["required"].as_str()), (Some("step_up"), Some("aal1")));
+
+    // The step-up from the one-factor session asks only for the missing second factor,
+    // and gives a new session at aal2 that is allowed from home.
+    let resp = h
+        .from(h.http.post(h.url("/api/v1/login")), home)
+        .header("cookie", &cookie)
+        .json(&json!({"step_up": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let started: Value = resp.json().await.unwrap();
+    assert_eq!(started["next"], json!(["totp", "recovery_code"]), "{started}");
+    let code = totp::code_at(TotpParams::default(), &lee, clock()).unwrap();
+    let resp = h.post_from("/api/v1/login/totp", json!({"flow": started["flow"], "code": code}), home).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let stepped = session_cookie(&resp).expect("a new session");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["session"]["aal"], "aal2", "{body}");
+    assert_eq!(h.authorize(&stepped, "ephi.read", home).await["decision"], "allow");
+    // The page does the same: the step-up link from a one-factor session goes straight to
+    // the second-factor step.
+    let resp = h.from(h.http.get(h.url("/?step_up=1")), home).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/login/verify");
+    assert!(
+        resp.headers().get_all("set-cookie").iter().any(|c| c.to_str().unwrap().starts_with("__Host-wardgate-flow="))
+    );
+    // Without a one-factor session there is nothing to step up from.
+    let resp = h.post_from("/api/v1/login", json!({"step_up": true}), home).await;
+    assert_eq!(problem(resp).await.0, StatusCode::UNAUTHORIZED);
+
+    // The step-up URL carries the application's own authorization request back, and only that.
+    let ask = |body: Value| {
+        h.from(h.http.post(h.url("/api/v1/authorize")), home).header("cookie", &cookie).json(&body).send()
+    };
+    let v: Value = ask(json!({"action": "ephi.read", "return_to": "/oidc/authorize?client_id=ehr&scope=openid"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        v["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/?step_up=1&next=%2Foidc%2Fauthorize%3Fclient%5Fid%3Dehr%26scope%3Dopenid"),
+        "{v}"
+    );
+    for evil in ["https://evil.example/", "//evil.example/oidc/authorize?x", "/account"] {
+        let resp = ask(json!({"action": "ephi.read", "return_to": evil})).await.unwrap();
+        assert_eq!(problem(resp).await.0, StatusCode::UNPROCESSABLE_ENTITY, "{evil}");
+    }
 
     // From home, Dr Lee signs in with two factors and is allowed.
     let resp = h.sign_in("dr-lee", &lee, home).await;
@@ -297,16 +350,18 @@ async fn the_documented_policy_decides_sign_in_and_actions_for_the_same_person()
         .map(|c| (c.username.clone(), c.action.clone(), c.before.clone(), c.after.clone(), c.count))
         .collect();
     changes.sort();
-    let c = |u: &str, a: &str, b: &str, f: &str| (u.to_owned(), a.to_owned(), b.to_owned(), f.to_owned(), 1);
+    let c = |u: &str, a: &str, b: &str, f: &str, n: u64| (u.to_owned(), a.to_owned(), b.to_owned(), f.to_owned(), n);
     assert_eq!(
         changes,
         [
-            c("acme-jo", "gateway.vendor", "allow aal2", "step_up aal3"),
-            c("dr-lee", "ephi.read", "allow aal2", "step_up aal3"),
-            c("dr-lee", "ephi.read", "step_up aal2", "step_up aal3"),
+            c("acme-jo", "gateway.vendor", "allow aal2", "step_up aal3", 1),
+            // After two-factor sign-in and after the step-up.
+            c("dr-lee", "ephi.read", "allow aal2", "step_up aal3", 2),
+            // The one-factor session from home, asked twice.
+            c("dr-lee", "ephi.read", "step_up aal2", "step_up aal3", 2),
         ]
     );
-    assert_eq!(sim.changed, 3);
+    assert_eq!(sim.changed, 5);
     // The same file as in force changes nothing.
     let same = Policies::new(store, "operator:alice", clock(), true)
         .simulate(EXAMPLE, clock() - Duration::days(1))
