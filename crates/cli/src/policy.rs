@@ -133,6 +133,9 @@ fn duration(s: &str, what: &str) -> Result<Duration, Failure> {
 pub async fn run(global: &GlobalArgs, cmd: PolicyCommand) -> Result<(), Failure> {
     if let PolicyCommand::Check { file } = &cmd {
         let p = compile(&read(file)?).map_err(failure)?;
+        for w in p.warnings() {
+            eprintln!("wardgate: warning: {w}");
+        }
         println!(
             "{}: valid — {} rules, {} roles, {} network segments",
             file.display(),
@@ -149,7 +152,11 @@ pub async fn run(global: &GlobalArgs, cmd: PolicyCommand) -> Result<(), Failure>
     match cmd {
         PolicyCommand::Check { .. } => {}
         PolicyCommand::Propose { file, reason } => {
-            let v = policies.propose(&read(&file)?, &reason).await.map_err(failure)?;
+            let source = read(&file)?;
+            let v = policies.propose(&source, &reason).await.map_err(failure)?;
+            for w in compile(&source).map(|p| p.warnings()).unwrap_or_default() {
+                eprintln!("wardgate: warning: {w}");
+            }
             println!("Version {} proposed by {}.", v.number, v.author);
             if inst.settings.policy.two_person_approval {
                 println!("Another administrator puts it in force with: wardgate policy approve {}", v.number);

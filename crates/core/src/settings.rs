@@ -26,7 +26,100 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub oidc: OidcSettings,
     pub policy: PolicySettings,
+    pub gateway: GatewaySettings,
     pub log: LogSettings,
+}
+
+/// The gateway for applications that cannot do MFA themselves: forward-auth for an
+/// existing proxy (`/gate/check`) and, later, the built-in proxy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySettings {
+    /// The parent domain of the protected applications, e.g. `example.org`: the gateway
+    /// cookie is set for it so that every application host below it receives it. Unset:
+    /// no gateway cookie, and browsers cannot be signed in to protected applications.
+    pub cookie_domain: Option<String>,
+    /// Where people may be sent back to after signing in: host names, or `.example.org`
+    /// for a domain and everything below it. Default: `.<cookie_domain>`.
+    pub allowed_return_domains: Vec<String>,
+    /// The protected applications.
+    pub routes: Vec<GatewayRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRoute {
+    /// Names the route in the policy (action `gateway.<name>`) and in access records.
+    pub name: String,
+    /// The host people use, e.g. `labs.example.org`.
+    pub host: String,
+    /// The path prefix within the host (default `/`); the longest matching prefix wins.
+    #[serde(default = "root_path")]
+    pub path_prefix: String,
+    /// Record every request through the built-in proxy (vendor access, V2).
+    #[serde(default)]
+    pub record: bool,
+}
+
+fn root_path() -> String {
+    "/".to_owned()
+}
+
+impl GatewaySettings {
+    /// The effective return domains.
+    pub fn return_domains(&self) -> Vec<String> {
+        if !self.allowed_return_domains.is_empty() {
+            return self.allowed_return_domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+        }
+        self.cookie_domain.iter().map(|d| format!(".{}", d.to_ascii_lowercase())).collect()
+    }
+
+    fn validate(&self, p: &mut Vec<Problem>) {
+        let host_ok = |h: &str| {
+            let h = h.strip_prefix('.').unwrap_or(h);
+            (1..=253).contains(&h.len())
+                && h.split('.').all(|l| {
+                    (1..=63).contains(&l.len())
+                        && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                })
+        };
+        if let Some(d) = &self.cookie_domain
+            && (!host_ok(d) || d.starts_with('.') || !d.contains('.'))
+        {
+            p.push(Problem::new(
+                "gateway.cookie_domain",
+                "a lowercase domain name with at least two labels, e.g. example.org",
+            ));
+        }
+        for (i, d) in self.allowed_return_domains.iter().enumerate() {
+            if !host_ok(d) {
+                p.push(Problem::new(
+                    &format!("gateway.allowed_return_domains[{i}]"),
+                    "a lowercase host name, or .domain for a domain and its subdomains",
+                ));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let key = format!("gateway.routes[{i}]");
+            let name_ok = (1..=64).contains(&r.name.len())
+                && r.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b));
+            if !name_ok {
+                p.push(Problem::new(&format!("{key}.name"), "1-64 lowercase letters, digits, '-' and '_'"));
+            }
+            if !names.insert(r.name.clone()) {
+                p.push(Problem::new(&format!("{key}.name"), "route names must be unique"));
+            }
+            if !host_ok(&r.host) || r.host.starts_with('.') {
+                p.push(Problem::new(&format!("{key}.host"), "a lowercase host name"));
+            }
+            if !r.path_prefix.starts_with('/') || r.path_prefix.contains(['?', '#', '\\']) {
+                p.push(Problem::new(&format!("{key}.path_prefix"), "a path starting with /"));
+            }
+        }
+    }
 }
 
 /// Change management of the access policy (A7).
@@ -303,6 +396,7 @@ impl Default for Settings {
             auth: AuthSettings::default(),
             oidc: OidcSettings::default(),
             policy: PolicySettings::default(),
+            gateway: GatewaySettings::default(),
             log: LogSettings::default(),
         }
     }
@@ -455,6 +549,7 @@ impl Settings {
         }
         self.auth.validate(&mut p);
         self.oidc.validate(&mut p);
+        self.gateway.validate(&mut p);
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(Problem::new("log.format", "must be \"text\" or \"json\""));
         }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub oidc: Arc<crate::oidc::Provider>,
     /// The access policy in force (reloaded when the store's revision moves).
     pub access: Arc<crate::access::Access>,
+    /// The protected applications (forward-auth).
+    pub gateway: Arc<crate::gateway::Gateway>,
 }
 
 pub struct RouterOptions {
@@ -100,6 +102,8 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/api/v1/enroll/webauthn", post(api::enroll::webauthn))
         .route("/api/v1/enroll/finish", post(api::enroll::finish))
         .route("/api/v1/authorize", post(crate::access::authorize::authorize))
+        .route("/gate/check", axum::routing::any(crate::gateway::check::check))
+        .route("/gate/start", get(crate::gateway::start::start))
         .route("/api/v1/me", get(api::me::me))
         .route("/api/v1/me/sessions/{id}", axum::routing::delete(api::me::revoke_session))
         .route("/api/v1/me/sessions/revoke-all", post(api::me::revoke_all))

@@ -12,6 +12,7 @@ pub mod clients;
 pub mod context;
 pub mod datadir;
 pub mod devices;
+pub mod gateway;
 pub mod installation;
 pub mod node;
 pub mod oidc;

@@ -149,6 +149,7 @@ impl Node {
             base_url: base_url.clone(),
             oidc,
             access,
+            gateway: Arc::new(crate::gateway::Gateway::new(&settings.gateway, &base_url)),
         };
         let deliverer_state = state.clone();
         let limits = state.bootstrap_limit.clone();

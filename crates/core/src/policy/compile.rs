@@ -189,6 +189,27 @@ impl Policy {
         Policy { defaults: c.defaults(&raw), segments: Vec::new(), roles: c.roles(&raw), rules: Vec::new() }
     }
 
+    /// Things that compile but are probably not meant, for `policy check` and `propose` to
+    /// show before anyone approves the file.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        for (action, what) in
+            [(super::evaluate::LOGIN_ACTION, "sign in"), (super::evaluate::SSO_ACTION, "sign in to applications")]
+        {
+            let could = self.rules.iter().any(|r| {
+                !matches!(r.outcome, RuleOutcome::Deny(_))
+                    && r.actions.as_ref().is_none_or(|a| a.iter().any(|p| p.matches(action)))
+                    && r.not_actions.as_ref().is_none_or(|a| !a.iter().any(|p| p.matches(action)))
+            });
+            if !could {
+                w.push(format!(
+                    "no rule allows the action `{action}`: nobody will be able to {what} while this version is in force"
+                ));
+            }
+        }
+        w
+    }
+
     pub fn roles(&self) -> &[Role] {
         &self.roles
     }
@@ -622,6 +643,18 @@ mod tests {
         assert!(p.role("admin").is_some_and(Role::administrative));
         assert_eq!(p.roles().len(), 10);
         assert_eq!(p.default_limits().idle_timeout, Duration::minutes(15));
+    }
+
+    #[test]
+    fn a_policy_that_locks_everyone_out_says_so() {
+        let p = Policy::parse("[[rule]]\nname = \"a\"\nactions = [\"ephi.read\"]\nallow = true\n").unwrap();
+        let w = p.warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("`login`"));
+        let p = Policy::parse("[[rule]]\nname = \"a\"\nactions = [\"login\", \"sso\"]\nrequire = \"aal2\"\n").unwrap();
+        assert!(p.warnings().is_empty());
+        let example = Policy::parse(include_str!("../../../../docs/policy.example.toml")).unwrap();
+        assert!(example.warnings().is_empty(), "{:?}", example.warnings());
     }
 
     #[test]

@@ -82,7 +82,18 @@ fn csrf_for(session_token: &str) -> String {
 pub async fn current(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -> Result<Option<Current>, Problem> {
     let Some(tok) = cookie_value(headers, SESSION_COOKIE).filter(|t| t.len() == 43) else { return Ok(None) };
     let digest = token::digest(&tok);
-    let (session, user) = match app.store.session_and_user(&digest).await {
+    Ok(live(app, &digest, ctx).await?.map(|(session, user)| Current { session, user, token: tok }))
+}
+
+/// The live session with this digest and its account: ends it (and says none) if it has
+/// expired, and records activity for the idle timeout. Shared by the session cookie and
+/// the gateway's cookie, which names the same session.
+pub async fn live(
+    app: &AppState,
+    digest: &[u8; 32],
+    ctx: &ClientContext,
+) -> Result<Option<(Session, wardgate_core::identity::User)>, Problem> {
+    let (session, user) = match app.store.session_and_user(digest).await {
         Ok(Some(found)) => found,
         Ok(None) => return Ok(None),
         Err(e) => return Err(unavailable(e)),
@@ -100,11 +111,11 @@ pub async fn current(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -
         return Ok(None);
     }
     if now - session.last_seen_at >= TOUCH_EVERY
-        && let Err(e) = app.store.touch_session(&digest, now).await
+        && let Err(e) = app.store.touch_session(digest, now).await
     {
         return Err(unavailable(e));
     }
-    Ok(Some(Current { session, user, token: tok }))
+    Ok(Some((session, user)))
 }
 
 /// Ends a session found past its idle timeout or lifetime (`state`), records

@@ -187,3 +187,93 @@ pub fn logout_token(
     }
     sign(p, client, Some("logout+jwt"), &claims)
 }
+
+/// Signs with the provider's ES256 key: the gateway's own tokens are read only by
+/// Wardgate (gate tickets) or by upstreams that fetch the JWKS (assertions).
+fn sign_es256(p: &Provider, typ: &str, claims: &impl Serialize) -> Result<String, TokenError> {
+    let keys = p.keys();
+    let key = keys.signing(jsonwebtoken::Algorithm::ES256).ok_or(TokenError::NoKey)?;
+    let mut header = Header::new(key.algorithm);
+    header.kid = Some(key.kid.clone());
+    header.typ = Some(typ.to_owned());
+    jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| TokenError::Sign(e.to_string()))
+}
+
+/// What the gateway cookie carries: the session it stands for. It grants nothing by
+/// itself; every check reads the session, so signing out or revocation ends it at once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct GateClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sid: String,
+    /// The session's stored digest (base64url), to find it as the session cookie does.
+    /// Not a credential: only the session token's holder has its preimage.
+    pub sdg: String,
+    pub exp: i64,
+    pub iat: i64,
+}
+
+pub const GATE_TYP: &str = "wardgate-gate+jwt";
+pub const GATE_AUDIENCE: &str = "wardgate:gateway";
+
+pub fn gate_ticket(
+    p: &Provider,
+    session: &wardgate_core::session::Session,
+    now: OffsetDateTime,
+    until: OffsetDateTime,
+) -> Result<String, TokenError> {
+    use base64::Engine as _;
+    let claims = GateClaims {
+        iss: p.issuer.clone(),
+        aud: GATE_AUDIENCE.to_owned(),
+        sid: session.id.clone(),
+        sdg: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(session.id_digest),
+        exp: until.unix_timestamp(),
+        iat: now.unix_timestamp(),
+    };
+    sign_es256(p, GATE_TYP, &claims)
+}
+
+pub fn verify_gate(p: &Provider, token: &str) -> Option<GateClaims> {
+    let header = jsonwebtoken::decode_header(token).ok()?;
+    if header.typ.as_deref() != Some(GATE_TYP) {
+        return None;
+    }
+    let keys = p.keys();
+    let key = keys.by_kid(header.kid.as_deref()?)?;
+    let mut v = Validation::new(key.algorithm);
+    v.set_issuer(&[&p.issuer]);
+    v.set_audience(&[GATE_AUDIENCE]);
+    v.leeway = 0;
+    jsonwebtoken::decode::<GateClaims>(token, &key.decoding, &v).ok().map(|d| d.claims)
+}
+
+/// The identity assertion handed to an upstream with every admitted request: short-lived,
+/// for that application's host, verifiable with the JWKS.
+pub fn gateway_assertion(
+    p: &Provider,
+    user: &User,
+    roles: &[String],
+    session: &wardgate_core::session::Session,
+    route: &str,
+    audience: &str,
+    now: OffsetDateTime,
+) -> Result<String, TokenError> {
+    let claims = serde_json::json!({
+        "iss": p.issuer,
+        "aud": audience,
+        "sub": user.id,
+        "preferred_username": user.username.as_str(),
+        "name": user.display_name,
+        "email": user.email,
+        "roles": roles,
+        "acr": wardgate_core::oidc::acr::Acr(session.aal).as_str(),
+        "amr": session.amr,
+        "auth_time": session.created_at.unix_timestamp(),
+        "sid": session.id,
+        "route": route,
+        "iat": now.unix_timestamp(),
+        "exp": now.unix_timestamp() + 60,
+    });
+    sign_es256(p, "wardgate-assertion+jwt", &claims)
+}

@@ -25,7 +25,9 @@ pub const NEXT_COOKIE: &str = "__Host-wardgate-next";
 /// Only authorization requests are followed after sign-in: anything else would make the
 /// sign-in page an open redirector.
 pub fn safe_next(next: &str) -> bool {
-    next.starts_with("/oidc/authorize?") && next.len() <= 8192 && !next.chars().any(|c| c.is_control())
+    (next.starts_with("/oidc/authorize?") || next.starts_with("/gate/start?"))
+        && next.len() <= 8192
+        && !next.chars().any(|c| c.is_control())
 }
 
 /// The cookie remembering `next` (base64url, as an authorization URL may hold characters a

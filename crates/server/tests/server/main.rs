@@ -3,6 +3,7 @@
 
 mod backchannel;
 mod browser;
+mod gateway;
 mod http;
 mod login;
 mod oidc;
