@@ -385,3 +385,58 @@ async fn the_hand_off_refuses_return_addresses_outside_the_protected_domain() {
     let (status, p) = crate::problem(resp).await;
     assert_eq!((status, p["type"].as_str()), (StatusCode::FORBIDDEN, Some("urn:wardgate:problem:untrusted-proxy")));
 }
+
+/// Traefik and Caddy send the original request as `X-Forwarded-*` and pass Wardgate's
+/// redirect to the browser as it is.
+#[tokio::test]
+async fn traefik_and_caddy_style_checks_redirect_browsers_and_answer_api_clients() {
+    let h = start_with(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+        s.gateway.cookie_domain = Some("wardgate.test".into());
+        s.gateway.routes =
+            vec![GatewayRoute { name: "labs".into(), host: APP_HOST.into(), path_prefix: "/".into(), record: false }];
+    })
+    .await;
+    let ask = |accept: Option<&str>| {
+        let mut req = h
+            .http
+            .get(h.url("/gate/check"))
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", APP_HOST)
+            .header("x-forwarded-uri", "/results?id=7")
+            .header("x-forwarded-method", "GET");
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        req.send()
+    };
+    let resp = ask(Some("text/html")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FOUND);
+    let location = resp.headers()["location"].to_str().unwrap();
+    assert!(location.ends_with("/gate/start?rd=https%3A%2F%2Fapp%2Ewardgate%2Etest%2Fresults%3Fid%3D7"), "{location}");
+    let resp = ask(Some("application/json")).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+    // Without a route the answer is 403, and a malformed original request 400.
+    let resp = h
+        .http
+        .get(h.url("/gate/check"))
+        .header("x-forwarded-host", "other.wardgate.test")
+        .header("x-forwarded-uri", "/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(crate::problem(resp).await.0, StatusCode::FORBIDDEN);
+    for (name, value) in
+        [("x-forwarded-uri", "results"), ("x-forwarded-proto", "gopher"), ("x-forwarded-method", "get me")]
+    {
+        let mut headers = vec![("x-forwarded-host", APP_HOST), ("x-forwarded-uri", "/")];
+        headers.retain(|(n, _)| *n != name);
+        headers.push((name, value));
+        let mut req = h.http.get(h.url("/gate/check"));
+        for (n, v) in headers {
+            req = req.header(n, v);
+        }
+        assert_eq!(crate::problem(req.send().await.unwrap()).await.0, StatusCode::BAD_REQUEST, "{name}: {value}");
+    }
+}
