@@ -107,6 +107,12 @@ fn nginx_return_200(dir: &Path) -> (std::process::Child, u16) {
     panic!("nginx did not start");
 }
 
+/// `name=value` of the cookie the response sets whose text starts with `prefix`.
+fn set_cookie(resp: &reqwest::Response, prefix: &str) -> String {
+    let c = resp.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).find(|c| c.starts_with(prefix));
+    c.unwrap_or_else(|| panic!("no {prefix} cookie")).split(';').next().unwrap_or_default().to_owned()
+}
+
 fn main() {
     let secs = env("WARDGATE_BENCH_SECS", 10);
     let connections = env("WARDGATE_BENCH_CONNECTIONS", 32);
@@ -170,34 +176,14 @@ fn main() {
             .send()
             .await
             .unwrap();
-        let cookie = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|c| c.starts_with("__Host-wardgate-session="))
-            .expect("signed in")
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let cookie = set_cookie(&r, "__Host-wardgate-session=");
         let r = http
             .get(format!("{base}/gate/start?rd=http%3A%2F%2Fapp.wardgate.test%2Fresults"))
             .header("cookie", &cookie)
             .send()
             .await
             .unwrap();
-        let gate = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find(|c| c.starts_with("__Secure-wardgate-gate="))
-            .expect("the gateway cookie")
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let gate = set_cookie(&r, "__Secure-wardgate-gate=");
         let check_url = format!("http://{}/gate/check", node.addr);
         let r = http
             .get(&check_url)

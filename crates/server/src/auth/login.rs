@@ -138,6 +138,34 @@ async fn record(app: &AppState, e: AuditEvent) -> Result<(), LoginError> {
     Ok(())
 }
 
+/// Stores a new login flow; returns the client's handle and the state it starts from.
+async fn new_flow(
+    app: &AppState,
+    username: Option<String>,
+    user_id: Option<String>,
+    first: Option<FactorUsed>,
+) -> Result<(String, LoginState), LoginError> {
+    let st = LoginState {
+        correlation_id: token::random_id().map_err(|_| LoginError::Unavailable)?,
+        username,
+        first,
+        webauthn: None,
+    };
+    let handle = token::generate().map_err(|_| LoginError::Unavailable)?;
+    let t = now(app);
+    let flow = Flow {
+        id_digest: token::digest(&handle),
+        kind: FlowKind::Login,
+        user_id,
+        state: serde_json::to_value(&st).map_err(|_| LoginError::Unavailable)?,
+        version: 0,
+        created_at: t,
+        expires_at: t + LOGIN_TTL,
+    };
+    app.store.insert_flow(&flow).await?;
+    Ok((handle, st))
+}
+
 pub async fn start(app: &AppState, ctx: &ClientContext, username: Option<&str>) -> Result<Progress, LoginError> {
     let username = match username.map(str::trim).filter(|u| !u.is_empty()) {
         Some(u) => Some(Username::parse(u).map_err(|e| LoginError::Malformed(e.to_string()))?),
@@ -147,24 +175,9 @@ pub async fn start(app: &AppState, ctx: &ClientContext, username: Option<&str>) 
         Some(u) => app.store.user_by_username(u).await?,
         None => None,
     };
-    let st = LoginState {
-        correlation_id: token::random_id().map_err(|_| LoginError::Unavailable)?,
-        username: username.as_ref().map(|u| u.as_str().to_owned()),
-        first: None,
-        webauthn: None,
-    };
-    let handle = token::generate().map_err(|_| LoginError::Unavailable)?;
-    let t = now(app);
-    let flow = Flow {
-        id_digest: token::digest(&handle),
-        kind: FlowKind::Login,
-        user_id: user.as_ref().map(|u| u.id.clone()),
-        state: serde_json::to_value(&st).map_err(|_| LoginError::Unavailable)?,
-        version: 0,
-        created_at: t,
-        expires_at: t + LOGIN_TTL,
-    };
-    app.store.insert_flow(&flow).await?;
+    let (handle, st) =
+        new_flow(app, username.as_ref().map(|u| u.as_str().to_owned()), user.as_ref().map(|u| u.id.clone()), None)
+            .await?;
     let mut e = event(app, ctx, types::AUTH_LOGIN_STARTED, Outcome::Success, &st);
     if username.is_some() && user.is_none() {
         e = e.detail("unknown_username", true);
@@ -191,24 +204,9 @@ pub async fn start_step_up(
     if next.is_empty() {
         return Err(LoginError::NoSecondFactor);
     }
-    let st = LoginState {
-        correlation_id: token::random_id().map_err(|_| LoginError::Unavailable)?,
-        username: Some(user.username.as_str().to_owned()),
-        first: Some(FactorUsed::Passphrase),
-        webauthn: None,
-    };
-    let handle = token::generate().map_err(|_| LoginError::Unavailable)?;
-    let t = now(app);
-    let flow = Flow {
-        id_digest: token::digest(&handle),
-        kind: FlowKind::Login,
-        user_id: Some(user.id.clone()),
-        state: serde_json::to_value(&st).map_err(|_| LoginError::Unavailable)?,
-        version: 0,
-        created_at: t,
-        expires_at: t + LOGIN_TTL,
-    };
-    app.store.insert_flow(&flow).await?;
+    let (handle, st) =
+        new_flow(app, Some(user.username.as_str().to_owned()), Some(user.id.clone()), Some(FactorUsed::Passphrase))
+            .await?;
     let e = event(app, ctx, types::AUTH_LOGIN_STARTED, Outcome::Success, &st)
         .subject(user.username.as_str())
         .reason("step-up from a one-factor session: the passphrase is credited from it")
