@@ -101,7 +101,6 @@ pub mod builtin {
     pub const NO_PERMISSION: &str = "builtin:no-permission";
     pub const NO_RULE: &str = "builtin:no-rule-allows";
     pub const ADMIN_FLOOR: &str = "builtin:admin-needs-aal3";
-    pub const NO_SESSION: &str = "builtin:no-session";
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,7 +355,9 @@ impl Policy {
         }
         let decision = |effect, reason: &'p str| Decision { effect, reason, rule, required, fresh, limits, segment };
         let Some(session) = req.session else {
-            return Decision { rule: builtin::NO_SESSION, ..decision(Effect::StepUp, "sign-in needed") };
+            // Not signed in yet (the `login` decision): what a sign-in here must reach, and
+            // the rule that says so.
+            return decision(Effect::StepUp, "sign-in needed");
         };
         if session.aal < required {
             return decision(Effect::StepUp, "a stronger authentication is needed");

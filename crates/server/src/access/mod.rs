@@ -67,15 +67,21 @@ impl Access {
 }
 
 /// What the policy says about signing in from here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginPolicy {
     /// No policy in force: two factors, the installation's session limits.
     Defaults,
     /// The policy lets this person sign in here at `required` (one factor suffices at
     /// aal1), and gives the session these limits.
-    Allowed { required: wardgate_core::login::Aal, limits: wardgate_core::session::SessionPolicy },
-    /// The policy refuses a session here.
-    Denied,
+    Allowed {
+        required: wardgate_core::login::Aal,
+        limits: wardgate_core::session::SessionPolicy,
+        /// The rule that set the requirement, and the version in force, for the record.
+        rule: String,
+        version: i64,
+    },
+    /// The policy refuses a session here, by this rule.
+    Denied { rule: String },
 }
 
 impl Access {
@@ -101,8 +107,10 @@ impl Access {
             now,
         });
         Ok(match d.effect {
-            Effect::Deny => LoginPolicy::Denied,
+            Effect::Deny => LoginPolicy::Denied { rule: d.rule.to_owned() },
             _ => LoginPolicy::Allowed {
+                rule: d.rule.to_owned(),
+                version: active.number,
                 required: d.required,
                 limits: wardgate_core::session::SessionPolicy {
                     idle_timeout: d.limits.idle_timeout,

@@ -710,16 +710,17 @@ async fn create_session(
     };
     // Checked last, once every factor has passed, so that a refusal tells nothing to
     // someone who does not hold them all.
-    let limits = match app.access.login(&*app.store, &user, ctx, t).await? {
-        crate::access::LoginPolicy::Denied => {
+    let (limits, policy_rule) = match app.access.login(&*app.store, &user, ctx, t).await? {
+        crate::access::LoginPolicy::Denied { rule } => {
             let e = event(app, ctx, types::AUTH_LOGIN_FAILED, Outcome::Denied, &l.st)
                 .subject(user.username.as_str())
-                .reason("the access policy allows no session from here");
+                .reason("the access policy allows no session from here")
+                .detail("policy_rule", rule);
             record(app, e).await?;
             return Err(LoginError::PolicyDenied);
         }
-        crate::access::LoginPolicy::Allowed { limits, .. } => Some(limits),
-        crate::access::LoginPolicy::Defaults => None,
+        crate::access::LoginPolicy::Allowed { limits, rule, version, .. } => (Some(limits), Some((rule, version))),
+        crate::access::LoginPolicy::Defaults => (None, None),
     };
     let (mut session, token) =
         Session::start(&auth, t, ctx.ip, ctx.user_agent.clone()).map_err(|_| LoginError::Unavailable)?;
@@ -734,6 +735,10 @@ async fn create_session(
         Some(lim) => e
             .detail("idle_timeout_secs", lim.idle_timeout.whole_seconds())
             .detail("lifetime_secs", lim.absolute_lifetime.whole_seconds()),
+        None => e,
+    };
+    let e = match policy_rule {
+        Some((rule, version)) => e.detail("policy_rule", rule).detail("policy_version", version),
         None => e,
     };
     let e = auth.amr.iter().fold(e, |e, a| e.factor(a.clone()));

@@ -326,6 +326,14 @@ async fn the_documented_policy_decides_sign_in_and_actions_for_the_same_person()
     assert_eq!(denied["details"]["request"]["roles"], json!(["vendor-support"]));
     assert_eq!(denied["details"]["policy_version"], json!(proposed.number));
     assert!(decisions.iter().any(|r| r["details"]["segment"] == "clinical-vlan" && r["device_id"] == "ws-icu-03"));
+    // Sign-ins name the rule that set their level and limits.
+    let audit = h.audit().await;
+    let ward_login = audit
+        .iter()
+        .find(|r| r["type"] == "auth.login.succeeded" && r["subject"] == "dr-lee" && r["details"]["aal"] == "aal1")
+        .unwrap();
+    assert_eq!(ward_login["details"]["policy_rule"], "trusted-clinical-workstation");
+    assert_eq!(ward_login["details"]["lifetime_secs"], 8 * 3600);
 
     let metrics = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
     for effect in ["allow", "step_up", "deny"] {
