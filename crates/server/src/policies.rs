@@ -197,7 +197,8 @@ impl<'a> Policies<'a> {
     }
 }
 
-/// The `policy.decision` records since `since`, oldest first.
+/// The decisions recorded since `since` (the authorization API's `policy.decision` and
+/// the gateway's `gateway.access`), oldest first.
 pub async fn recorded_decisions(store: &dyn Store, since: OffsetDateTime) -> Result<Vec<Recorded>, StoreError> {
     let mut out = Vec::new();
     let Some(first) = store.audit_first_seq_at(wardgate_core::unix_micros(since)).await? else { return Ok(out) };
@@ -206,7 +207,8 @@ pub async fn recorded_decisions(store: &dyn Store, since: OffsetDateTime) -> Res
         let page = store.audit_records(after, 1000).await?;
         let Some(last) = page.last() else { break };
         after = last.seq;
-        for r in page.iter().filter(|r| r.event_type == types::POLICY_DECISION) {
+        for r in page.iter().filter(|r| r.event_type == types::POLICY_DECISION || r.event_type == types::GATEWAY_ACCESS)
+        {
             let Ok(rec) = serde_json::from_str::<AuditRecord>(&r.body) else { continue };
             let d = &rec.details;
             let request = d.get("request").cloned().and_then(|v| serde_json::from_value::<RecordedRequest>(v).ok());

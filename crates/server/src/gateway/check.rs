@@ -25,7 +25,7 @@ use url::Url;
 use wardgate_core::audit::event::types;
 use wardgate_core::audit::{AuditEvent, Outcome};
 use wardgate_core::identity::User;
-use wardgate_core::policy::{Effect, Request, SessionFacts};
+use wardgate_core::policy::{Effect, RecordedRequest, Request, SessionFacts};
 use wardgate_core::session::Session;
 
 use super::{GATE_COOKIE, Gateway, start::start_path};
@@ -198,7 +198,7 @@ pub async fn check(
         Some(a) => (&a.policy, Some(a.number)),
         None => (app.access.empty(), None),
     };
-    let mut d = policy.evaluate(&Request {
+    let req = Request {
         action: &action,
         resource: Some(&path),
         subject: context::subject(&user, &roles, now),
@@ -206,7 +206,8 @@ pub async fn check(
         device: device.as_ref().map(context::device_facts),
         ip: ctx.ip,
         now,
-    });
+    };
+    let mut d = policy.evaluate(&req);
     if version.is_none() {
         d.effect = Effect::Deny;
         d.reason = "no access policy has been approved yet";
@@ -218,8 +219,12 @@ pub async fn check(
         Effect::StepUp => (Outcome::Denied, 401),
         Effect::Deny => (Outcome::Denied, 403),
     };
+    // The request as the policy saw it, so that `policy simulate` replays gateway
+    // decisions as it does the authorization API's.
     let mut e = record(outcome, status, Some(&route.name), Some(username), d.rule, d.reason)
+        .detail("effect", d.effect.as_str())
         .detail("required", d.required.as_str())
+        .detail("request", serde_json::to_value(RecordedRequest::capture(&req)).unwrap_or_default())
         .correlation_id(session.correlation_id.clone());
     if let Some(v) = version {
         e = e.detail("policy_version", v);

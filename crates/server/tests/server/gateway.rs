@@ -334,6 +334,24 @@ async fn nginx_auth_request_signs_people_in_and_passes_only_wardgate_identities(
     assert_eq!(allowed["details"]["method"], "GET");
     assert!(records.iter().any(|r| r["details"]["route"] == "labs-admin" && r["details"]["rule"] == "labs-admin"));
 
+    // A proposal that wants a security key for the whole application: the simulation over
+    // the recorded gateway decisions names exactly what would change.
+    let stricter = POLICY.replace(
+        "name = \"labs\"\nactions = [\"gateway.labs\"]\nrequire = \"aal2\"",
+        "name = \"labs\"\nactions = [\"gateway.labs\"]\nrequire = \"aal3\"",
+    );
+    assert_ne!(stricter, POLICY);
+    let sim = Policies::new(store, "operator:alice", clock(), true)
+        .simulate(&stricter, clock() - Duration::hours(1))
+        .await
+        .unwrap();
+    let changes: Vec<_> = sim
+        .changes
+        .iter()
+        .map(|c| (c.username.as_str(), c.action.as_str(), c.before.as_str(), c.after.as_str()))
+        .collect();
+    assert_eq!(changes, [("nina", "gateway.labs", "allow aal2", "step_up aal3")], "{sim:?}");
+
     // Signing out ends the gateway sign-in too: the cookie names the session.
     let me: Value =
         h.http.get(h.url("/api/v1/me")).header("cookie", &session).send().await.unwrap().json().await.unwrap();
