@@ -18,7 +18,7 @@ use wardgate_core::identity::User;
 use wardgate_core::login::Aal;
 use wardgate_core::oidc::acr::Acr;
 use wardgate_core::policy::roles::Pattern;
-use wardgate_core::policy::{Decision, Effect, RecordedRequest, Request, SessionFacts};
+use wardgate_core::policy::{Effect, RecordedRequest, Request, SessionFacts};
 
 use super::context;
 use crate::app::AppState;
@@ -26,8 +26,7 @@ use crate::auth::session;
 use crate::context::ClientContext;
 use crate::problem::{ApiJson, Problem};
 
-/// The rule name recorded when no policy version has been approved yet.
-pub const NO_POLICY: &str = "builtin:no-policy";
+pub use super::NO_POLICY;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,20 +139,9 @@ pub async fn authorize(
         ip: ctx.ip,
         now,
     };
-    let active = app.access.current();
-    let (policy, version) = match &active {
-        Some(a) => (&a.policy, Some(a.number)),
-        None => (app.access.empty(), None),
-    };
-    let mut decision = policy.evaluate(&req);
-    if version.is_none() {
-        decision = Decision {
-            effect: Effect::Deny,
-            reason: "no access policy has been approved yet",
-            rule: NO_POLICY,
-            ..decision
-        };
-    }
+    let in_force = app.access.in_force();
+    let decision = in_force.evaluate(&req);
+    let version = in_force.version();
     let record = RecordedRequest::capture(&req);
     let mut e = AuditEvent::known(
         now,

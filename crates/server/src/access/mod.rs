@@ -32,9 +32,44 @@ impl Default for Access {
     }
 }
 
+/// The rule named when no policy version has been approved yet.
+pub const NO_POLICY: &str = "builtin:no-policy";
+
+/// The policy deciding now: the approved version, or before there is one the empty policy,
+/// under which every answer is a deny.
+pub struct InForce<'a> {
+    active: Option<Arc<ActivePolicy>>,
+    empty: &'a Policy,
+}
+
+impl InForce<'_> {
+    pub fn policy(&self) -> &Policy {
+        self.active.as_ref().map_or(self.empty, |a| &a.policy)
+    }
+
+    pub fn version(&self) -> Option<i64> {
+        self.active.as_ref().map(|a| a.number)
+    }
+
+    /// Decides `req`; before any version is approved the answer is a deny naming
+    /// [`NO_POLICY`], whatever the request.
+    pub fn evaluate(&self, req: &wardgate_core::policy::Request<'_>) -> wardgate_core::policy::Decision<'_> {
+        let d = self.policy().evaluate(req);
+        if self.active.is_some() {
+            return d;
+        }
+        wardgate_core::policy::Decision {
+            effect: wardgate_core::policy::Effect::Deny,
+            reason: "no access policy has been approved yet",
+            rule: NO_POLICY,
+            ..d
+        }
+    }
+}
+
 impl Access {
-    pub fn empty(&self) -> &Policy {
-        &self.empty
+    pub fn in_force(&self) -> InForce<'_> {
+        InForce { active: self.current(), empty: &self.empty }
     }
 
     pub fn current(&self) -> Option<Arc<ActivePolicy>> {

@@ -38,9 +38,9 @@ fn problem(e: &RolesError) -> Response {
 
 /// The roles of the policy in force (the default set before one is approved).
 pub async fn list_roles(State(app): State<AppState>, _admin: Admin) -> Response {
-    let active = app.access.current();
-    let policy = active.as_ref().map(|a| &a.policy).unwrap_or(app.access.empty());
-    let roles: Vec<_> = policy
+    let in_force = app.access.in_force();
+    let roles: Vec<_> = in_force
+        .policy()
         .roles()
         .iter()
         .map(|r| {
@@ -52,7 +52,7 @@ pub async fn list_roles(State(app): State<AppState>, _admin: Admin) -> Response 
             })
         })
         .collect();
-    axum::Json(serde_json::json!({ "policy_version": active.map(|a| a.number), "roles": roles })).into_response()
+    axum::Json(serde_json::json!({ "policy_version": in_force.version(), "roles": roles })).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -75,10 +75,9 @@ pub async fn assign_role(
         Some(Ok(t)) => Some(t),
         Some(Err(_)) => return Problem::invalid_field("until: an RFC 3339 time").into_response(),
     };
-    let active = app.access.current();
-    let policy = active.as_ref().map(|a| &a.policy).unwrap_or(app.access.empty());
+    let in_force = app.access.in_force();
     let now = (app.clock)();
-    match Roles::new(&*app.store, &admin.actor, now, policy).assign(&username, &b.role, until).await {
+    match Roles::new(&*app.store, &admin.actor, now, in_force.policy()).assign(&username, &b.role, until).await {
         Ok(u) => axum::Json(UserView::new(&u, now)).into_response(),
         Err(e) => problem(&e),
     }
@@ -89,10 +88,9 @@ pub async fn remove_role(
     admin: Admin,
     Path((username, role)): Path<(String, String)>,
 ) -> Response {
-    let active = app.access.current();
-    let policy = active.as_ref().map(|a| &a.policy).unwrap_or(app.access.empty());
+    let in_force = app.access.in_force();
     let now = (app.clock)();
-    match Roles::new(&*app.store, &admin.actor, now, policy).remove(&username, &role).await {
+    match Roles::new(&*app.store, &admin.actor, now, in_force.policy()).remove(&username, &role).await {
         Ok(u) => axum::Json(UserView::new(&u, now)).into_response(),
         Err(e) => problem(&e),
     }

@@ -193,11 +193,8 @@ pub async fn check(
     };
     let roles = user.roles_at(now);
     let action = Gateway::action(&route);
-    let active = app.access.current();
-    let (policy, version) = match &active {
-        Some(a) => (&a.policy, Some(a.number)),
-        None => (app.access.empty(), None),
-    };
+    let in_force = app.access.in_force();
+    let version = in_force.version();
     let req = Request {
         action: &action,
         resource: Some(&path),
@@ -207,12 +204,7 @@ pub async fn check(
         ip: ctx.ip,
         now,
     };
-    let mut d = policy.evaluate(&req);
-    if version.is_none() {
-        d.effect = Effect::Deny;
-        d.reason = "no access policy has been approved yet";
-        d.rule = crate::access::authorize::NO_POLICY;
-    }
+    let d = in_force.evaluate(&req);
     let username = user.username.as_str();
     let (outcome, status) = match d.effect {
         Effect::Allow => (Outcome::Success, 200),
