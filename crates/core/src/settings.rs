@@ -56,13 +56,103 @@ pub struct GatewayRoute {
     /// The path prefix within the host (default `/`); the longest matching prefix wins.
     #[serde(default = "root_path")]
     pub path_prefix: String,
-    /// Record every request through the built-in proxy (vendor access, V2).
+    /// Record every request through the built-in proxy (vendor access, V2): who, method,
+    /// path, status, bytes and duration, besides the decision every request gets.
     #[serde(default)]
     pub record: bool,
+    /// The built-in proxy: where to send allowed requests, an origin such as
+    /// `http://10.20.0.5:8080` (the path is passed unchanged). Unset: the route is only
+    /// decided (forward-auth for another proxy).
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Extra headers for the upstream (an application that wants a fixed `X-App-Key`,
+    /// say). Identity and hop-by-hop header names are refused.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// How long the upstream may take to connect.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: u64,
+    /// How long the upstream may take to start answering (streamed bodies may then run
+    /// longer).
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_secs: u64,
+    /// The largest request body passed to the upstream.
+    #[serde(default = "default_proxy_body")]
+    pub max_body_bytes: u64,
 }
 
 fn root_path() -> String {
     "/".to_owned()
+}
+
+fn default_connect_timeout() -> u64 {
+    5
+}
+
+fn default_upstream_timeout() -> u64 {
+    60
+}
+
+fn default_proxy_body() -> u64 {
+    256 * 1024 * 1024
+}
+
+/// Headers the gateway writes itself, or that describe one connection only: never taken
+/// from the client and never configurable per route.
+pub const RESERVED_PROXY_HEADERS: &[&str] = &[
+    "remote-user",
+    "remote-groups",
+    "remote-name",
+    "remote-email",
+    "wardgate-assertion",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "forwarded",
+];
+
+impl GatewayRoute {
+    /// A decided-only route (no upstream) with the default limits.
+    pub fn new(name: &str, host: &str, path_prefix: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            host: host.to_owned(),
+            path_prefix: path_prefix.to_owned(),
+            record: false,
+            upstream: None,
+            headers: std::collections::BTreeMap::new(),
+            connect_timeout_secs: default_connect_timeout(),
+            timeout_secs: default_upstream_timeout(),
+            max_body_bytes: default_proxy_body(),
+        }
+    }
+
+    /// The same route, proxied to `upstream`.
+    pub fn proxied_to(mut self, upstream: &str) -> Self {
+        self.upstream = Some(upstream.to_owned());
+        self
+    }
+}
+
+/// An upstream is an origin: http or https, a host, an optional port, nothing else.
+fn upstream_ok(u: &str) -> bool {
+    let Some((scheme, rest)) = u.split_once("://") else { return false };
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', '\\', ' '])
+        && rest.bytes().all(|b| b.is_ascii_graphic())
 }
 
 impl GatewaySettings {
@@ -117,6 +207,33 @@ impl GatewaySettings {
             }
             if !r.path_prefix.starts_with('/') || r.path_prefix.contains(['?', '#', '\\']) {
                 p.push(Problem::new(&format!("{key}.path_prefix"), "a path starting with /"));
+            }
+            if let Some(u) = &r.upstream
+                && !upstream_ok(u)
+            {
+                p.push(Problem::new(
+                    &format!("{key}.upstream"),
+                    "an origin such as http://10.20.0.5:8080 (http or https, host, optional port, no path)",
+                ));
+            }
+            for (name, value) in &r.headers {
+                let token = !name.is_empty()
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+                if !token || RESERVED_PROXY_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                    p.push(Problem::new(
+                        &format!("{key}.headers.{name}"),
+                        "a header name the gateway does not set itself (not an identity or hop-by-hop header)",
+                    ));
+                }
+                if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+                    p.push(Problem::new(&format!("{key}.headers.{name}"), "a value without control characters"));
+                }
+            }
+            if r.timeout_secs == 0 || r.connect_timeout_secs == 0 {
+                p.push(Problem::new(&key, "timeouts must be at least one second"));
+            }
+            if r.max_body_bytes == 0 {
+                p.push(Problem::new(&format!("{key}.max_body_bytes"), "must be at least 1"));
             }
         }
     }
@@ -564,6 +681,25 @@ fn parse_net(s: &str) -> Option<ipnet::IpNet> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxied_routes_take_an_origin_and_no_identity_headers() {
+        let mut s = Settings::default();
+        let mut r = GatewayRoute::new("labs", "labs.example.org", "/").proxied_to("http://10.20.0.5:8080");
+        r.headers.insert("X-App-Key".into(), "k".into());
+        s.gateway.routes = vec![r.clone()];
+        assert!(s.validate().is_empty(), "{:?}", s.validate());
+        for bad in ["ftp://h", "http://h/path", "http://u@h", "h:80", "http://", "http://h?x"] {
+            s.gateway.routes = vec![r.clone().proxied_to(bad)];
+            assert!(s.validate().iter().any(|p| p.key == "gateway.routes[0].upstream"), "{bad}");
+        }
+        for name in ["Remote-User", "wardgate-assertion", "Transfer-Encoding", "x-forwarded-for", "bad name"] {
+            let mut r = r.clone();
+            r.headers.insert(name.into(), "v".into());
+            s.gateway.routes = vec![r];
+            assert!(s.validate().iter().any(|p| p.key.starts_with("gateway.routes[0].headers")), "{name}");
+        }
+    }
 
     #[test]
     fn defaults_are_valid_and_loopback_only() {

@@ -125,12 +125,7 @@ fn main() {
         settings.server.trusted_proxies = vec!["127.0.0.1/32".into()];
         settings.auth.source_attempts_per_minute = 1_000_000;
         settings.gateway.cookie_domain = Some("wardgate.test".into());
-        settings.gateway.routes = vec![GatewayRoute {
-            name: "labs".into(),
-            host: "app.wardgate.test".into(),
-            path_prefix: "/".into(),
-            record: false,
-        }];
+        settings.gateway.routes = vec![GatewayRoute::new("labs", "app.wardgate.test", "/")];
         let accounts = seed(&settings, 1).await;
         let node = Node::start(settings).await.unwrap();
         let store = &*node.store;

@@ -46,6 +46,8 @@ pub struct RouterOptions {
     pub trusted_proxies: TrustedProxies,
     /// Adds HSTS; set when this server or its proxy terminates TLS.
     pub tls: bool,
+    /// The built-in proxy, when a gateway route has an upstream.
+    pub proxy: Option<Arc<crate::gateway::proxy::Proxy>>,
 }
 
 /// No scripts, no frames, no third parties; forms post only to us.
@@ -54,6 +56,11 @@ const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; st
 
 pub fn router(state: AppState, opts: RouterOptions) -> Router {
     let proxies = opts.trusted_proxies.clone();
+    let proxy_state = opts.proxy.map(|proxy| crate::gateway::proxy::ProxyState {
+        app: state.clone(),
+        proxy,
+        proxies: opts.trusted_proxies.clone(),
+    });
     let mut app = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -163,6 +170,11 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
             header::STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=63072000; includeSubDomains"),
         ));
+    }
+    // Outermost: requests for a proxied application never meet Wardgate's own layers
+    // (body limit, timeout, CSP), which would break the application.
+    if let Some(st) = proxy_state {
+        app = app.layer(middleware::from_fn_with_state(st, crate::gateway::proxy::dispatch));
     }
     app
 }

@@ -38,6 +38,8 @@ pub enum NodeError {
     Audit(String),
     #[error("authentication set-up failed: {0}")]
     Auth(String),
+    #[error("the built-in proxy cannot start: {0}")]
+    Proxy(String),
 }
 
 /// A started node. Call [`Node::stop`] for an orderly shutdown.
@@ -134,6 +136,8 @@ impl Node {
         let oidc = Arc::new(crate::oidc::Provider::new(base_url.clone(), oidc_keys, &settings.oidc));
         let access = Arc::new(crate::access::Access::default());
         access.reload(&*inst.store).await.map_err(NodeError::Store)?;
+        let gateway = Arc::new(crate::gateway::Gateway::new(&settings.gateway, &base_url));
+        let proxy = crate::gateway::proxy::Proxy::new(&gateway, &base_url).map_err(NodeError::Proxy)?.map(Arc::new);
         let state = AppState {
             store: Arc::clone(&inst.store),
             audit: audit.clone(),
@@ -149,7 +153,7 @@ impl Node {
             base_url: base_url.clone(),
             oidc,
             access,
-            gateway: Arc::new(crate::gateway::Gateway::new(&settings.gateway, &base_url)),
+            gateway: Arc::clone(&gateway),
         };
         let deliverer_state = state.clone();
         let limits = state.bootstrap_limit.clone();
@@ -166,6 +170,7 @@ impl Node {
                 request_timeout: Duration::from_secs(settings.server.request_timeout_secs),
                 trusted_proxies: TrustedProxies(settings.trusted_proxy_nets()),
                 tls: tls.is_some() || settings.server.behind_proxy,
+                proxy,
             },
         );
         let (stop, stopped) = oneshot::channel::<()>();

@@ -44,11 +44,14 @@ pub async fn serve(listener: TcpListener, app: Router, tls: Option<TlsAcceptor>,
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let builder = hyper::server::conn::http1::Builder::new();
+            // HTTP/1.1 only; the auto builder is the one whose upgradeable connections (WebSocket
+            // through the built-in proxy) can still be drained gracefully.
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new()).http1_only();
             let result = match tls {
-                None => watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await,
+                None => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service)).await,
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => watcher.watch(builder.serve_connection(TokioIo::new(s), service)).await,
+                    Ok(Ok(s)) => watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(s), service)).await,
                     Ok(Err(e)) => {
                         tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         return;

@@ -117,6 +117,7 @@ pub mod types {
     pub const OIDC_CLIENT_DELETED: &str = "oidc.client.deleted";
     pub const POLICY_DECISION: &str = "policy.decision";
     pub const GATEWAY_ACCESS: &str = "gateway.access";
+    pub const GATEWAY_PROXIED: &str = "gateway.proxied";
     pub const POLICY_PROPOSED: &str = "policy.version.proposed";
     pub const POLICY_ACTIVATED: &str = "policy.version.activated";
     pub const POLICY_REJECTED: &str = "policy.version.rejected";

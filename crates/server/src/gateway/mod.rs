@@ -7,6 +7,8 @@
 //! same rules — roles, network, device, assurance — decide here as everywhere else.
 
 pub mod check;
+pub mod decide;
+pub mod proxy;
 pub mod return_url;
 pub mod start;
 
@@ -61,7 +63,7 @@ mod tests {
     use super::*;
 
     fn route(name: &str, host: &str, prefix: &str) -> GatewayRoute {
-        GatewayRoute { name: name.into(), host: host.into(), path_prefix: prefix.into(), record: false }
+        GatewayRoute::new(name, host, prefix)
     }
 
     #[test]

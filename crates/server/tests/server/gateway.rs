@@ -219,25 +219,9 @@ fn gate_cookie(resp: &reqwest::Response) -> Option<String> {
         .map(str::to_owned)
 }
 
-#[tokio::test]
-async fn nginx_auth_request_signs_people_in_and_passes_only_wardgate_identities() {
-    if !nginx_available() {
-        return;
-    }
-    let h = start_with(|s| {
-        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
-        s.gateway.cookie_domain = Some("wardgate.test".into());
-        s.gateway.routes = vec![
-            GatewayRoute { name: "labs".into(), host: APP_HOST.into(), path_prefix: "/".into(), record: false },
-            GatewayRoute {
-                name: "labs-admin".into(),
-                host: APP_HOST.into(),
-                path_prefix: "/admin".into(),
-                record: false,
-            },
-        ];
-    })
-    .await;
+/// Nina the nurse, enrolled with a passphrase and an authenticator app, under `policy`
+/// (approved and in force). Returns her TOTP secret.
+pub(crate) async fn nurse_under_policy(h: &Harness, policy: &str) -> Vec<u8> {
     let admin = h.enroll_admin("rita").await.session;
     let resp = h
         .http
@@ -253,13 +237,51 @@ async fn nginx_auth_request_signs_people_in_and_passes_only_wardgate_identities(
     assert_eq!(resp.status(), StatusCode::CREATED);
     let invited: Value = resp.json().await.unwrap();
     let link = invited["enrollment_url"].as_str().unwrap().split("token=").nth(1).unwrap().to_owned();
-    let nina = h.enroll(&link).await.totp_secret;
-
+    let secret = h.enroll(&link).await.totp_secret;
     let store = &*h.node.store;
-    let v = Policies::new(store, "operator:alice", clock(), true).propose(POLICY, "gateway test").await.unwrap();
+    let v = Policies::new(store, "operator:alice", clock(), true).propose(policy, "gateway test").await.unwrap();
     Policies::new(store, "operator:bob", clock(), true).approve(v.number).await.unwrap();
     // The node picks the approval up within a second.
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    secret
+}
+
+/// Nina signs in with her passphrase and app (aal2); her session cookie.
+pub(crate) async fn nurse_signs_in(h: &Harness, secret: &[u8]) -> String {
+    let flow: Value = h.ok("/api/v1/login", json!({"username": "nina"})).await;
+    let flow = flow["flow"].as_str().unwrap().to_owned();
+    h.ok("/api/v1/login/passphrase", json!({"flow": flow, "passphrase": PASS})).await;
+    let code = totp::code_at(TotpParams::default(), secret, clock() + Duration::seconds(30)).unwrap();
+    let resp = h.post("/api/v1/login/totp", json!({"flow": flow, "code": code})).await;
+    session_cookie(&resp).unwrap()
+}
+
+/// The hand-off for a signed-in session: the gateway cookie (`name=value`) for `rd`.
+pub(crate) async fn gateway_cookie(h: &Harness, session: &str, rd: &str) -> String {
+    let url = format!(
+        "{}?rd={}",
+        h.url("/gate/start"),
+        url::form_urlencoded::byte_serialize(rd.as_bytes()).collect::<String>()
+    );
+    let resp = h.http.get(url).header("cookie", session).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    gate_cookie(&resp).expect("the gateway cookie").split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn nginx_auth_request_signs_people_in_and_passes_only_wardgate_identities() {
+    if !nginx_available() {
+        return;
+    }
+    let h = start_with(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+        s.gateway.cookie_domain = Some("wardgate.test".into());
+        s.gateway.routes =
+            vec![GatewayRoute::new("labs", APP_HOST, "/"), GatewayRoute::new("labs-admin", APP_HOST, "/admin")];
+    })
+    .await;
+    let nina = nurse_under_policy(&h, POLICY).await;
+    let store = &*h.node.store;
 
     let upstream = start_upstream().await;
     let dir = tempfile::tempdir().unwrap();
@@ -287,12 +309,7 @@ async fn nginx_auth_request_signs_people_in_and_passes_only_wardgate_identities(
     assert!(resp.headers()["location"].to_str().unwrap().starts_with("/?next=%2Fgate%2Fstart%3Frd%3D"));
 
     // Nina signs in (passphrase and app) and the hand-off gives the gateway cookie.
-    let flow: Value = h.ok("/api/v1/login", json!({"username": "nina"})).await;
-    let flow = flow["flow"].as_str().unwrap().to_owned();
-    h.ok("/api/v1/login/passphrase", json!({"flow": flow, "passphrase": PASS})).await;
-    let code = totp::code_at(TotpParams::default(), &nina, clock() + Duration::seconds(30)).unwrap();
-    let resp = h.post("/api/v1/login/totp", json!({"flow": flow, "code": code})).await;
-    let session = session_cookie(&resp).unwrap();
+    let session = nurse_signs_in(&h, &nina).await;
     let resp = h.http.get(&location).header("cookie", &session).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::SEE_OTHER);
     assert_eq!(resp.headers()["location"], app_url.as_str());
@@ -411,8 +428,7 @@ async fn traefik_and_caddy_style_checks_redirect_browsers_and_answer_api_clients
     let h = start_with(|s| {
         s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
         s.gateway.cookie_domain = Some("wardgate.test".into());
-        s.gateway.routes =
-            vec![GatewayRoute { name: "labs".into(), host: APP_HOST.into(), path_prefix: "/".into(), record: false }];
+        s.gateway.routes = vec![GatewayRoute::new("labs", APP_HOST, "/")];
     })
     .await;
     let ask = |accept: Option<&str>| {

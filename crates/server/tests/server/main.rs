@@ -9,6 +9,7 @@ mod login;
 mod oidc;
 mod openapi;
 mod policy;
+mod proxy;
 
 /// An error answer: asserts it is an RFC 9457 problem document and returns its status and body.
 async fn problem(resp: reqwest::Response) -> (reqwest::StatusCode, serde_json::Value) {
