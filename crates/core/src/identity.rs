@@ -106,6 +106,17 @@ pub struct User {
     pub status: AccountStatus,
     pub attempts: Attempts,
     pub created_at: OffsetDateTime,
+    /// The business associate this account belongs to (V1: named vendor accounts), by the
+    /// vendor's name; `None` for the hospital's own staff.
+    pub vendor: Option<String>,
+    /// When the account stops being usable, whatever its status: required for vendor
+    /// accounts (no later than their agreement), optional for anyone else.
+    pub account_expires: Option<OffsetDateTime>,
+    /// The person responsible for this account (an access review can be scoped to them).
+    pub manager: Option<Username>,
+    /// The last successful sign-in, for finding dormant accounts (A6). Written by the store's
+    /// `record_login` only, never by a profile update.
+    pub last_login_at: Option<OffsetDateTime>,
 }
 
 impl User {
@@ -129,6 +140,10 @@ impl User {
             status,
             attempts: Attempts::default(),
             created_at: now,
+            vendor: None,
+            account_expires: None,
+            manager: None,
+            last_login_at: None,
         }
     }
 
@@ -160,8 +175,49 @@ impl User {
     }
 
     /// Whether this account may sign in at all (lockout is checked separately, per attempt).
+    /// Does not look at [`User::account_expires`]; [`User::may_sign_in_at`] does.
     pub fn may_sign_in(&self) -> bool {
         self.status == AccountStatus::Active
+    }
+
+    /// [`User::may_sign_in`], and the account has not expired by `now`.
+    pub fn may_sign_in_at(&self, now: OffsetDateTime) -> bool {
+        self.may_sign_in() && !self.expired_at(now)
+    }
+
+    /// Whether the account's own expiry has passed at `now` (the expiry instant included).
+    pub fn expired_at(&self, now: OffsetDateTime) -> bool {
+        self.account_expires.is_some_and(|until| until <= now)
+    }
+
+    /// Whether an active account has gone unused for longer than `after` at `now`: its last
+    /// sign-in, or its creation if it never signed in, lies more than `after` in the past.
+    /// Accounts in any other status are not dormant (they cannot be used anyway).
+    pub fn dormant_at(&self, now: OffsetDateTime, after: time::Duration) -> bool {
+        self.status == AccountStatus::Active && self.last_login_at.unwrap_or(self.created_at) < now - after
+    }
+
+    /// Gives `role` until `until` (just-in-time elevation). An assignment that does not expire
+    /// stays permanent, and one that expires later keeps its later expiry: an elevation never
+    /// shortens what the person already holds.
+    pub fn grant_role_until(&mut self, role: &str, until: OffsetDateTime) {
+        if self.roles.iter().any(|r| r == role) {
+            if let Some(current) = self.role_expiry.get_mut(role) {
+                *current = (*current).max(until);
+            }
+        } else {
+            self.roles.push(role.to_owned());
+            self.roles.sort();
+            self.role_expiry.insert(role.to_owned(), until);
+        }
+    }
+
+    /// Takes `role` away, with its expiry. Returns whether the account held it.
+    pub fn revoke_role(&mut self, role: &str) -> bool {
+        let held = self.roles.len();
+        self.roles.retain(|r| r != role);
+        self.role_expiry.remove(role);
+        self.roles.len() != held
     }
 }
 
@@ -283,5 +339,67 @@ mod tests {
         // Removing a role drops its expiry too.
         let u = u.with_roles(["nurse".to_owned()]);
         assert!(u.role_expiry.is_empty());
+    }
+
+    fn nina(t0: OffsetDateTime) -> User {
+        User::new("id".into(), Username::parse("nina").unwrap(), "Nina".into(), AccountStatus::Active, t0)
+    }
+
+    #[test]
+    fn an_account_expires_at_its_expiry_and_then_may_not_sign_in() {
+        let t0 = time::macros::datetime!(2026-11-01 08:00 UTC);
+        let mut u = nina(t0);
+        assert!(!u.expired_at(t0 + time::Duration::days(10_000)), "no expiry, never expired");
+        u.account_expires = Some(t0 + time::Duration::days(30));
+        assert!(!u.expired_at(t0 + time::Duration::days(30) - time::Duration::microseconds(1)));
+        assert!(u.may_sign_in_at(t0 + time::Duration::days(29)));
+        assert!(u.expired_at(t0 + time::Duration::days(30)));
+        assert!(!u.may_sign_in_at(t0 + time::Duration::days(30)));
+        assert!(u.may_sign_in(), "the status alone says nothing of the expiry");
+    }
+
+    #[test]
+    fn dormancy_counts_from_the_last_sign_in_or_from_creation() {
+        let t0 = time::macros::datetime!(2026-01-01 00:00 UTC);
+        let ninety = time::Duration::days(90);
+        let mut u = nina(t0);
+        // Never signed in: counted from creation.
+        assert!(!u.dormant_at(t0 + ninety, ninety), "exactly 90 days is not more than 90");
+        assert!(u.dormant_at(t0 + ninety + time::Duration::seconds(1), ninety));
+        // A sign-in restarts the count.
+        u.last_login_at = Some(t0 + time::Duration::days(60));
+        assert!(!u.dormant_at(t0 + ninety + time::Duration::seconds(1), ninety));
+        assert!(u.dormant_at(t0 + time::Duration::days(151), ninety));
+        // Only active accounts are dormant.
+        for status in [AccountStatus::Invited, AccountStatus::Disabled, AccountStatus::Terminated] {
+            let v = User { status, ..u.clone() };
+            assert!(!v.dormant_at(t0 + time::Duration::days(1000), ninety), "{status:?}");
+        }
+    }
+
+    #[test]
+    fn an_elevation_never_shortens_a_role_already_held() {
+        let t0 = time::macros::datetime!(2026-11-01 08:00 UTC);
+        let h = time::Duration::hours;
+        let mut u = nina(t0).with_roles(["nurse".to_owned(), "charge-nurse".to_owned()]);
+        u.role_expiry.insert("charge-nurse".into(), t0 + h(10));
+
+        u.grant_role_until("pharmacist", t0 + h(4));
+        assert_eq!(u.roles, ["charge-nurse", "nurse", "pharmacist"], "sorted");
+        assert_eq!(u.role_expiry.get("pharmacist"), Some(&(t0 + h(4))));
+        // A permanent assignment stays permanent.
+        u.grant_role_until("nurse", t0 + h(4));
+        assert_eq!(u.role_expiry.get("nurse"), None);
+        // A later expiry is kept, an earlier one extended.
+        u.grant_role_until("charge-nurse", t0 + h(2));
+        assert_eq!(u.role_expiry.get("charge-nurse"), Some(&(t0 + h(10))));
+        u.grant_role_until("pharmacist", t0 + h(8));
+        assert_eq!(u.role_expiry.get("pharmacist"), Some(&(t0 + h(8))));
+        assert_eq!(u.roles.len(), 3, "no duplicates");
+
+        assert!(u.revoke_role("pharmacist"));
+        assert!(!u.revoke_role("pharmacist"));
+        assert_eq!(u.roles, ["charge-nurse", "nurse"]);
+        assert_eq!(u.role_expiry.get("pharmacist"), None);
     }
 }

@@ -10,6 +10,7 @@ pub mod audit;
 pub mod device;
 pub mod factors;
 pub mod flow;
+pub mod governance;
 pub mod identity;
 pub mod keys;
 pub mod lockout;

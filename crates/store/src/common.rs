@@ -144,18 +144,90 @@ macro_rules! select_users {
     ($rest:literal) => {
         concat!(
             "SELECT id, username, display_name, email, employee_id, roles, status, failed_attempts, \
-             last_failure_at_us, locked_until_us, created_at_us, privileged, role_expiry FROM users ",
+             last_failure_at_us, locked_until_us, created_at_us, privileged, role_expiry, vendor, \
+             account_expires_us, manager, last_login_at_us FROM users ",
             $rest
         )
     };
 }
 pub(crate) use select_users;
 
-pub(crate) type UserRow =
-    (String, String, String, String, Option<String>, String, String, i32, Option<i64>, Option<i64>, i64, bool, String);
+/// The columns of [`select_users`], in order. A struct rather than a tuple because there
+/// are more of them than sqlx decodes into a tuple; it reads them by position, so that a
+/// join can read an account's columns after another row's (see [`session_and_user`]).
+pub(crate) struct UserRow {
+    id: String,
+    username: String,
+    display_name: String,
+    email: String,
+    employee_id: Option<String>,
+    roles: String,
+    status: String,
+    failures: i32,
+    last_failure_at_us: Option<i64>,
+    locked_until_us: Option<i64>,
+    created_at_us: i64,
+    privileged: bool,
+    role_expiry: String,
+    vendor: Option<String>,
+    account_expires_us: Option<i64>,
+    manager: Option<String>,
+    last_login_at_us: Option<i64>,
+}
 
-pub(crate) fn user(
-    (
+impl UserRow {
+    /// Reads the account's columns starting at column `first`.
+    fn read<R>(row: &R, first: usize) -> Result<Self, sqlx::Error>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i32: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(Self {
+            id: row.try_get(first)?,
+            username: row.try_get(first + 1)?,
+            display_name: row.try_get(first + 2)?,
+            email: row.try_get(first + 3)?,
+            employee_id: row.try_get(first + 4)?,
+            roles: row.try_get(first + 5)?,
+            status: row.try_get(first + 6)?,
+            failures: row.try_get(first + 7)?,
+            last_failure_at_us: row.try_get(first + 8)?,
+            locked_until_us: row.try_get(first + 9)?,
+            created_at_us: row.try_get(first + 10)?,
+            privileged: row.try_get(first + 11)?,
+            role_expiry: row.try_get(first + 12)?,
+            vendor: row.try_get(first + 13)?,
+            account_expires_us: row.try_get(first + 14)?,
+            manager: row.try_get(first + 15)?,
+            last_login_at_us: row.try_get(first + 16)?,
+        })
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for UserRow
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i32: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    bool: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Self::read(row, 0)
+    }
+}
+
+pub(crate) fn user(row: UserRow) -> Result<User, StoreError> {
+    let UserRow {
         id,
         username,
         display_name,
@@ -169,8 +241,11 @@ pub(crate) fn user(
         created_at_us,
         privileged,
         role_expiry,
-    ): UserRow,
-) -> Result<User, StoreError> {
+        vendor,
+        account_expires_us,
+        manager,
+        last_login_at_us,
+    } = row;
     let malformed = |what: &str| StoreError::Malformed(format!("user {id} has {what}"));
     let username = Username::parse(&username).map_err(|_| malformed("an invalid username"))?;
     let roles: Vec<String> =
@@ -179,6 +254,8 @@ pub(crate) fn user(
     let consecutive_failures = u32::try_from(failures).map_err(|_| malformed("a negative failure count"))?;
     let role_expiry: std::collections::BTreeMap<String, i64> =
         serde_json::from_str(&role_expiry).map_err(|_| malformed("a role_expiry column that is not an object"))?;
+    let manager =
+        manager.map(|m| Username::parse(&m)).transpose().map_err(|_| malformed("a manager that is not a username"))?;
     Ok(User {
         id,
         username,
@@ -195,6 +272,10 @@ pub(crate) fn user(
             locked_until: locked_until_us.map(from_unix_micros),
         },
         created_at: from_unix_micros(created_at_us),
+        vendor,
+        account_expires: account_expires_us.map(from_unix_micros),
+        manager,
+        last_login_at: last_login_at_us.map(from_unix_micros),
     })
 }
 
@@ -302,7 +383,8 @@ macro_rules! select_session_and_user {
             "SELECT s.digest, s.id, s.user_id, s.aal, s.amr, s.correlation_id, s.client_ip, s.user_agent, \
              s.created_at_us, s.last_seen_at_us, s.revoked_at_us, s.idle_timeout_us, s.lifetime_us, u.id, \
              u.username, u.display_name, u.email, u.employee_id, u.roles, u.status, u.failed_attempts, \
-             u.last_failure_at_us, u.locked_until_us, u.created_at_us, u.privileged, u.role_expiry \
+             u.last_failure_at_us, u.locked_until_us, u.created_at_us, u.privileged, u.role_expiry, u.vendor, \
+             u.account_expires_us, u.manager, u.last_login_at_us \
              FROM sessions s JOIN users u ON u.id = s.user_id ",
             $rest
         )
@@ -311,7 +393,7 @@ macro_rules! select_session_and_user {
 pub(crate) use select_session_and_user;
 
 /// Decodes a row of [`select_session_and_user`]: the session's thirteen columns are a
-/// [`SessionRow`], the account's the thirteen after them.
+/// [`SessionRow`], the account's follow them.
 pub(crate) fn session_and_user<R>(row: &R) -> Result<(Session, User), StoreError>
 where
     R: sqlx::Row,
@@ -326,21 +408,7 @@ where
 {
     let bad = |e: sqlx::Error| StoreError::Malformed(format!("session row: {e}"));
     let session = session(<SessionRow as sqlx::FromRow<R>>::from_row(row).map_err(bad)?)?;
-    let u: UserRow = (
-        row.try_get(13).map_err(bad)?,
-        row.try_get(14).map_err(bad)?,
-        row.try_get(15).map_err(bad)?,
-        row.try_get(16).map_err(bad)?,
-        row.try_get(17).map_err(bad)?,
-        row.try_get(18).map_err(bad)?,
-        row.try_get(19).map_err(bad)?,
-        row.try_get(20).map_err(bad)?,
-        row.try_get(21).map_err(bad)?,
-        row.try_get(22).map_err(bad)?,
-        row.try_get(23).map_err(bad)?,
-        row.try_get(24).map_err(bad)?,
-        row.try_get(25).map_err(bad)?,
-    );
+    let u = UserRow::read(row, 13).map_err(bad)?;
     Ok((session, user(u)?))
 }
 

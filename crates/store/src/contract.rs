@@ -6,6 +6,7 @@ use wardgate_core::api_token::ApiToken;
 use wardgate_core::audit::{AuditEvent, ChainHead, Checkpoint, StoredRecord};
 use wardgate_core::device::Device;
 use wardgate_core::flow::Flow;
+use wardgate_core::governance::{BreakGlass, Campaign, Decision, Elevation, Item, Review, Vendor};
 use wardgate_core::identity::{Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
@@ -134,7 +135,8 @@ pub trait Store: Send + Sync + 'static {
 
     // --- users ---------------------------------------------------------------------------
 
-    /// Fails with [`StoreError::UsernameTaken`] if the username was ever used, by anyone.
+    /// Fails with [`StoreError::UsernameTaken`] if the username was ever used, by anyone;
+    /// [`StoreError::NotFound`] if `user.vendor` names no vendor.
     async fn create_user(&self, user: &User, factors: &[Factor], event: &AuditEvent) -> Result<(), StoreError>;
 
     async fn user_by_username(&self, username: &Username) -> Result<Option<User>, StoreError>;
@@ -147,11 +149,12 @@ pub trait Store: Send + Sync + 'static {
     /// Active administrators (role `admin`, status `active`).
     async fn count_admins(&self) -> Result<i64, StoreError>;
 
-    /// Writes the profile fields (display name, email, employee id, roles) and the status
-    /// of `user` (found by id). Leaving `active` for `disabled` or `terminated` ends every
+    /// Writes the profile fields (display name, email, employee id, roles and their expiry,
+    /// the privileged flag, vendor, account expiry, manager) and the status of `user` (found
+    /// by id); not `last_login_at`, which only [`Store::record_login`] moves. Leaving `active` for `disabled` or `terminated` ends every
     /// session, API token and pending flow of the account in the same transaction; a
     /// `terminated` account also loses its factors. The username never changes.
-    /// [`StoreError::NotFound`] if there is no such user.
+    /// [`StoreError::NotFound`] if there is no such user, or no vendor of `user.vendor`.
     async fn update_user(&self, user: &User, event: &AuditEvent) -> Result<(), StoreError>;
 
     /// Replaces the failed-attempt counters if they still equal `expected` (compare-and-set,
@@ -557,6 +560,124 @@ pub trait Store: Send + Sync + 'static {
     /// time never change. [`StoreError::NotFound`] if there is no such device;
     /// [`StoreError::Conflict`] if the new name or digest belongs to another device.
     async fn update_device(&self, device: &Device, event: &AuditEvent) -> Result<(), StoreError>;
+
+    // --- governance: accounts (A6) ------------------------------------------------------------
+    //
+    // Every governance write below appends its `event` and bumps the revision in the same
+    // transaction, except `record_login`.
+
+    /// Records a successful sign-in at `at`; the time only moves forward (two nodes may
+    /// report out of order). Not audited (the sign-in has its own record) and not an
+    /// administrative change. [`StoreError::NotFound`] if there is no such user.
+    async fn record_login(&self, user_id: &str, at: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// Active accounts whose own expiry is at or before `now`, by username.
+    async fn users_expired(&self, now: OffsetDateTime) -> Result<Vec<User>, StoreError>;
+
+    /// Active accounts whose last sign-in — or creation, if they never signed in — is
+    /// before `before`, by username.
+    async fn users_dormant(&self, before: OffsetDateTime) -> Result<Vec<User>, StoreError>;
+
+    // --- governance: break-glass (HIPAA 164.312(a)(2)(ii)) --------------------------------
+
+    /// Stores a new emergency access. [`StoreError::Conflict`] if the id is taken;
+    /// [`StoreError::NotFound`] if the user does not exist; [`StoreError::Malformed`] if it
+    /// carries a review already.
+    async fn open_break_glass(&self, bg: &BreakGlass, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn break_glass(&self, id: &str) -> Result<Option<BreakGlass>, StoreError>;
+
+    /// Every access (or, with `pending_only`, those not yet reviewed), newest first.
+    async fn list_break_glass(&self, pending_only: bool) -> Result<Vec<BreakGlass>, StoreError>;
+
+    /// Ends an access early, if it is in force at `at` (opened, not expired, not ended):
+    /// returns whether it did; `event` is appended only if so. [`StoreError::NotFound`] if
+    /// there is no such access.
+    async fn end_break_glass(&self, id: &str, at: OffsetDateTime, event: &AuditEvent) -> Result<bool, StoreError>;
+
+    /// Records the review if there is none yet (a conditional update: of concurrent reviews,
+    /// on any node, exactly one is kept). Returns whether this one was; `event` is appended
+    /// only if so. [`StoreError::NotFound`] if there is no such access. The self-review rule
+    /// is the caller's ([`BreakGlass::review`]).
+    async fn review_break_glass(&self, id: &str, review: &Review, event: &AuditEvent) -> Result<bool, StoreError>;
+
+    /// The user's accesses in force at `now`, newest first.
+    async fn active_break_glass_of(&self, user_id: &str, now: OffsetDateTime) -> Result<Vec<BreakGlass>, StoreError>;
+
+    // --- governance: just-in-time elevation (A4) ----------------------------------------------
+
+    /// Stores a pending request. [`StoreError::Conflict`] if the id is taken;
+    /// [`StoreError::NotFound`] if the user does not exist; [`StoreError::Malformed`] if it
+    /// is not pending.
+    async fn request_elevation(&self, e: &Elevation, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn elevation(&self, id: &str) -> Result<Option<Elevation>, StoreError>;
+
+    /// Every request (or, with `pending_only`, those still pending, stale ones included),
+    /// newest first.
+    async fn list_elevations(&self, pending_only: bool) -> Result<Vec<Elevation>, StoreError>;
+
+    /// Writes `e.status` (approved, denied or cancelled) if the stored request is still
+    /// pending — of concurrent decisions exactly one is kept — and returns whether it did;
+    /// `event` is appended only if so. An approval gives the requester the stored request's
+    /// role until `expires_at` in the same transaction (as [`User::grant_role_until`]: a
+    /// permanent assignment stays permanent, a later expiry is kept), so the approval and
+    /// the role appear together. [`StoreError::NotFound`] if there is no such request;
+    /// [`StoreError::Malformed`] if `e.status` is pending.
+    async fn decide_elevation(&self, e: &Elevation, event: &AuditEvent) -> Result<bool, StoreError>;
+
+    // --- governance: business associates (V1) -------------------------------------------------
+
+    /// [`StoreError::Conflict`] if the name is taken.
+    async fn create_vendor(&self, vendor: &Vendor, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn vendor(&self, name: &str) -> Result<Option<Vendor>, StoreError>;
+
+    /// Every vendor, by name.
+    async fn list_vendors(&self) -> Result<Vec<Vendor>, StoreError>;
+
+    /// Replaces everything but the name and the creation time. [`StoreError::NotFound`] if
+    /// there is no such vendor.
+    async fn update_vendor(&self, vendor: &Vendor, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// The vendor's accounts, whatever their status, by username.
+    async fn vendor_users(&self, name: &str) -> Result<Vec<User>, StoreError>;
+
+    // --- governance: access reviews (A6) ------------------------------------------------------
+
+    /// Stores a campaign with its items. [`StoreError::Conflict`] if an id is taken;
+    /// [`StoreError::NotFound`] if an item names no user; [`StoreError::Malformed`] if an
+    /// item belongs to another campaign.
+    async fn create_campaign(&self, campaign: &Campaign, items: &[Item], event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn campaign(&self, id: &str) -> Result<Option<Campaign>, StoreError>;
+
+    /// Every campaign, newest first.
+    async fn list_campaigns(&self) -> Result<Vec<Campaign>, StoreError>;
+
+    /// The campaign's items, by username then role.
+    async fn campaign_items(&self, campaign_id: &str) -> Result<Vec<Item>, StoreError>;
+
+    /// Records a decision on an undecided item of an open campaign (of concurrent decisions
+    /// exactly one is kept) and returns whether it did; `event` is appended only if so. A
+    /// [`Decision::Revoke`] takes the item's role (as stored) from the account in the same
+    /// transaction. `by` is the reviewer's username or
+    /// [`DEADLINE_DECIDER`](wardgate_core::governance::DEADLINE_DECIDER); the rules on who
+    /// may decide are the caller's ([`Campaign::decide`]). [`StoreError::NotFound`] if there
+    /// is no such item.
+    async fn decide_item(
+        &self,
+        item_id: &str,
+        decision: Decision,
+        by: &str,
+        at: OffsetDateTime,
+        comment: Option<&str>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// Closes an open campaign; returns whether it did (`event` is appended only if so).
+    /// [`StoreError::NotFound`] if there is no such campaign.
+    async fn close_campaign(&self, id: &str, at: OffsetDateTime, event: &AuditEvent) -> Result<bool, StoreError>;
 }
 
 /// How many rows [`Store::purge_oidc_history`] deleted, by kind (the refresh tokens of

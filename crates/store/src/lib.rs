@@ -15,6 +15,7 @@ pub mod batch;
 mod common;
 mod contract;
 mod error;
+mod governance;
 mod postgres;
 mod sqlite;
 

@@ -20,6 +20,7 @@ use wardgate_core::audit::record::seal_batch;
 use wardgate_core::audit::{AuditEvent, ChainHead, Checkpoint, StoredRecord};
 use wardgate_core::device::Device;
 use wardgate_core::flow::Flow;
+use wardgate_core::governance::{BreakGlass, Campaign, Decision, Elevation, ElevationStatus, Item, Review, Vendor};
 use wardgate_core::identity::{AccountStatus, Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
@@ -29,6 +30,7 @@ use wardgate_core::session::{Session, SessionPolicy};
 
 use crate::batch::{Write, Written};
 use crate::common::{self, Presented, micros};
+use crate::governance;
 use crate::{AuditMark, AuditMarks, CodeRedemption, OidcPurged, Rotation, SealedColumn, SealedRef, Store, StoreError};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -39,6 +41,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "consent", include_str!("../migrations/sqlite/0005_consent.sql")),
     (6, "logout_notices", include_str!("../migrations/sqlite/0006_logout_notices.sql")),
     (7, "policy", include_str!("../migrations/sqlite/0007_policy.sql")),
+    (8, "governance", include_str!("../migrations/sqlite/0008_governance.sql")),
 ];
 
 /// Rows per INSERT: 5 parameters each stays far below SQLite's 32766-parameter limit, and a
@@ -514,8 +517,9 @@ async fn count_admins_in(conn: &mut SqliteConnection) -> Result<i64, StoreError>
 async fn insert_user(conn: &mut SqliteConnection, user: &User, factors: &[Factor]) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO users (id, username, display_name, email, employee_id, roles, is_admin, status, \
-         failed_attempts, last_failure_at_us, locked_until_us, created_at_us, privileged, role_expiry) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         failed_attempts, last_failure_at_us, locked_until_us, created_at_us, privileged, role_expiry, vendor, \
+         account_expires_us, manager, last_login_at_us) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
     )
     .bind(&user.id)
     .bind(user.username.as_str())
@@ -531,6 +535,10 @@ async fn insert_user(conn: &mut SqliteConnection, user: &User, factors: &[Factor
     .bind(micros(user.created_at))
     .bind(user.privileged)
     .bind(common::role_expiry_json(user))
+    .bind(&user.vendor)
+    .bind(user.account_expires.map(micros))
+    .bind(user.manager.as_ref().map(Username::as_str))
+    .bind(user.last_login_at.map(micros))
     .execute(&mut *conn)
     .await
     .map_err(err)?;
@@ -822,6 +830,40 @@ async fn revoke_grant_in(conn: &mut SqliteConnection, id: &str, now: OffsetDateT
         .map_err(err)?
         .rows_affected();
     Ok(revoked == 1)
+}
+
+/// Fails with [`StoreError::NotFound`] unless `sql` (a `count(*)` by `$1`) counts a row:
+/// tells "no such row" from "no longer in the state a conditional update needs".
+async fn exists(conn: &mut SqliteConnection, sql: &'static str, id: &str) -> Result<(), StoreError> {
+    let n: i64 = sqlx::query_scalar(sql).bind(id).fetch_one(conn).await.map_err(err)?;
+    if n == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+}
+
+/// Reads the account, lets `change` edit its roles, and writes them back if it says it
+/// changed them. The caller holds the write lock, so no other change to the roles comes
+/// between the read and the write.
+async fn change_roles(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    change: impl FnOnce(&mut User) -> bool,
+) -> Result<(), StoreError> {
+    let row: Option<common::UserRow> = sqlx::query_as(common::select_users!("WHERE id = $1"))
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err)?;
+    let mut user = common::user(row.ok_or(StoreError::NotFound)?)?;
+    if change(&mut user) {
+        sqlx::query(governance::SET_ROLES)
+            .bind(user_id)
+            .bind(common::roles_json(&user.roles))
+            .bind(user.is_admin())
+            .bind(common::role_expiry_json(&user))
+            .execute(conn)
+            .await
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -1266,7 +1308,8 @@ impl Store for SqliteStore {
         let r = async {
             let updated = sqlx::query(
                 "UPDATE users SET display_name = $1, email = $2, employee_id = $3, roles = $4, is_admin = $5, \
-                 status = $6, privileged = $8, role_expiry = $9 WHERE id = $7",
+                 status = $6, privileged = $8, role_expiry = $9, vendor = $10, account_expires_us = $11, \
+                 manager = $12 WHERE id = $7",
             )
             .bind(&user.display_name)
             .bind(&user.email)
@@ -1277,6 +1320,9 @@ impl Store for SqliteStore {
             .bind(&user.id)
             .bind(user.privileged)
             .bind(common::role_expiry_json(user))
+            .bind(&user.vendor)
+            .bind(user.account_expires.map(micros))
+            .bind(user.manager.as_ref().map(Username::as_str))
             .execute(&mut *tx)
             .await
             .map_err(err)?
@@ -2522,6 +2568,430 @@ impl Store for SqliteStore {
             }
             append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
             bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    // --- governance ------------------------------------------------------------------------
+
+    async fn record_login(&self, user_id: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write_beside_chain().await?;
+        let r = async {
+            let found = sqlx::query(
+                "UPDATE users SET last_login_at_us = max(coalesce(last_login_at_us, $2), $2) WHERE id = $1",
+            )
+            .bind(user_id)
+            .bind(micros(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+            if found == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn users_expired(&self, now: OffsetDateTime) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<common::UserRow> = sqlx::query_as(common::select_users!(
+            "WHERE status = 'active' AND account_expires_us <= $1 ORDER BY username"
+        ))
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(common::user).collect()
+    }
+
+    async fn users_dormant(&self, before: OffsetDateTime) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<common::UserRow> = sqlx::query_as(common::select_users!(
+            "WHERE status = 'active' AND coalesce(last_login_at_us, created_at_us) < $1 ORDER BY username"
+        ))
+        .bind(micros(before))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(common::user).collect()
+    }
+
+    async fn open_break_glass(&self, bg: &BreakGlass, event: &AuditEvent) -> Result<(), StoreError> {
+        if bg.review.is_some() {
+            return Err(StoreError::Malformed(format!("break-glass {} cannot be opened reviewed", bg.id)));
+        }
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            sqlx::query(governance::INSERT_BREAK_GLASS)
+                .bind(&bg.id)
+                .bind(&bg.user_id)
+                .bind(bg.username.as_str())
+                .bind(&bg.reason_code)
+                .bind(&bg.justification)
+                .bind(micros(bg.opened_at))
+                .bind(micros(bg.expires_at))
+                .bind(&bg.session_id)
+                .bind(bg.client_ip.map(|ip| ip.to_string()))
+                .bind(governance::micros_opt(bg.ended_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| common::conflict(e, err))?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn break_glass(&self, id: &str) -> Result<Option<BreakGlass>, StoreError> {
+        let row: Option<governance::BreakGlassRow> = sqlx::query_as(governance::select_break_glass!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(governance::break_glass).transpose()
+    }
+
+    async fn list_break_glass(&self, pending_only: bool) -> Result<Vec<BreakGlass>, StoreError> {
+        let rows: Vec<governance::BreakGlassRow> = sqlx::query_as(governance::select_break_glass!(
+            "WHERE ($1 = 0 OR reviewed_at_us IS NULL) ORDER BY opened_at_us DESC, id DESC"
+        ))
+        .bind(pending_only)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(governance::break_glass).collect()
+    }
+
+    async fn end_break_glass(&self, id: &str, at: OffsetDateTime, event: &AuditEvent) -> Result<bool, StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let ended = sqlx::query(governance::END_BREAK_GLASS)
+                .bind(id)
+                .bind(micros(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected()
+                == 1;
+            if ended {
+                append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+                bump_revision(&mut tx).await?;
+            } else {
+                exists(&mut tx, "SELECT count(*) FROM break_glass WHERE id = $1", id).await?;
+            }
+            Ok(ended)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn review_break_glass(&self, id: &str, review: &Review, event: &AuditEvent) -> Result<bool, StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let (reviewer, outcome, comment, at) = governance::review_columns(review);
+            let reviewed = sqlx::query(governance::REVIEW_BREAK_GLASS)
+                .bind(id)
+                .bind(reviewer)
+                .bind(outcome)
+                .bind(comment)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected()
+                == 1;
+            if reviewed {
+                append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+                bump_revision(&mut tx).await?;
+            } else {
+                exists(&mut tx, "SELECT count(*) FROM break_glass WHERE id = $1", id).await?;
+            }
+            Ok(reviewed)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn active_break_glass_of(&self, user_id: &str, now: OffsetDateTime) -> Result<Vec<BreakGlass>, StoreError> {
+        let rows: Vec<governance::BreakGlassRow> = sqlx::query_as(governance::select_break_glass!(
+            "WHERE user_id = $1 AND opened_at_us <= $2 AND expires_at_us > $2 \
+             AND (ended_at_us IS NULL OR ended_at_us > $2) ORDER BY opened_at_us DESC, id DESC"
+        ))
+        .bind(user_id)
+        .bind(micros(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(governance::break_glass).collect()
+    }
+
+    async fn request_elevation(&self, e: &Elevation, event: &AuditEvent) -> Result<(), StoreError> {
+        if e.status != ElevationStatus::Pending {
+            return Err(StoreError::Malformed(format!("elevation {} is requested {}", e.id, e.status.as_str())));
+        }
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            sqlx::query(governance::INSERT_ELEVATION)
+                .bind(&e.id)
+                .bind(&e.user_id)
+                .bind(e.username.as_str())
+                .bind(&e.role)
+                .bind(&e.reason)
+                .bind(governance::duration_us(e)?)
+                .bind(micros(e.requested_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| common::conflict(e, err))?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn elevation(&self, id: &str) -> Result<Option<Elevation>, StoreError> {
+        let row: Option<governance::ElevationRow> = sqlx::query_as(governance::select_elevations!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(governance::elevation).transpose()
+    }
+
+    async fn list_elevations(&self, pending_only: bool) -> Result<Vec<Elevation>, StoreError> {
+        let rows: Vec<governance::ElevationRow> = sqlx::query_as(governance::select_elevations!(
+            "WHERE ($1 = 0 OR status = 'pending') ORDER BY requested_at_us DESC, id DESC"
+        ))
+        .bind(pending_only)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(governance::elevation).collect()
+    }
+
+    async fn decide_elevation(&self, e: &Elevation, event: &AuditEvent) -> Result<bool, StoreError> {
+        let (status, by, at, expires_at, comment) = governance::decision_columns(&e.status);
+        if e.status == ElevationStatus::Pending {
+            return Err(StoreError::Malformed(format!("elevation {} cannot be decided pending", e.id)));
+        }
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let decided: Option<(String, String)> = sqlx::query_as(governance::DECIDE_ELEVATION)
+                .bind(&e.id)
+                .bind(status)
+                .bind(by)
+                .bind(at)
+                .bind(expires_at)
+                .bind(comment)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            let Some((user_id, role)) = decided else {
+                exists(&mut tx, "SELECT count(*) FROM elevations WHERE id = $1", &e.id).await?;
+                return Ok(false);
+            };
+            if let ElevationStatus::Approved { expires_at, .. } = e.status {
+                change_roles(&mut tx, &user_id, |u| {
+                    u.grant_role_until(&role, expires_at);
+                    true
+                })
+                .await?;
+            }
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await?;
+            Ok(true)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn create_vendor(&self, vendor: &Vendor, event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            sqlx::query(governance::INSERT_VENDOR)
+                .bind(&vendor.name)
+                .bind(&vendor.display_name)
+                .bind(&vendor.baa_reference)
+                .bind(governance::date(vendor.baa_effective)?)
+                .bind(governance::date(vendor.baa_expires)?)
+                .bind(vendor.sponsor.as_str())
+                .bind(micros(vendor.created_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| common::conflict(e, err))?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn vendor(&self, name: &str) -> Result<Option<Vendor>, StoreError> {
+        let row: Option<governance::VendorRow> = sqlx::query_as(governance::select_vendors!("WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(governance::vendor).transpose()
+    }
+
+    async fn list_vendors(&self) -> Result<Vec<Vendor>, StoreError> {
+        let rows: Vec<governance::VendorRow> =
+            sqlx::query_as(governance::select_vendors!("ORDER BY name")).fetch_all(&self.pool).await.map_err(err)?;
+        rows.into_iter().map(governance::vendor).collect()
+    }
+
+    async fn update_vendor(&self, vendor: &Vendor, event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let updated = sqlx::query(governance::UPDATE_VENDOR)
+                .bind(&vendor.name)
+                .bind(&vendor.display_name)
+                .bind(&vendor.baa_reference)
+                .bind(governance::date(vendor.baa_effective)?)
+                .bind(governance::date(vendor.baa_expires)?)
+                .bind(vendor.sponsor.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if updated == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn vendor_users(&self, name: &str) -> Result<Vec<User>, StoreError> {
+        let rows: Vec<common::UserRow> = sqlx::query_as(common::select_users!("WHERE vendor = $1 ORDER BY username"))
+            .bind(name)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.into_iter().map(common::user).collect()
+    }
+
+    async fn create_campaign(&self, campaign: &Campaign, items: &[Item], event: &AuditEvent) -> Result<(), StoreError> {
+        governance::check_items(campaign, items)?;
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            sqlx::query(governance::INSERT_CAMPAIGN)
+                .bind(&campaign.id)
+                .bind(campaign.scope.to_string())
+                .bind(campaign.reviewer.as_str())
+                .bind(&campaign.created_by)
+                .bind(micros(campaign.created_at))
+                .bind(micros(campaign.deadline))
+                .bind(campaign.default_action.as_str())
+                .bind(governance::micros_opt(campaign.closed_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| common::conflict(e, err))?;
+            for item in items {
+                sqlx::query(governance::INSERT_ITEM)
+                    .bind(&item.id)
+                    .bind(&item.campaign_id)
+                    .bind(&item.user_id)
+                    .bind(item.username.as_str())
+                    .bind(&item.role)
+                    .bind(item.decision.map(Decision::as_str))
+                    .bind(&item.decided_by)
+                    .bind(governance::micros_opt(item.decided_at))
+                    .bind(&item.comment)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| common::conflict(e, err))?;
+            }
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn campaign(&self, id: &str) -> Result<Option<Campaign>, StoreError> {
+        let row: Option<governance::CampaignRow> = sqlx::query_as(governance::select_campaigns!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(governance::campaign).transpose()
+    }
+
+    async fn list_campaigns(&self) -> Result<Vec<Campaign>, StoreError> {
+        let rows: Vec<governance::CampaignRow> =
+            sqlx::query_as(governance::select_campaigns!("ORDER BY created_at_us DESC, id DESC"))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.into_iter().map(governance::campaign).collect()
+    }
+
+    async fn campaign_items(&self, campaign_id: &str) -> Result<Vec<Item>, StoreError> {
+        let rows: Vec<governance::ItemRow> =
+            sqlx::query_as(governance::select_items!("WHERE campaign_id = $1 ORDER BY username, role, id"))
+                .bind(campaign_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.into_iter().map(governance::item).collect()
+    }
+
+    async fn decide_item(
+        &self,
+        item_id: &str,
+        decision: Decision,
+        by: &str,
+        at: OffsetDateTime,
+        comment: Option<&str>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let decided: Option<(String, String)> = sqlx::query_as(governance::DECIDE_ITEM)
+                .bind(item_id)
+                .bind(decision.as_str())
+                .bind(by)
+                .bind(micros(at))
+                .bind(comment)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?;
+            let Some((user_id, role)) = decided else {
+                exists(&mut tx, "SELECT count(*) FROM review_items WHERE id = $1", item_id).await?;
+                return Ok(false);
+            };
+            if decision == Decision::Revoke {
+                change_roles(&mut tx, &user_id, |u| u.revoke_role(&role)).await?;
+            }
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await?;
+            Ok(true)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn close_campaign(&self, id: &str, at: OffsetDateTime, event: &AuditEvent) -> Result<bool, StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let closed = sqlx::query(governance::CLOSE_CAMPAIGN)
+                .bind(id)
+                .bind(micros(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            let closed = closed.rows_affected() == 1;
+            if closed {
+                append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+                bump_revision(&mut tx).await?;
+            } else {
+                exists(&mut tx, "SELECT count(*) FROM review_campaigns WHERE id = $1", id).await?;
+            }
+            Ok(closed)
         }
         .await;
         common::finish(tx, r, err).await

@@ -10,13 +10,15 @@
 //! enrollment in `accounts`, flows, sessions and API tokens in `access`, the OpenID Connect
 //! provider's clients, codes, grants and keys in `oidc`, back-channel logout notices, the
 //! sessions that ended without their grants and housekeeping in `logout`, numbered policy
-//! versions and registered devices in `policy`. One test binary, because linking one is
+//! versions and registered devices in `policy`, break-glass access, elevation, vendors,
+//! access reviews and expired or dormant accounts in `governance`. One test binary, because linking one is
 //! what takes longest.
 
 #[macro_use]
 mod harness;
 mod access;
 mod accounts;
+mod governance;
 mod logout;
 mod oidc;
 mod policy;
