@@ -1,6 +1,10 @@
-//! Forward-auth throughput: `GET /gate/check` with a valid gateway cookie, against nginx
-//! answering `return 200` on the same machine as the ceiling, both driven by `wrk` with
-//! the same threads, connections and duration, one after the other in one run.
+//! (a) Forward-auth throughput: `GET /gate/check` with a valid gateway cookie, against
+//! nginx answering `return 200` on the same machine as the ceiling, both driven by `wrk`
+//! with the same threads, connections and duration, one after the other in one run.
+//!
+//! (b) The built-in proxy's added latency: the same nginx reached directly and through
+//! Wardgate's proxy (decision, audit record, identity headers, streaming), one connection
+//! at a time and then eight, one after the other.
 //!
 //! `cargo bench -p wardgate-server --bench gateway`
 //! Needs `wrk` and `nginx` (Debian: `apt-get install wrk nginx-light`).
@@ -22,7 +26,7 @@ use wardgate_server::policies::Policies;
 
 const POLICY: &str = r#"
 [roles.nurse]
-permissions = ["gateway.labs"]
+permissions = ["gateway.labs", "gateway.proxied", "gateway.clinical"]
 
 [[rule]]
 name = "sign-in"
@@ -31,9 +35,32 @@ require = "aal2"
 
 [[rule]]
 name = "labs"
-actions = ["gateway.labs"]
+actions = ["gateway.labs", "gateway.proxied", "gateway.clinical"]
 require = "aal2"
 "#;
+
+const PROXIED_HOST: &str = "proxied.wardgate.test";
+/// In front of an application that takes 5 ms to answer, as a real one does.
+const CLINICAL_HOST: &str = "clinical.wardgate.test";
+
+/// An application that answers every request after 5 ms, on a runtime of its own.
+fn slow_upstream() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let app = axum::Router::new().fallback(|| async {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                "ok"
+            });
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    port
+}
 
 struct Wrk {
     rate: f64,
@@ -57,8 +84,12 @@ fn ms(s: &str) -> f64 {
 }
 
 fn wrk(url: &str, headers: &[String], secs: usize, connections: usize) -> Wrk {
+    wrk_threads(url, headers, secs, connections, 2)
+}
+
+fn wrk_threads(url: &str, headers: &[String], secs: usize, connections: usize, threads: usize) -> Wrk {
     let mut cmd = Command::new("wrk");
-    cmd.args(["-t2", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency"]);
+    cmd.args([&format!("-t{threads}"), &format!("-c{connections}"), &format!("-d{secs}s"), "--latency"]);
     for h in headers {
         cmd.args(["-H", h]);
     }
@@ -117,6 +148,8 @@ fn main() {
     let secs = env("WARDGATE_BENCH_SECS", 10);
     let connections = env("WARDGATE_BENCH_CONNECTIONS", 32);
     let dir = tempfile::tempdir().unwrap();
+    let (mut nginx, port) = nginx_return_200(&dir.path().join("nginx"));
+    let slow_port = slow_upstream();
     // The server gets its own two-thread runtime; wrk and nginx are separate processes.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (node, gate, check_url) = rt.block_on(async {
@@ -125,7 +158,11 @@ fn main() {
         settings.server.trusted_proxies = vec!["127.0.0.1/32".into()];
         settings.auth.source_attempts_per_minute = 1_000_000;
         settings.gateway.cookie_domain = Some("wardgate.test".into());
-        settings.gateway.routes = vec![GatewayRoute::new("labs", "app.wardgate.test", "/")];
+        settings.gateway.routes = vec![
+            GatewayRoute::new("labs", "app.wardgate.test", "/"),
+            GatewayRoute::new("proxied", PROXIED_HOST, "/").proxied_to(&format!("http://127.0.0.1:{port}")),
+            GatewayRoute::new("clinical", CLINICAL_HOST, "/").proxied_to(&format!("http://127.0.0.1:{slow_port}")),
+        ];
         let accounts = seed(&settings, 1).await;
         let node = Node::start(settings).await.unwrap();
         let store = &*node.store;
@@ -188,13 +225,33 @@ fn main() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "a valid check");
+        let r = http
+            .get(check_url.replace("/gate/check", "/results"))
+            .header("cookie", &gate)
+            .header("host", PROXIED_HOST)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "a proxied request");
         (node, gate, check_url)
     });
 
     let headers = vec![format!("Cookie: {gate}"), "X-Original-URL: http://app.wardgate.test/results".to_owned()];
     let wardgate = wrk(&check_url, &headers, secs, connections);
-    let (mut nginx, port) = nginx_return_200(dir.path());
-    let ceiling = wrk(&format!("http://127.0.0.1:{port}/"), &[], secs, connections);
+    let nginx_url = format!("http://127.0.0.1:{port}/");
+    let ceiling = wrk(&nginx_url, &[], secs, connections);
+    let proxy_url = check_url.replace("/gate/check", "/results");
+    let proxy_headers = vec![format!("Cookie: {gate}"), format!("Host: {PROXIED_HOST}")];
+    let latency: Vec<(usize, Wrk, Wrk)> = [1, 8]
+        .into_iter()
+        .map(|c| (c, wrk_threads(&nginx_url, &[], secs, c, 1), wrk_threads(&proxy_url, &proxy_headers, secs, c, 1)))
+        .collect();
+    let slow_url = format!("http://127.0.0.1:{slow_port}/");
+    let clinical_headers = vec![format!("Cookie: {gate}"), format!("Host: {CLINICAL_HOST}")];
+    let clinical: Vec<(usize, Wrk, Wrk)> = [1, 8]
+        .into_iter()
+        .map(|c| (c, wrk_threads(&slow_url, &[], secs, c, 1), wrk_threads(&proxy_url, &clinical_headers, secs, c, 1)))
+        .collect();
     let _ = nginx.kill();
     let _ = nginx.wait();
     rt.block_on(node.stop());
@@ -214,7 +271,28 @@ fn main() {
         100.0 * wardgate.rate / ceiling.rate,
         wardgate.p99_ms
     );
+    for (upstream, runs) in [("nginx return 200", &latency), ("an application answering in 5 ms", &clinical)] {
+        println!("added latency in front of {upstream}:");
+        print_latency(runs);
+    }
     if std::env::var_os("WARDGATE_BENCH_RAW").is_some() {
         println!("--- wrk, Wardgate ---\n{}\n--- wrk, nginx ---\n{}", wardgate.raw, ceiling.raw);
+    }
+}
+
+fn print_latency(runs: &[(usize, Wrk, Wrk)]) {
+    for (c, direct, proxied) in runs {
+        println!(
+            "  {c} connection(s): direct p50 {:.3} ms p99 {:.3} ms ({:.0} req/s); through the proxy p50 {:.3} ms p99 {:.3} ms ({:.0} req/s, non-2xx {}); added p50 {:.3} ms, p99 {:.3} ms (target p99 < 1 ms)",
+            direct.p50_ms,
+            direct.p99_ms,
+            direct.rate,
+            proxied.p50_ms,
+            proxied.p99_ms,
+            proxied.rate,
+            proxied.non_2xx,
+            proxied.p50_ms - direct.p50_ms,
+            proxied.p99_ms - direct.p99_ms
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! gateway: forward-auth (`/gate/check`, another proxy asks) and the built-in proxy.
 //!
 //! Every decision about a signed-in person is an audit record (`gateway.access`) made
-//! durable before the answer; a request with no route is recorded too. An anonymous
+//! durable before the answer reaches the client; a request with no route is recorded too. An anonymous
 //! request is not: a browser's first visit is no decision about anyone, and an anonymous
 //! flood must not fill the log.
 
@@ -87,6 +87,14 @@ fn header(name: &'static str, value: &str) -> Option<(HeaderName, HeaderValue)> 
     HeaderValue::from_str(value).ok().map(|v| (HeaderName::from_static(name), v))
 }
 
+/// A decision and the record it must leave, made durable by [`record`] before anything the
+/// decision allows reaches the client.
+pub struct Decided {
+    pub verdict: Verdict,
+    pub record: Option<AuditEvent>,
+}
+
+/// Decides and records, in that order: the answer waits for the record.
 pub async fn decide(
     app: &AppState,
     ctx: &ClientContext,
@@ -94,9 +102,30 @@ pub async fn decide(
     asked: &Asked,
     started: Instant,
 ) -> Result<Verdict, Problem> {
+    let d = evaluate(app, ctx, headers, asked, started).await?;
+    record(app, d.record).await?;
+    Ok(d.verdict)
+}
+
+pub async fn record(app: &AppState, e: Option<AuditEvent>) -> Result<(), Problem> {
+    let Some(e) = e else { return Ok(()) };
+    app.audit.append(e).await.map(|_| ()).map_err(|err| {
+        tracing::error!(error = %err, "gateway: audit append failed");
+        Problem::unavailable("the decision could not be recorded")
+    })
+}
+
+/// The decision and its record, not yet written.
+pub async fn evaluate(
+    app: &AppState,
+    ctx: &ClientContext,
+    headers: &HeaderMap,
+    asked: &Asked,
+    started: Instant,
+) -> Result<Decided, Problem> {
     let host = asked.host();
     let path = asked.url.path();
-    let record = |outcome: Outcome, status: u16, route: Option<&str>, user: Option<&str>, rule: &str, reason: &str| {
+    let event = |outcome: Outcome, status: u16, route: Option<&str>, user: Option<&str>, rule: &str, reason: &str| {
         let mut e = AuditEvent::known((app.clock)(), types::GATEWAY_ACCESS, outcome)
             .reason(reason.to_owned())
             .client_ip(ctx.ip)
@@ -118,13 +147,12 @@ pub async fn decide(
     };
 
     let Some(route) = app.gateway.route(&host, path).cloned() else {
-        let e = record(Outcome::Denied, 403, None, None, "builtin:no-route", "no gateway route for this host and path");
-        if app.audit.append(e).await.is_err() {
-            return Err(Problem::unavailable("the decision could not be recorded"));
-        }
-        return Ok(Verdict::NoRoute);
+        let e = event(Outcome::Denied, 403, None, None, "builtin:no-route", "no gateway route for this host and path");
+        return Ok(Decided { verdict: Verdict::NoRoute, record: Some(e) });
     };
-    let Some((session, user)) = signed_in(app, headers, ctx).await? else { return Ok(Verdict::SignIn) };
+    let Some((session, user)) = signed_in(app, headers, ctx).await? else {
+        return Ok(Decided { verdict: Verdict::SignIn, record: None });
+    };
     let now = (app.clock)();
     let device = context::device(&*app.store, ctx.device_secret.as_deref()).await.map_err(|e| {
         tracing::error!(error = %e, "gateway: store failed");
@@ -151,7 +179,7 @@ pub async fn decide(
     };
     // The request as the policy saw it, so that `policy simulate` replays gateway
     // decisions as it does the authorization API's.
-    let mut e = record(outcome, status, Some(&route.name), Some(username), d.rule, d.reason)
+    let mut e = event(outcome, status, Some(&route.name), Some(username), d.rule, d.reason)
         .detail("effect", d.effect.as_str())
         .detail("required", d.required.as_str())
         .detail("request", serde_json::to_value(RecordedRequest::capture(&req)).unwrap_or_default())
@@ -162,12 +190,8 @@ pub async fn decide(
     if let Some(dev) = &device {
         e.device_id = Some(dev.name.clone());
     }
-    if let Err(err) = app.audit.append(e).await {
-        tracing::error!(error = %err, "gateway: audit append failed");
-        return Err(Problem::unavailable("the decision could not be recorded"));
-    }
     metrics::counter!("wardgate_gateway_decisions_total", "effect" => d.effect.as_str()).increment(1);
-    Ok(match d.effect {
+    let verdict = match d.effect {
         Effect::Allow => {
             let mut identity: Vec<_> = [
                 header("remote-user", username),
@@ -195,7 +219,8 @@ pub async fn decide(
             detail: format!("{} needs {} (rule {})", action, d.required.as_str(), d.rule),
         },
         Effect::Deny => Verdict::Deny { detail: format!("{} (rule {})", d.reason, d.rule) },
-    })
+    };
+    Ok(Decided { verdict, record: Some(e) })
 }
 
 /// The answer to anything but an allow. A browser is sent to sign in or step up (302, or

@@ -1,7 +1,8 @@
 //! The built-in identity-aware reverse proxy (I4): for an application with no proxy of its
 //! own in front, `wardgate serve` is the proxy. A request whose host is a proxied route's
 //! host never reaches Wardgate's own routes; it is decided exactly as `/gate/check` decides
-//! (same policy action, same audit record) before a single byte goes to the upstream.
+//! (same policy action, same audit record) before a single byte goes to the upstream, and
+//! its record is durable before a single byte of the answer goes to the client.
 //!
 //! What the upstream receives: the client's request minus hop-by-hop headers, minus any
 //! identity header the client made up, minus the gateway cookie (an application must not
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::uri::Authority;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, Version, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
@@ -414,11 +415,24 @@ async fn forward(st: &ProxyState, mut req: Request, authority: Authority) -> Res
         return Problem::bad_request("the request target is not a valid URL").into_response();
     };
     let asked = Asked { method: parts.method.as_str().to_owned(), url, browser: decide::is_browser(&parts.headers) };
-    let allowed = match decide::decide(app, &ctx, &parts.headers, &asked, started).await {
-        Ok(Verdict::Allow(a)) => a,
-        Ok(v) => return decide::refusal(app, v, &asked, false),
+    let (allowed, decision_record) = match decide::evaluate(app, &ctx, &parts.headers, &asked, started).await {
+        Ok(decide::Decided { verdict: Verdict::Allow(a), record }) => (a, record),
+        Ok(decide::Decided { verdict, record }) => {
+            if let Err(p) = decide::record(app, record).await {
+                return p.into_response();
+            }
+            return decide::refusal(app, verdict, &asked, false);
+        }
         Err(p) => return p.into_response(),
     };
+    // A safe request (RFC 9110 section 9.2.1) goes to the upstream while its record is being
+    // made durable: nothing reaches the client before the record is, and reading changes
+    // nothing upstream if the record then fails. Anything else is recorded first.
+    let overlap = upgrade.is_none() && matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let mut decision_record = decision_record;
+    if !overlap && let Err(p) = decide::record(app, decision_record.take()).await {
+        return p.into_response();
+    }
     let Some(target) = st.proxy.targets.get(&allowed.route.name) else {
         return decide::refusal(app, Verdict::NoRoute, &asked, false);
     };
@@ -443,6 +457,9 @@ async fn forward(st: &ProxyState, mut req: Request, authority: Authority) -> Res
     });
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > target.max_body) {
+        if let Err(p) = decide::record(app, decision_record.take()).await {
+            return p.into_response();
+        }
         if let Some(t) = trail.as_mut() {
             t.status = 413;
         }
@@ -452,6 +469,9 @@ async fn forward(st: &ProxyState, mut req: Request, authority: Authority) -> Res
     let headers =
         upstream_headers(&parts.headers, &allowed, target, &ctx, &authority, st.proxy.scheme, upgrade.as_ref());
     let Ok(uri) = format!("{}{}", target.origin, path_and_query).parse::<Uri>() else {
+        if let Err(p) = decide::record(app, decision_record.take()).await {
+            return p.into_response();
+        }
         return Problem::bad_request("the request target cannot be passed on").into_response();
     };
     let body = if upgrade.is_some() {
@@ -471,7 +491,20 @@ async fn forward(st: &ProxyState, mut req: Request, authority: Authority) -> Res
     *up.headers_mut() = headers;
 
     let route = allowed.route.name.as_str();
-    let outcome = tokio::time::timeout(target.timeout, target.client.request(up)).await;
+    let send = tokio::time::timeout(target.timeout, target.client.request(up));
+    let outcome = match decision_record.take() {
+        Some(rec) => {
+            let (recorded, outcome) = tokio::join!(decide::record(app, Some(rec)), send);
+            if let Err(p) = recorded {
+                if let Some(t) = trail.as_mut() {
+                    t.status = 503;
+                }
+                return p.into_response();
+            }
+            outcome
+        }
+        None => send.await,
+    };
     let mut resp = match outcome {
         Ok(Ok(r)) => r,
         Ok(Err(e)) if is_length_limit(&e) => {

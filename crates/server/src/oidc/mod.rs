@@ -10,6 +10,7 @@ pub mod authorize;
 pub mod backchannel;
 pub mod consent;
 pub mod discovery;
+pub mod gate_cache;
 pub mod keys;
 pub mod logout;
 pub mod signer;
@@ -58,6 +59,8 @@ pub struct Provider {
     /// Rung when logout notices were queued here, so that they go out now rather than at
     /// the deliverer's next poll.
     deliveries: tokio::sync::Notify,
+    /// Verified gateway tickets and recent identity assertions (see `gate_cache.rs`).
+    pub gate_cache: gate_cache::GateCache,
 }
 
 impl Provider {
@@ -70,6 +73,7 @@ impl Provider {
             scope_claims: settings.effective_scope_claims(),
             clients: Default::default(),
             deliveries: tokio::sync::Notify::new(),
+            gate_cache: gate_cache::GateCache::default(),
         }
     }
 
@@ -98,6 +102,7 @@ impl Provider {
             Ok(mut k) => *k = Arc::new(keys),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
         }
+        self.gate_cache.clear();
     }
 
     /// A registered client, from memory when it was read since the last change.

@@ -201,7 +201,7 @@ fn sign_es256(p: &Provider, typ: &str, claims: &impl Serialize) -> Result<String
 
 /// What the gateway cookie carries: the session it stands for. It grants nothing by
 /// itself; every check reads the session, so signing out or revocation ends it at once.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GateClaims {
     pub iss: String,
     pub aud: String,
@@ -235,6 +235,16 @@ pub fn gate_ticket(
 }
 
 pub fn verify_gate(p: &Provider, token: &str) -> Option<GateClaims> {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    if let Some(c) = p.gate_cache.ticket(token, now) {
+        return Some(c);
+    }
+    let claims = verify_gate_signature(p, token)?;
+    p.gate_cache.keep_ticket(token, &claims);
+    Some(claims)
+}
+
+fn verify_gate_signature(p: &Provider, token: &str) -> Option<GateClaims> {
     let header = jsonwebtoken::decode_header(token).ok()?;
     if header.typ.as_deref() != Some(GATE_TYP) {
         return None;
@@ -259,6 +269,24 @@ pub fn gateway_assertion(
     audience: &str,
     now: OffsetDateTime,
 ) -> Result<String, TokenError> {
+    let acr = wardgate_core::oidc::acr::Acr(session.aal).as_str();
+    let amr = session.amr.join(" ");
+    let key = super::gate_cache::key(&[
+        user.id.as_bytes(),
+        user.username.as_str().as_bytes(),
+        user.display_name.as_bytes(),
+        user.email.as_bytes(),
+        roles.join(",").as_bytes(),
+        session.id.as_bytes(),
+        acr.as_bytes(),
+        amr.as_bytes(),
+        route.as_bytes(),
+        audience.as_bytes(),
+    ]);
+    let iat = now.unix_timestamp();
+    if let Some(a) = p.gate_cache.assertion(&key, iat) {
+        return Ok(a);
+    }
     let claims = serde_json::json!({
         "iss": p.issuer,
         "aud": audience,
@@ -267,13 +295,15 @@ pub fn gateway_assertion(
         "name": user.display_name,
         "email": user.email,
         "roles": roles,
-        "acr": wardgate_core::oidc::acr::Acr(session.aal).as_str(),
+        "acr": acr,
         "amr": session.amr,
         "auth_time": session.created_at.unix_timestamp(),
         "sid": session.id,
         "route": route,
-        "iat": now.unix_timestamp(),
-        "exp": now.unix_timestamp() + 60,
+        "iat": iat,
+        "exp": iat + 60,
     });
-    sign_es256(p, "wardgate-assertion+jwt", &claims)
+    let a = sign_es256(p, "wardgate-assertion+jwt", &claims)?;
+    p.gate_cache.keep_assertion(key, &a, iat);
+    Ok(a)
 }
