@@ -97,15 +97,9 @@ fn default_proxy_body() -> u64 {
     256 * 1024 * 1024
 }
 
-/// Headers the gateway writes itself, or that describe one connection only: never taken
-/// from the client and never configurable per route.
-pub const RESERVED_PROXY_HEADERS: &[&str] = &[
-    "remote-user",
-    "remote-groups",
-    "remote-name",
-    "remote-email",
-    "wardgate-assertion",
-    "host",
+/// Headers that describe one connection, not the request (RFC 9110 section 7.6.1), and
+/// `Expect`, which the proxy answers itself: never passed on, never configurable.
+pub const HOP_BY_HOP_HEADERS: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -115,7 +109,16 @@ pub const RESERVED_PROXY_HEADERS: &[&str] = &[
     "trailer",
     "transfer-encoding",
     "upgrade",
-    "content-length",
+    "expect",
+];
+
+/// Headers only the gateway writes: never taken from the client, never configurable.
+pub const RESERVED_PROXY_HEADERS: &[&str] = &[
+    "remote-user",
+    "remote-groups",
+    "remote-name",
+    "remote-email",
+    "wardgate-assertion",
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
@@ -219,7 +222,11 @@ impl GatewaySettings {
             for (name, value) in &r.headers {
                 let token = !name.is_empty()
                     && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-                if !token || RESERVED_PROXY_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                let lower = name.to_ascii_lowercase();
+                let reserved = RESERVED_PROXY_HEADERS.contains(&lower.as_str())
+                    || HOP_BY_HOP_HEADERS.contains(&lower.as_str())
+                    || matches!(lower.as_str(), "host" | "content-length");
+                if !token || reserved {
                     p.push(Problem::new(
                         &format!("{key}.headers.{name}"),
                         "a header name the gateway does not set itself (not an identity or hop-by-hop header)",

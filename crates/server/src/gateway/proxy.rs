@@ -32,7 +32,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use url::Url;
 use wardgate_core::audit::event::types;
 use wardgate_core::audit::{AuditEvent, Outcome};
-use wardgate_core::settings::{GatewayRoute, RESERVED_PROXY_HEADERS};
+use wardgate_core::settings::{GatewayRoute, HOP_BY_HOP_HEADERS as HOP_BY_HOP, RESERVED_PROXY_HEADERS};
 use wardgate_store::audit_writer::AuditHandle;
 
 use super::decide::{self, Allowed, Asked, Verdict};
@@ -60,21 +60,6 @@ pub struct Proxy {
     /// How clients reach this server (`http` only in development and tests).
     scheme: &'static str,
 }
-
-/// Headers that describe one connection, not the request (RFC 9110 section 7.6.1), and
-/// `Expect`, which this server has already answered.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "expect",
-];
 
 impl Proxy {
     /// `None` when no route has an upstream. Refuses a configuration that would shadow

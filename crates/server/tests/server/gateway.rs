@@ -256,6 +256,21 @@ pub(crate) async fn nurse_signs_in(h: &Harness, secret: &[u8]) -> String {
     session_cookie(&resp).unwrap()
 }
 
+/// Signs the session out through the JSON API.
+pub(crate) async fn sign_out(h: &Harness, session: &str) {
+    let me: Value =
+        h.http.get(h.url("/api/v1/me")).header("cookie", session).send().await.unwrap().json().await.unwrap();
+    let resp = h
+        .http
+        .post(h.url("/api/v1/logout"))
+        .header("cookie", session)
+        .header("x-csrf-token", me["csrf_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
+}
+
 /// The hand-off for a signed-in session: the gateway cookie (`name=value`) for `rd`.
 pub(crate) async fn gateway_cookie(h: &Harness, session: &str, rd: &str) -> String {
     let url = format!(
@@ -370,17 +385,7 @@ async fn nginx_auth_request_signs_people_in_and_passes_only_wardgate_identities(
     assert_eq!(changes, [("nina", "gateway.labs", "allow aal2", "step_up aal3")], "{sim:?}");
 
     // Signing out ends the gateway sign-in too: the cookie names the session.
-    let me: Value =
-        h.http.get(h.url("/api/v1/me")).header("cookie", &session).send().await.unwrap().json().await.unwrap();
-    let resp = h
-        .http
-        .post(h.url("/api/v1/logout"))
-        .header("cookie", &session)
-        .header("x-csrf-token", me["csrf_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success());
+    sign_out(&h, &session).await;
     assert_eq!(h.through_nginx(port, "/results", Some(&gate), false).await.status(), StatusCode::UNAUTHORIZED);
     drop(nginx);
 }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use wardgate_core::settings::GatewayRoute;
 
-use crate::gateway::{gateway_cookie, nurse_signs_in, nurse_under_policy};
+use crate::gateway::{gateway_cookie, nurse_signs_in, nurse_under_policy, sign_out};
 use crate::login::{Harness, start_with};
 
 const APP: &str = "app.wardgate.test";
@@ -334,17 +334,7 @@ async fn the_proxy_signs_people_in_first_and_passes_only_wardgate_identities() {
     }
 
     // Signing out ends the proxy sign-in at the next request.
-    let me: Value =
-        h.http.get(h.url("/api/v1/me")).header("cookie", &session).send().await.unwrap().json().await.unwrap();
-    let resp = h
-        .http
-        .post(h.url("/api/v1/logout"))
-        .header("cookie", &session)
-        .header("x-csrf-token", me["csrf_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success());
+    sign_out(h, &session).await;
     assert_eq!(p.get(APP, "/results", Some(&gate), false).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }
 
