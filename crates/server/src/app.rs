@@ -38,6 +38,8 @@ pub struct AppState {
     pub access: Arc<crate::access::Access>,
     /// The protected applications (forward-auth).
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// `[governance]`: break-glass rules and alert channels.
+    pub governance: Arc<wardgate_core::governance::settings::GovernanceSettings>,
 }
 
 pub struct RouterOptions {
@@ -112,6 +114,7 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/gate/check", axum::routing::any(crate::gateway::check::check))
         .route("/gate/start", get(crate::gateway::start::start))
         .route("/api/v1/me", get(api::me::me))
+        .route("/api/v1/breakglass", post(api::breakglass::open))
         .route("/api/v1/me/sessions/{id}", axum::routing::delete(api::me::revoke_session))
         .route("/api/v1/me/sessions/revoke-all", post(api::me::revoke_all))
         .route("/api/v1/me/recovery-codes", post(api::me::regenerate_recovery_codes))

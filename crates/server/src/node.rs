@@ -154,6 +154,7 @@ impl Node {
             oidc,
             access,
             gateway: Arc::clone(&gateway),
+            governance: Arc::new(settings.governance.clone()),
         };
         let deliverer_state = state.clone();
         let limits = state.bootstrap_limit.clone();

@@ -1,0 +1,74 @@
+//! `POST /api/v1/breakglass`: the signed-in person opens emergency access (A5).
+//!
+//! The record is durable before the answer; if it cannot be written (the database is
+//! unreachable) the access is refused with a 503 that says so — never granted silently.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use std::sync::Arc;
+use wardgate_core::governance::BreakGlassRequest;
+
+use crate::app::AppState;
+use crate::auth::session::SignedIn;
+use crate::context::ClientContext;
+use crate::governance::{GovernanceError, alert, breakglass};
+use crate::problem::{ApiJson, Problem};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBody {
+    /// One of `governance.breakglass_reason_codes`.
+    pub reason_code: String,
+    /// Why, in the person's words; at least `governance.breakglass_min_justification_chars`.
+    pub justification: String,
+}
+
+pub async fn open(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    SignedIn(cur): SignedIn,
+    ApiJson(body): ApiJson<OpenBody>,
+) -> Response {
+    let now = (app.clock)();
+    let request = BreakGlassRequest {
+        user_id: cur.user.id.clone(),
+        username: cur.user.username.clone(),
+        reason_code: body.reason_code,
+        justification: body.justification,
+        session_id: Some(cur.session.id.clone()),
+        client_ip: ctx.ip,
+    };
+    let in_force = app.access.in_force();
+    let rules = app.governance.breakglass_rules();
+    let bg = match breakglass::open(
+        &*app.store,
+        in_force.policy(),
+        &rules,
+        &cur.user,
+        request,
+        &cur.session.correlation_id,
+        now,
+    )
+    .await
+    {
+        Ok(bg) => bg,
+        Err(GovernanceError::Refused(why)) if why.contains(crate::governance::INVOKE) => {
+            return Problem::new(StatusCode::FORBIDDEN, "forbidden", "Break-glass access is not permitted")
+                .detail(why)
+                .into_response();
+        }
+        Err(GovernanceError::Refused(why)) => return Problem::invalid_field(why).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "break-glass: store failed");
+            return Problem::unavailable(
+                "the database is unreachable, so emergency access cannot be recorded and is not granted; follow the downtime procedure",
+            )
+            .into_response();
+        }
+    };
+    let alert_body = alert::body(&bg, &cur.user.display_name, &app.node_id, &app.base_url);
+    alert::send(Arc::clone(&app.store), Arc::clone(&app.governance), alert_body, app.node_id.clone(), app.clock);
+    (StatusCode::CREATED, axum::Json(breakglass::json(&bg, app.governance.review_within(), now))).into_response()
+}
