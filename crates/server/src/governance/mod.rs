@@ -7,6 +7,10 @@
 
 pub mod alert;
 pub mod breakglass;
+pub mod elevation;
+pub mod reviews;
+pub mod sweep;
+pub mod vendors;
 
 use time::OffsetDateTime;
 use wardgate_core::identity::{User, Username};
