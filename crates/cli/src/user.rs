@@ -38,6 +38,16 @@ pub enum UserCommand {
         /// may hold roles with admin.* permissions, and they always need a security key.
         #[arg(long)]
         privileged: bool,
+        /// The vendor (business associate) this named person works for; needs --expires no
+        /// later than the vendor's agreement.
+        #[arg(long)]
+        vendor: Option<String>,
+        /// When the account stops working: YYYY-MM-DD (midnight UTC) or RFC 3339.
+        #[arg(long)]
+        expires: Option<String>,
+        /// The person responsible for this account (for access reviews by manager).
+        #[arg(long)]
+        manager: Option<String>,
         /// Base URL people reach this server at (default: public_url, else from server.listen).
         #[arg(long)]
         base_url: Option<String>,
@@ -47,6 +57,10 @@ pub enum UserCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Only active accounts within 14 days of being disabled as dormant (no sign-in for
+        /// governance.dormant_after_days), or past it.
+        #[arg(long)]
+        dormant: bool,
     },
     /// Show an account with its factors, live sessions and API tokens.
     Show {
@@ -119,9 +133,31 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
     let now = OffsetDateTime::now_utc();
     let accounts = Accounts::new(&*inst.store, &actor, now, &inst.settings.auth);
     match cmd {
-        UserCommand::Add { name, display_name, email, employee_id, roles, privileged, base_url } => {
+        UserCommand::Add {
+            name,
+            display_name,
+            email,
+            employee_id,
+            roles,
+            privileged,
+            vendor,
+            expires,
+            manager,
+            base_url,
+        } => {
             let base = base_url_for(&inst.settings, base_url);
-            let new = NewUser { username: name, display_name, email, employee_id, roles, privileged };
+            let account_expires = expires.map(|e| crate::governance::instant("--expires", &e)).transpose()?;
+            let new = NewUser {
+                username: name,
+                display_name,
+                email,
+                employee_id,
+                roles,
+                privileged,
+                vendor,
+                account_expires,
+                manager,
+            };
             let (user, link) = accounts.invite(new, &base).await.map_err(failure)?;
             println!("Invited {} ({}).", user.username, user.display_name);
             print_link(&link);
@@ -141,9 +177,17 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
             );
             print_link(&link);
         }
-        UserCommand::List { json } => {
-            let users: Vec<UserView> =
-                accounts.list().await.map_err(failure)?.iter().map(|u| UserView::new(u, now)).collect();
+        UserCommand::List { json, dormant } => {
+            let after = inst.settings.governance.dormant_after();
+            let soon = now + time::Duration::days(14);
+            let users: Vec<UserView> = accounts
+                .list()
+                .await
+                .map_err(failure)?
+                .iter()
+                .filter(|u| !dormant || u.dormant_at(soon, after))
+                .map(|u| UserView::new(u, now))
+                .collect();
             if json {
                 print_json(&users)?;
             } else {
@@ -157,10 +201,11 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
                             u.email.clone(),
                             u.roles.join(","),
                             short_ts(u.created_at),
+                            u.last_login_at.map(short_ts).unwrap_or_else(|| "never".into()),
                         ]
                     })
                     .collect();
-                print_table(&["USERNAME", "STATUS", "NAME", "EMAIL", "ROLES", "CREATED"], rows);
+                print_table(&["USERNAME", "STATUS", "NAME", "EMAIL", "ROLES", "CREATED", "LAST SIGN-IN"], rows);
             }
         }
         UserCommand::Show { name, json } => {
