@@ -219,3 +219,291 @@ async fn break_glass_without_the_permission_is_refused_and_recorded() {
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0]["outcome"], "denied");
 }
+
+// --- reviews, elevation, vendors, dormancy: the services the CLI calls, on a real node ---
+
+use wardgate_core::governance::{Decision, DefaultAction, ReviewOutcome, Scope};
+use wardgate_core::identity::{AccountStatus, User, Username};
+use wardgate_core::policy::Policy;
+use wardgate_core::settings::Settings;
+use wardgate_server::Node;
+use wardgate_server::accounts::{Accounts, NewUser};
+use wardgate_server::governance::{GovernanceError, elevation, holds, reviews, sweep, vendors};
+
+/// An active account made directly in the store (no factors: it only decides things).
+async fn person(h: &Harness, name: &str, roles: &[&str], privileged: bool) -> User {
+    let mut u = User::new(
+        wardgate_core::token::random_id().unwrap(),
+        Username::parse(name).unwrap(),
+        name.to_owned(),
+        AccountStatus::Active,
+        clock(),
+    )
+    .with_roles(roles.iter().map(|r| r.to_string()));
+    u.privileged = privileged;
+    let e = wardgate_core::audit::AuditEvent::known(
+        clock(),
+        wardgate_core::audit::event::types::ADMIN_USER_INVITED,
+        wardgate_core::audit::Outcome::Success,
+    );
+    h.node.store.create_user(&u, &[], &e).await.unwrap();
+    u
+}
+
+fn types_of(records: &[Value]) -> Vec<&str> {
+    records.iter().filter_map(|r| r["type"].as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_reviewer_cannot_review_their_own_break_glass_and_needs_the_review_permission() {
+    let h = start_with(|_| {}).await;
+    let secret = nurse_under_policy(&h, POLICY).await;
+    let nina = nurse_signs_in(&h, &secret).await;
+    let bg: Value =
+        open(&h, &nina, json!({"reason_code": "code-blue", "justification": WHY})).await.json().await.unwrap();
+    let id = bg["id"].as_str().unwrap();
+    person(&h, "sam", &["supervisor"], false).await;
+    person(&h, "olga", &["nurse"], false).await;
+    let store = &*h.node.store;
+    let policy = Policy::parse(POLICY).unwrap();
+    let r = breakglass::review(store, &policy, "operator:t", id, "nina", ReviewOutcome::Justified, "", clock()).await;
+    assert!(matches!(&r, Err(GovernanceError::Refused(m)) if m.contains("breakglass.review")), "{r:?}");
+    // Even holding the permission, the invoker cannot review herself.
+    let policy_self = Policy::parse(&POLICY.replace(
+        r#"["ephi.read", "breakglass.invoke"]"#,
+        r#"["ephi.read", "breakglass.invoke", "breakglass.review"]"#,
+    ))
+    .unwrap();
+    let r =
+        breakglass::review(store, &policy_self, "operator:t", id, "nina", ReviewOutcome::Justified, "", clock()).await;
+    assert!(matches!(&r, Err(GovernanceError::Refused(m)) if m.contains("person who invoked")), "{r:?}");
+    let r = breakglass::review(store, &policy, "operator:t", id, "olga", ReviewOutcome::Justified, "", clock()).await;
+    assert!(r.is_err(), "olga has no breakglass.review");
+    // Overdue after the review window, until reviewed.
+    assert_eq!(breakglass::overdue(store, time::Duration::days(7), clock() + Duration::days(8)).await.unwrap(), 1);
+    breakglass::review(
+        store,
+        &policy,
+        "operator:t",
+        id,
+        "sam",
+        ReviewOutcome::NeedsFollowUp,
+        "ask nina about bed 12",
+        clock(),
+    )
+    .await
+    .unwrap();
+    let again =
+        breakglass::review(store, &policy, "operator:t", id, "sam", ReviewOutcome::Justified, "", clock()).await;
+    assert!(again.is_err(), "one finding per access");
+    assert_eq!(breakglass::overdue(store, time::Duration::days(7), clock() + Duration::days(8)).await.unwrap(), 0);
+    let records = h.audit().await;
+    let reviewed: Vec<_> = records.iter().filter(|r| r["type"] == "breakglass.reviewed").collect();
+    assert_eq!(reviewed.len(), 1);
+    assert_eq!(reviewed[0]["details"]["reviewer"], "sam");
+    assert_eq!(reviewed[0]["details"]["outcome"], "needs_follow_up");
+    assert_eq!(reviewed[0]["subject"], "nina");
+}
+
+#[tokio::test]
+async fn a_jit_role_expires_after_its_window_even_when_no_node_ran_across_the_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings { data_dir: dir.path().join("data"), ..Settings::default() };
+    settings.server.listen = "127.0.0.1:0".into();
+    let node = Node::start_with_clock(settings.clone(), clock).await.unwrap();
+    let h = Harness { node, http: crate::http_client(), _dir: tempfile::tempdir().unwrap() };
+    person(&h, "rita", &[], true).await;
+    person(&h, "sam", &[], true).await;
+    let store = &*h.node.store;
+    let policy = wardgate_server::roles::catalog(store).await.unwrap();
+    let max = settings.governance.elevation_max();
+
+    let too_long = elevation::request(
+        store,
+        &policy,
+        "operator:t",
+        "rita",
+        "security-admin",
+        Duration::hours(9),
+        max,
+        "incident 4411",
+        clock(),
+    )
+    .await;
+    assert!(too_long.is_err(), "longer than governance.elevation_max_hours");
+    let e = elevation::request(
+        store,
+        &policy,
+        "operator:t",
+        "rita",
+        "security-admin",
+        Duration::hours(2),
+        max,
+        "incident 4411",
+        clock(),
+    )
+    .await
+    .unwrap();
+    // Two-person rule: the requester cannot approve her own request.
+    let own = elevation::approve(store, "operator:t", &e.id, "rita", clock()).await;
+    assert!(matches!(&own, Err(GovernanceError::Refused(m)) if m.contains("person who made it")), "{own:?}");
+    elevation::approve(store, "operator:t", &e.id, "sam", clock()).await.unwrap();
+    let rita = store.user_by_username(&Username::parse("rita").unwrap()).await.unwrap().unwrap();
+    assert!(holds(&policy, &rita, "admin.policy", clock()), "the role grants while in force");
+    let node = h.node;
+    node.stop().await;
+
+    // Nobody runs across the expiry.
+    advance(Duration::hours(2) + Duration::minutes(1));
+    let node = Node::start_with_clock(settings, clock).await.unwrap();
+    let rita = node.store.user_by_username(&Username::parse("rita").unwrap()).await.unwrap().unwrap();
+    assert!(!rita.roles_at(clock()).contains(&"security-admin".to_owned()));
+    assert!(!holds(&policy, &rita, "admin.policy", clock()), "expired at the first decision after the restart");
+    let records: Vec<Value> = node
+        .store
+        .audit_records(0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    let t = types_of(&records);
+    assert!(t.contains(&"elevation.requested") && t.contains(&"elevation.approved"), "{t:?}");
+    let approved = records.iter().find(|r| r["type"] == "elevation.approved").unwrap();
+    assert_eq!(approved["details"]["approver"], "sam");
+    assert_eq!(approved["subject"], "rita");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_vendor_account_past_its_agreement_cannot_sign_in_and_its_sessions_end() {
+    let h = start_with(|_| {}).await;
+    h.enroll_admin("rita").await;
+    let store = &*h.node.store;
+    let today = clock().date();
+    vendors::add(
+        store,
+        "operator:t",
+        "acme-imaging",
+        "Acme Imaging",
+        "BAA-2026-17",
+        today - Duration::days(30),
+        today + Duration::days(365),
+        "rita",
+        clock(),
+    )
+    .await
+    .unwrap();
+    let auth = Settings::default().auth;
+    let accounts = Accounts::new(store, "operator:t", clock(), &auth);
+    let new = |expires| NewUser {
+        username: "victor".into(),
+        vendor: Some("acme-imaging".into()),
+        account_expires: expires,
+        roles: vec!["vendor-support".into()],
+        ..NewUser::default()
+    };
+    assert!(accounts.invite(new(None), &h.node.base_url).await.is_err(), "a vendor account needs an expiry");
+    assert!(
+        accounts.invite(new(Some(clock() + Duration::days(400))), &h.node.base_url).await.is_err(),
+        "not later than the agreement"
+    );
+    let (_, link) = accounts.invite(new(Some(clock() + Duration::days(1))), &h.node.base_url).await.unwrap();
+    let victor = h.enroll(link.url.split("token=").nth(1).unwrap()).await;
+    let resp = h.login_totp("victor", &victor.totp_secret, 1).await;
+    let cookie = crate::login::session_cookie(&resp).unwrap();
+    let hr = &h;
+    let me =
+        |c: String| async move { hr.http.get(hr.url("/api/v1/me")).header("cookie", c).send().await.unwrap().status() };
+    assert_eq!(me(cookie.clone()).await, StatusCode::OK);
+    let u = store.user_by_username(&Username::parse("victor").unwrap()).await.unwrap().unwrap();
+    assert!(u.last_login_at.is_some(), "the sign-in is recorded for dormancy");
+
+    advance(Duration::days(1) + Duration::minutes(1));
+    // Past the expiry the session stops working at once, before any sweep…
+    assert_eq!(me(cookie.clone()).await, StatusCode::UNAUTHORIZED);
+    // …and the passphrase no longer opens a sign-in.
+    let flow = h.start_login("victor").await;
+    let step = h.post("/api/v1/login/passphrase", json!({"flow": flow, "passphrase": crate::login::PASS})).await;
+    assert_ne!(step.status(), StatusCode::OK);
+    // The sweep disables the account and ends its sessions.
+    let swept = sweep::run(store, &Settings::default().governance, "node:test", clock()).await.unwrap();
+    assert_eq!(swept.expired, 1);
+    let u = store.user_by_username(&Username::parse("victor").unwrap()).await.unwrap().unwrap();
+    assert_eq!(u.status, AccountStatus::Disabled);
+    assert!(store.sessions_of(&u.id).await.unwrap().is_empty(), "its sessions ended");
+    let records = h.audit().await;
+    let expired: Vec<_> = records.iter().filter(|r| r["type"] == "account.expired").collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0]["subject"], "victor");
+    assert_eq!(expired[0]["details"]["vendor"], "acme-imaging");
+    assert!(types_of(&records).contains(&"vendor.created"));
+    let failed = records
+        .iter()
+        .filter(|r| r["type"] == "auth.factor.failed" && r["subject"] == "victor")
+        .any(|r| r["reason"] == "account expired");
+    assert!(failed, "the refused sign-in says why");
+}
+
+#[tokio::test]
+async fn a_campaign_revocation_removes_the_role_at_once_and_the_deadline_applies_the_default() {
+    let h = start_with(|_| {}).await;
+    h.enroll_admin("rita").await;
+    person(&h, "nina", &["nurse"], false).await;
+    person(&h, "noah", &["nurse"], false).await;
+    person(&h, "sam", &["nurse"], false).await;
+    person(&h, "mara", &[], false).await;
+    let store = &*h.node.store;
+    let deadline = clock() + Duration::days(14);
+    let scope = Scope::parse("role:nurse").unwrap();
+    let (c, items) =
+        reviews::start(store, "operator:t", scope, "mara", deadline, DefaultAction::Revoke, clock()).await.unwrap();
+    assert_eq!(items.iter().map(|i| i.username.as_str()).collect::<Vec<_>>(), ["nina", "noah", "sam"]);
+    let item = |n: &str| items.iter().find(|i| i.username.as_str() == n).unwrap().id.clone();
+    // Only the named reviewer decides.
+    assert!(reviews::decide(store, "operator:t", &item("nina"), "sam", Decision::Revoke, "", clock()).await.is_err());
+    reviews::decide(store, "operator:t", &item("nina"), "mara", Decision::Revoke, "moved to registration", clock())
+        .await
+        .unwrap();
+    let nina = store.user_by_username(&Username::parse("nina").unwrap()).await.unwrap().unwrap();
+    assert!(!nina.roles.contains(&"nurse".to_owned()), "revoked at once");
+    reviews::decide(store, "operator:t", &item("noah"), "mara", Decision::Keep, "", clock()).await.unwrap();
+    // Sam's item is left; at the deadline the node's sweep applies the default (revoke).
+    advance(Duration::days(14) + Duration::minutes(1));
+    let swept = sweep::run(store, &Settings::default().governance, "node:test", clock()).await.unwrap();
+    assert_eq!(swept.campaigns_closed, 1);
+    let sam = store.user_by_username(&Username::parse("sam").unwrap()).await.unwrap().unwrap();
+    assert!(!sam.roles.contains(&"nurse".to_owned()));
+    let noah = store.user_by_username(&Username::parse("noah").unwrap()).await.unwrap().unwrap();
+    assert!(noah.roles.contains(&"nurse".to_owned()));
+    assert!(store.campaign(&c.id).await.unwrap().unwrap().closed_at.is_some());
+    let records = h.audit().await;
+    let decided: Vec<_> = records.iter().filter(|r| r["type"] == "review.item.decided").collect();
+    assert_eq!(decided.len(), 3);
+    assert_eq!(decided[2]["details"]["decided_by"], "system:deadline");
+    let t = types_of(&records);
+    assert!(t.contains(&"review.campaign.started") && t.contains(&"review.campaign.closed"));
+}
+
+#[tokio::test]
+async fn dormant_accounts_are_disabled_and_recorded() {
+    let h = start_with(|_| {}).await;
+    h.enroll_admin("rita").await;
+    person(&h, "dora", &["nurse"], false).await;
+    let store = &*h.node.store;
+    let settings = Settings::default().governance;
+    let swept = sweep::run(store, &settings, "node:test", clock()).await.unwrap();
+    assert_eq!(swept.dormant, 0);
+    advance(Duration::days(91));
+    let swept = sweep::run(store, &settings, "node:test", clock()).await.unwrap();
+    assert_eq!(swept.dormant, 1, "dora; never the last administrator");
+    let dora = store.user_by_username(&Username::parse("dora").unwrap()).await.unwrap().unwrap();
+    assert_eq!(dora.status, AccountStatus::Disabled);
+    let rita = store.user_by_username(&Username::parse("rita").unwrap()).await.unwrap().unwrap();
+    assert_eq!(rita.status, AccountStatus::Active);
+    let records = h.audit().await;
+    let d: Vec<_> = records.iter().filter(|r| r["type"] == "account.dormant_disabled").collect();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0]["subject"], "dora");
+    assert_eq!(d[0]["details"]["last_login_at"], "never");
+}
