@@ -2,10 +2,11 @@
 //! 164.312(a)(2)(ii)), recorded before it is granted, alerted at once, reviewed afterwards
 //! by someone else.
 //!
-//! While an access is in force, a policy decision for that person that would be a deny or
-//! a step-up becomes an allow under the rule [`RULE`], except for administrative actions
-//! (`admin.*`) and inactive accounts: emergency access is to patient care, never to
-//! Wardgate's own administration. See docs/policy.md.
+//! While an access is in force, a policy decision for that person that would be a step-up,
+//! or a deny for want of a permission or an allowing rule, becomes an allow under the rule
+//! [`RULE`] (see [`may_override`]); never for administrative actions (`admin.*`):
+//! emergency access is to patient care, not to Wardgate's own administration. See
+//! docs/policy.md.
 
 use time::{Duration, OffsetDateTime};
 use wardgate_core::audit::event::types;
@@ -21,9 +22,19 @@ use super::{GovernanceError, REVIEW, holds, new_id, ts, user_named};
 /// The rule named by a decision that an active break-glass access turned into an allow.
 pub const RULE: &str = "builtin:break-glass";
 
-/// Which decisions an active break-glass access may turn into an allow.
+/// Which decisions an active break-glass access may turn into an allow: a step-up, or a
+/// deny for want of a permission or of a rule allowing it — the normal path being blocked.
+/// An explicit `deny` rule of the policy stands (it is how a hospital says "not even in an
+/// emergency"), and so do the refusals of administrative actions, of inactive accounts and
+/// of everything before a policy is approved.
 pub fn may_override(d: &Decision<'_>, action: &str) -> bool {
-    d.effect != Effect::Allow && !is_admin_action(action) && d.rule != wardgate_core::policy::builtin::ACCOUNT_INACTIVE
+    use wardgate_core::policy::builtin;
+    let blocked = match d.effect {
+        Effect::Allow => false,
+        Effect::StepUp => true,
+        Effect::Deny => [builtin::NO_PERMISSION, builtin::NO_RULE].contains(&d.rule),
+    };
+    blocked && !is_admin_action(action)
 }
 
 /// The decision an active break-glass access gives: allow, under [`RULE`], with the

@@ -28,6 +28,11 @@ require = "aal2"
 name = "chart"
 actions = ["ephi.read"]
 require = "aal2"
+
+[[rule]]
+name = "no-bulk-export"
+actions = ["ephi.export.bulk"]
+deny = "bulk export is never allowed"
 "#;
 
 /// A webhook receiver: every JSON body it is sent.
@@ -137,8 +142,10 @@ async fn break_glass_needs_a_reason_and_justification_grants_for_its_window_only
     // Granted for the window: a deny becomes an allow under the break-glass rule…
     let during = authorize(&h, &nina, "ephi.export").await;
     assert_eq!((&during["decision"], &during["rule"]), (&json!("allow"), &json!(breakglass::RULE)), "{during}");
-    // …but never Wardgate's own administration.
+    // …but never Wardgate's own administration, nor what an explicit deny rule refuses.
     assert_eq!(authorize(&h, &nina, "admin.users").await["decision"], "deny");
+    let bulk = authorize(&h, &nina, "ephi.export.bulk").await;
+    assert_eq!((&bulk["decision"], &bulk["rule"]), (&json!("deny"), &json!("no-bulk-export")), "{bulk}");
 
     // The webhook got the documented body; syslog got an RFC 5424 alert.
     let mut body = None;
