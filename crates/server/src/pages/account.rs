@@ -121,6 +121,20 @@ pub async fn page(
         };
     let now = (app.clock)();
     let mut notices = Vec::new();
+    // A5: the session is visibly marked while emergency access is in force.
+    match app.store.active_break_glass_of(&cur.user.id, now).await {
+        Ok(active) => notices.extend(active.iter().map(|b| {
+            format!(
+                "Break-glass emergency access ({}) is in force until {}. Everything you open is recorded and will be reviewed.",
+                b.reason_code,
+                show_time(b.expires_at)
+            )
+        })),
+        Err(e) => {
+            tracing::error!(error = %e, "account page: store failed");
+            return crate::problem::Problem::unavailable("the database is unreachable").into_response();
+        }
+    }
     let mut rows = Vec::new();
     for f in &factors {
         let json = crate::api::me::factor_json(f);

@@ -138,6 +138,8 @@ async fn break_glass_needs_a_reason_and_justification_grants_for_its_window_only
     // The session is visibly marked.
     let me: Value = h.http.get(h.url("/api/v1/me")).header("cookie", &nina).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["break_glass"][0]["id"], id.as_str(), "{me}");
+    let page = h.http.get(h.url("/account")).header("cookie", &nina).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Break-glass emergency access (code-blue) is in force until"), "{page}");
 
     // Granted for the window: a deny becomes an allow under the break-glass rule…
     let during = authorize(&h, &nina, "ephi.export").await;
