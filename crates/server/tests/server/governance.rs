@@ -516,3 +516,39 @@ async fn dormant_accounts_are_disabled_and_recorded() {
     assert_eq!(d[0]["subject"], "dora");
     assert_eq!(d[0]["details"]["last_login_at"], "never");
 }
+
+#[tokio::test]
+async fn break_glass_that_cannot_be_recorded_is_refused_with_a_clear_503() {
+    let h = start_with(|_| {}).await;
+    let secret = nurse_under_policy(&h, POLICY).await;
+    let nina = nurse_signs_in(&h, &secret).await;
+    let token = csrf(&h, &nina).await;
+    // The store fails on break-glass writes (as when the database is unreachable), while
+    // the session can still be read.
+    let db = h._dir.path().join("data").join("wardgate.db");
+    let sql = |q: &'static str| {
+        let db = db.clone();
+        async move {
+            use sqlx::Connection as _;
+            let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+            sqlx::query(q).execute(&mut c).await.unwrap();
+            c.close().await.unwrap();
+        }
+    };
+    sql("ALTER TABLE break_glass RENAME TO break_glass_gone").await;
+    let resp = h
+        .http
+        .post(h.url("/api/v1/breakglass"))
+        .header("cookie", &nina)
+        .header("x-csrf-token", &token)
+        .json(&json!({"reason_code": "code-blue", "justification": WHY}))
+        .send()
+        .await
+        .unwrap();
+    let (status, p) = problem(resp).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("cannot be recorded and is not granted"), "{p}");
+    sql("ALTER TABLE break_glass_gone RENAME TO break_glass").await;
+    assert_eq!(authorize(&h, &nina, "ephi.export").await["decision"], "deny", "nothing was granted");
+    assert!(!h.audit().await.iter().any(|r| r["type"] == "breakglass.opened"));
+}
