@@ -155,6 +155,16 @@ pub enum ReportCommand {
         #[arg(long, default_value = "json")]
         format: String,
     },
+    /// Administrative overrides read from the audit log: unlocks, passphrase resets, factor
+    /// removals, re-enabled accounts, break-glass accesses, approved elevations.
+    Overrides {
+        /// From this day (YYYY-MM-DD) or time (RFC 3339); default: 90 days ago.
+        #[arg(long)]
+        since: Option<String>,
+        /// json or html.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
 }
 
 fn fail(e: GovernanceError) -> Failure {
@@ -466,6 +476,19 @@ pub async fn report_run(global: &GlobalArgs, cmd: ReportCommand) -> Result<(), F
             match format.as_str() {
                 "json" => print_json(&report)?,
                 "html" => print!("{}", crate::report::vendors_html(&report)),
+                other => return Err(invalid(format!("--format {other:?}: json or html"))),
+            }
+        }
+        ReportCommand::Overrides { since, format } => {
+            let since = match since {
+                Some(t) => instant("--since", &t)?,
+                None => now - time::Duration::days(90),
+            };
+            let since_us = (since.unix_timestamp_nanos() / 1000) as i64;
+            let report = crate::report::overrides(&*inst.store, since_us, now).await?;
+            match format.as_str() {
+                "json" => print_json(&report)?,
+                "html" => print!("{}", crate::report::overrides_html(&report)),
                 other => return Err(invalid(format!("--format {other:?}: json or html"))),
             }
         }

@@ -146,3 +146,68 @@ pub fn vendors_html(report: &Value) -> String {
     h.push_str("</body></html>\n");
     h
 }
+
+/// The record types that are administrative overrides of the normal path: an unlock, a
+/// factor reset or removal, re-enabling an account, emergency access and a policy bypass,
+/// an elevation.
+pub const OVERRIDES: &[&str] = &[
+    "admin.user.unlocked",
+    "admin.passphrase.reset",
+    "admin.factor.removed",
+    "admin.user.enabled",
+    "breakglass.opened",
+    "elevation.approved",
+];
+
+/// Every override since `since_us` (microseconds), oldest first, with who did it and why.
+pub async fn overrides(store: &dyn Store, since_us: i64, now: OffsetDateTime) -> Result<Value, StoreError> {
+    let mut after = match store.audit_first_seq_at(since_us).await? {
+        Some(seq) => seq - 1,
+        None => return Ok(json!({"generated_at": format_ts(now), "overrides": []})),
+    };
+    let mut rows = Vec::new();
+    loop {
+        let page = store.audit_records(after, 5000).await?;
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for r in page.iter().filter(|r| OVERRIDES.contains(&r.event_type.as_str())) {
+            let Ok(b) = serde_json::from_str::<Value>(&r.body) else { continue };
+            rows.push(json!({
+                "seq": r.seq,
+                "ts": b["ts"],
+                "type": b["type"],
+                "actor": b["actor"],
+                "subject": b["subject"],
+                "reason": b["reason"],
+                "outcome": b["outcome"],
+                "details": b["details"],
+            }));
+        }
+    }
+    Ok(json!({"generated_at": format_ts(now), "overrides": rows}))
+}
+
+pub fn overrides_html(report: &Value) -> String {
+    let mut h = String::from(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Wardgate — administrative overrides</title>\n<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}th,td{border:1px solid #bbb;padding:4px 8px;text-align:left;font-size:0.9em;vertical-align:top}th{background:#eee}</style></head><body>\n",
+    );
+    h.push_str(&format!(
+        "<h1>Administrative overrides</h1>\n<p>Generated {}, from the audit log: {}.</p>\n<table><tr><th>#</th><th>When</th><th>What</th><th>By</th><th>About</th><th>Why</th><th>Details</th></tr>\n",
+        text(&report["generated_at"]),
+        esc(&OVERRIDES.join(", "))
+    ));
+    for r in report["overrides"].as_array().into_iter().flatten() {
+        h.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            text(&r["seq"]),
+            text(&r["ts"]),
+            text(&r["type"]),
+            text(&r["actor"]),
+            text(&r["subject"]),
+            text(&r["reason"]),
+            esc(&r["details"].to_string()),
+        ));
+    }
+    h.push_str("</table>\n</body></html>\n");
+    h
+}
