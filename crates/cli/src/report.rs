@@ -178,7 +178,7 @@ pub async fn overrides(store: &dyn Store, since_us: i64, now: OffsetDateTime) ->
                 "type": b["type"],
                 "actor": b["actor"],
                 "subject": b["subject"],
-                "reason": b["reason"],
+                "reason": if b["details"]["override_reason"].is_string() { b["details"]["override_reason"].clone() } else { b["reason"].clone() },
                 "outcome": b["outcome"],
                 "details": b["details"],
             }));

@@ -72,9 +72,19 @@ pub enum UserCommand {
     /// Suspend an account; its sessions and API tokens end at once.
     Disable { name: String },
     /// Re-enable a disabled account.
-    Enable { name: String },
+    Enable {
+        name: String,
+        /// Why (recorded as the override's reason; see `wardgate report overrides`).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Clear failed sign-in attempts and any lockout.
-    Unlock { name: String },
+    Unlock {
+        name: String,
+        /// Why (recorded as the override's reason; see `wardgate report overrides`).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Terminate an account for good: sessions, API tokens and factors are removed. The
     /// username stays reserved forever and is never given to another person.
     Delete {
@@ -96,6 +106,9 @@ pub enum UserCommand {
         name: String,
         #[arg(long)]
         base_url: Option<String>,
+        /// Why (recorded as the override's reason; see `wardgate report overrides`).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Import hardware TOTP tokens from a PSKC file (RFC 6030) and assign them to people.
     ImportToken {
@@ -168,7 +181,8 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
             println!("New enrollment link for {} (the previous one no longer works).", user.username);
             print_link(&link);
         }
-        UserCommand::ResetPassphrase { name, base_url } => {
+        UserCommand::ResetPassphrase { name, base_url, reason } => {
+            let accounts = accounts.with_reason(reason);
             let base = base_url_for(&inst.settings, base_url);
             let (user, link) = accounts.reset_passphrase(&name, &base).await.map_err(failure)?;
             println!(
@@ -220,14 +234,17 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
             let user = accounts.disable(&name).await.map_err(failure)?;
             println!("{} is disabled; its sessions and API tokens have ended.", user.username);
         }
-        UserCommand::Enable { name } => {
+        UserCommand::Enable { name, reason } => {
+            let accounts = accounts.with_reason(reason);
             let user = accounts.enable(&name).await.map_err(failure)?;
             println!("{} is {} again.", user.username, user.status.as_str());
         }
-        UserCommand::Unlock { name } => match accounts.unlock(&name).await.map_err(failure)? {
-            (user, true) => println!("{} is unlocked; failed attempts cleared.", user.username),
-            (user, false) => println!("{} had no failed attempts or lockout; nothing to do.", user.username),
-        },
+        UserCommand::Unlock { name, reason } => {
+            match accounts.with_reason(reason).unlock(&name).await.map_err(failure)? {
+                (user, true) => println!("{} is unlocked; failed attempts cleared.", user.username),
+                (user, false) => println!("{} had no failed attempts or lockout; nothing to do.", user.username),
+            }
+        }
         UserCommand::Delete { name, yes } => {
             if !yes {
                 return Err(Failure {

@@ -225,18 +225,31 @@ pub struct Accounts<'a> {
     actor: &'a str,
     now: OffsetDateTime,
     auth: &'a AuthSettings,
+    /// Why the operator overrides the normal path (an unlock, a reset, an enable):
+    /// recorded as `override_reason` on every record this makes.
+    reason: Option<String>,
 }
 
 impl<'a> Accounts<'a> {
     pub fn new(store: &'a dyn Store, actor: &'a str, now: OffsetDateTime, auth: &'a AuthSettings) -> Self {
-        Self { store, actor, now, auth }
+        Self { store, actor, now, auth, reason: None }
+    }
+
+    /// Records `reason` as `override_reason` on every record (administrative overrides).
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+        self
     }
 
     fn event(&self, kind: &'static str, user: &User) -> AuditEvent {
-        AuditEvent::known(self.now, kind, Outcome::Success)
+        let e = AuditEvent::known(self.now, kind, Outcome::Success)
             .actor(self.actor)
             .subject(user.username.as_str())
-            .detail("user_id", user.id.clone())
+            .detail("user_id", user.id.clone());
+        match &self.reason {
+            Some(r) => e.detail("override_reason", r.clone()),
+            None => e,
+        }
     }
 
     /// The account, or [`AccountError::UnknownUser`].

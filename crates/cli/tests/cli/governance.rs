@@ -84,13 +84,17 @@ fn elevation_vendors_and_reviews_from_the_command_line_leave_a_verifiable_trail(
     let names: Vec<&str> = dormant.as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
     assert_eq!(names, ["nina"]);
 
-    // Overrides: an unlock and the approved elevation, with who did them.
-    ok(&data, &["user", "unlock", "nina"]);
+    // Overrides: a lockout cleared and the approved elevation, with who did them and why.
+    sql(&data, "UPDATE users SET failed_attempts = 20, locked_until_us = 4102444800000000 WHERE username = 'nina'");
+    ok(&data, &["user", "unlock", "nina", "--reason", "ticket 8812, identity checked in person"]);
     let o = json(&ok(&data, &["report", "overrides"]));
     let kinds: Vec<&str> = o["overrides"].as_array().unwrap().iter().map(|r| r["type"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"elevation.approved"), "{o}");
     let approved = o["overrides"].as_array().unwrap().iter().find(|r| r["type"] == "elevation.approved").unwrap();
     assert!(approved["actor"].as_str().unwrap().starts_with("operator:"));
+    let unlock = o["overrides"].as_array().unwrap().iter().find(|r| r["type"] == "admin.user.unlocked").unwrap();
+    assert_eq!(unlock["reason"], "ticket 8812, identity checked in person");
+    assert_eq!(unlock["subject"], "nina");
     assert!(ok(&data, &["report", "overrides", "--format", "html"]).contains("elevation.approved"));
 
     // Every record verifies, and the flows are all there.
