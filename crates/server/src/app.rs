@@ -115,6 +115,7 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/gate/start", get(crate::gateway::start::start))
         .route("/api/v1/me", get(api::me::me))
         .route("/api/v1/breakglass", post(api::breakglass::open))
+        .route("/api/v1/breakglass/{id}/end", post(api::breakglass::end))
         .route("/api/v1/me/sessions/{id}", axum::routing::delete(api::me::revoke_session))
         .route("/api/v1/me/sessions/revoke-all", post(api::me::revoke_all))
         .route("/api/v1/me/recovery-codes", post(api::me::regenerate_recovery_codes))

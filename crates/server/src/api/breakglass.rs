@@ -3,7 +3,7 @@
 //! The record is durable before the answer; if it cannot be written (the database is
 //! unreachable) the access is refused with a 503 that says so — never granted silently.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -71,4 +71,18 @@ pub async fn open(
     let alert_body = alert::body(&bg, &cur.user.display_name, &app.node_id, &app.base_url);
     alert::send(Arc::clone(&app.store), Arc::clone(&app.governance), alert_body, app.node_id.clone(), app.clock);
     (StatusCode::CREATED, axum::Json(breakglass::json(&bg, app.governance.review_within(), now))).into_response()
+}
+
+/// `POST /api/v1/breakglass/{id}/end`: the person ends their own emergency access early.
+pub async fn end(State(app): State<AppState>, SignedIn(cur): SignedIn, Path(id): Path<String>) -> Response {
+    let now = (app.clock)();
+    match breakglass::end(&*app.store, &cur.user, &id, &cur.session.correlation_id, now).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => Problem::new(StatusCode::CONFLICT, "conflict", "The access has already ended").into_response(),
+        Err(GovernanceError::NotFound(_)) => Problem::not_found().into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "break-glass end: store failed");
+            Problem::unavailable("the database is unreachable").into_response()
+        }
+    }
 }

@@ -112,6 +112,26 @@ pub async fn open(
     Ok(bg)
 }
 
+/// Ends the access `id` of `user` early (the emergency is over). Returns whether it was in
+/// force; [`GovernanceError::NotFound`] if it is not theirs.
+pub async fn end(
+    store: &dyn Store,
+    user: &User,
+    id: &str,
+    correlation_id: &str,
+    now: OffsetDateTime,
+) -> Result<bool, GovernanceError> {
+    let bg = store.break_glass(id).await?.filter(|b| b.user_id == user.id);
+    let Some(bg) = bg else { return Err(GovernanceError::NotFound(format!("break-glass {id}"))) };
+    let e = AuditEvent::known(now, types::BREAKGLASS_ENDED, Outcome::Success)
+        .subject(user.username.as_str())
+        .reason("ended by the person")
+        .correlation_id(correlation_id.to_owned())
+        .detail("severity", "high")
+        .detail("breakglass_id", bg.id.clone());
+    Ok(store.end_break_glass(id, now, &e).await?)
+}
+
 /// Records a reviewer's finding. The reviewer must hold `breakglass.review` and must not
 /// be the person who opened the access (core's rule).
 #[allow(clippy::too_many_arguments)]

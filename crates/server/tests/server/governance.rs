@@ -87,6 +87,12 @@ async fn authorize(h: &Harness, cookie: &str, action: &str) -> Value {
     resp.json().await.unwrap()
 }
 
+async fn end(h: &Harness, cookie: &str, id: &str) -> StatusCode {
+    let token = csrf(h, cookie).await;
+    let url = h.url(&format!("/api/v1/breakglass/{id}/end"));
+    h.http.post(url).header("cookie", cookie).header("x-csrf-token", token).send().await.unwrap().status()
+}
+
 const WHY: &str = "Code blue in bed 12, attending unreachable, need the medication history";
 
 #[tokio::test]
@@ -306,7 +312,13 @@ async fn a_reviewer_cannot_review_their_own_break_glass_and_needs_the_review_per
         breakglass::review(store, &policy, "operator:t", id, "sam", ReviewOutcome::Justified, "", clock()).await;
     assert!(again.is_err(), "one finding per access");
     assert_eq!(breakglass::overdue(store, time::Duration::days(7), clock() + Duration::days(8)).await.unwrap(), 0);
+    // The person ends it early; it no longer grants, and stays reviewed.
+    assert_eq!(authorize(&h, &nina, "ephi.export").await["decision"], "allow");
+    assert_eq!(end(&h, &nina, id).await, StatusCode::NO_CONTENT);
+    assert_eq!(end(&h, &nina, id).await, StatusCode::CONFLICT);
+    assert_eq!(authorize(&h, &nina, "ephi.export").await["decision"], "deny");
     let records = h.audit().await;
+    assert_eq!(records.iter().filter(|r| r["type"] == "breakglass.ended").count(), 1);
     let reviewed: Vec<_> = records.iter().filter(|r| r["type"] == "breakglass.reviewed").collect();
     assert_eq!(reviewed.len(), 1);
     assert_eq!(reviewed[0]["details"]["reviewer"], "sam");
