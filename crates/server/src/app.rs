@@ -127,6 +127,7 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/account/factors/save", post(pages::account::save_factors))
         .route("/account/factors/remove", post(pages::account::remove_factor))
         .route("/account/passphrase", post(pages::account::passphrase))
+        .route("/account/breakglass", post(pages::account::breakglass))
         .route("/api/v1/admin/users", get(api::admin::list_users).post(api::admin::invite))
         .route("/api/v1/admin/users/{username}", get(api::admin::show_user).delete(api::admin::delete_user))
         .route("/api/v1/admin/users/{username}/{action}", post(api::admin::user_action))

@@ -8,10 +8,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::sync::Arc;
-use wardgate_core::governance::BreakGlassRequest;
+use wardgate_core::governance::{BreakGlass, BreakGlassRequest};
 
 use crate::app::AppState;
-use crate::auth::session::SignedIn;
+use crate::auth::session::{Current, SignedIn};
 use crate::context::ClientContext;
 use crate::governance::{GovernanceError, alert, breakglass};
 use crate::problem::{ApiJson, Problem};
@@ -31,12 +31,30 @@ pub async fn open(
     SignedIn(cur): SignedIn,
     ApiJson(body): ApiJson<OpenBody>,
 ) -> Response {
+    match open_for(&app, &cur, &ctx, body.reason_code, body.justification).await {
+        Ok(bg) => {
+            let json = breakglass::json(&bg, app.governance.review_within(), bg.opened_at);
+            (StatusCode::CREATED, axum::Json(json)).into_response()
+        }
+        Err(p) => p.into_response(),
+    }
+}
+
+/// Opens emergency access for the signed-in person and sends the alerts: shared by the
+/// API and the account page.
+pub(crate) async fn open_for(
+    app: &AppState,
+    cur: &Current,
+    ctx: &ClientContext,
+    reason_code: String,
+    justification: String,
+) -> Result<BreakGlass, Problem> {
     let now = (app.clock)();
     let request = BreakGlassRequest {
         user_id: cur.user.id.clone(),
         username: cur.user.username.clone(),
-        reason_code: body.reason_code,
-        justification: body.justification,
+        reason_code,
+        justification,
         session_id: Some(cur.session.id.clone()),
         client_ip: ctx.ip,
     };
@@ -55,22 +73,21 @@ pub async fn open(
     {
         Ok(bg) => bg,
         Err(GovernanceError::Refused(why)) if why.contains(crate::governance::INVOKE) => {
-            return Problem::new(StatusCode::FORBIDDEN, "forbidden", "Break-glass access is not permitted")
-                .detail(why)
-                .into_response();
+            return Err(
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Break-glass access is not permitted").detail(why)
+            );
         }
-        Err(GovernanceError::Refused(why)) => return Problem::invalid_field(why).into_response(),
+        Err(GovernanceError::Refused(why)) => return Err(Problem::invalid_field(why)),
         Err(e) => {
             tracing::error!(error = %e, "break-glass: store failed");
-            return Problem::unavailable(
+            return Err(Problem::unavailable(
                 "the database is unreachable, so emergency access cannot be recorded and is not granted; follow the downtime procedure",
-            )
-            .into_response();
+            ));
         }
     };
     let alert_body = alert::body(&bg, &cur.user.display_name, &app.node_id, &app.base_url);
     alert::send(Arc::clone(&app.store), Arc::clone(&app.governance), alert_body, app.node_id.clone(), app.clock);
-    (StatusCode::CREATED, axum::Json(breakglass::json(&bg, app.governance.review_within(), now))).into_response()
+    Ok(bg)
 }
 
 /// `POST /api/v1/breakglass/{id}/end`: the person ends their own emergency access early.

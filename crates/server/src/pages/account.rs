@@ -49,6 +49,9 @@ struct AccountPage<'a> {
     message: Option<&'a str>,
     factors: Vec<FactorRow>,
     sessions: Vec<SessionRow>,
+    /// The reason codes, when this person may open break-glass access and has none open.
+    breakglass_codes: Vec<String>,
+    breakglass_min: usize,
 }
 
 #[derive(Deserialize)]
@@ -122,14 +125,18 @@ pub async fn page(
     let now = (app.clock)();
     let mut notices = Vec::new();
     // A5: the session is visibly marked while emergency access is in force.
+    let breakglass_open;
     match app.store.active_break_glass_of(&cur.user.id, now).await {
-        Ok(active) => notices.extend(active.iter().map(|b| {
+        Ok(active) => {
+            breakglass_open = !active.is_empty();
+            notices.extend(active.iter().map(|b| {
             format!(
                 "Break-glass emergency access ({}) is in force until {}. Everything you open is recorded and will be reviewed.",
                 b.reason_code,
                 show_time(b.expires_at)
             )
-        })),
+        }));
+        }
         Err(e) => {
             tracing::error!(error = %e, "account page: store failed");
             return crate::problem::Problem::unavailable("the database is unreachable").into_response();
@@ -207,6 +214,7 @@ pub async fn page(
         (_, Some("factor-added")) => Some("The new factor is saved; you can use it from your next sign-in."),
         (_, Some("factor-removed")) => Some("The factor was removed."),
         (_, Some("mismatch")) => Some("The two new passphrases differ; nothing was changed."),
+        (_, Some("breakglass")) => Some("Emergency access is open. The security team has been alerted."),
         _ => None,
     };
     let csrf = cur.csrf();
@@ -223,6 +231,14 @@ pub async fn page(
         message,
         factors: rows,
         sessions: session_rows,
+        breakglass_codes: if !breakglass_open
+            && crate::governance::holds(app.access.in_force().policy(), &cur.user, crate::governance::INVOKE, now)
+        {
+            app.governance.breakglass_reason_codes.clone()
+        } else {
+            Vec::new()
+        },
+        breakglass_min: app.governance.breakglass_min_justification_chars,
     };
     render(&page, StatusCode::OK)
 }
@@ -392,5 +408,33 @@ pub async fn remove_factor(
     match crate::api::me::remove_own_factor(&app, &cur, &ctx, &f.id).await {
         Ok(()) => see_other("/account?done=factor-removed"),
         Err(p) => crate::pages::message(p.title, p.detail.as_deref().unwrap_or(p.title), p.status_code()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassForm {
+    csrf: String,
+    reason_code: String,
+    justification: String,
+}
+
+/// `POST /account/breakglass`: the page's way to open emergency access.
+pub async fn breakglass(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<BreakGlassForm>,
+) -> Response {
+    let cur = match signed_in_form(&app, &headers, &ctx, &f.csrf).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match crate::api::breakglass::open_for(&app, &cur, &ctx, f.reason_code, f.justification).await {
+        Ok(_) => see_other("/account?done=breakglass"),
+        Err(p) => {
+            let detail = p.detail.clone().unwrap_or_else(|| p.title.to_owned());
+            crate::pages::message("Emergency access not opened", &detail, p.status_code())
+        }
     }
 }

@@ -145,6 +145,7 @@ async fn break_glass_needs_a_reason_and_justification_grants_for_its_window_only
     let me: Value = h.http.get(h.url("/api/v1/me")).header("cookie", &nina).send().await.unwrap().json().await.unwrap();
     assert_eq!(me["break_glass"][0]["id"], id.as_str(), "{me}");
     let page = h.http.get(h.url("/account")).header("cookie", &nina).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("action=\"/account/breakglass\""), "no second form while one is open");
     assert!(page.contains("Break-glass emergency access (code-blue) is in force until"), "{page}");
 
     // Granted for the window: a deny becomes an allow under the break-glass rule…
@@ -563,4 +564,22 @@ async fn break_glass_that_cannot_be_recorded_is_refused_with_a_clear_503() {
     sql("ALTER TABLE break_glass_gone RENAME TO break_glass").await;
     assert_eq!(authorize(&h, &nina, "ephi.export").await["decision"], "deny", "nothing was granted");
     assert!(!h.audit().await.iter().any(|r| r["type"] == "breakglass.opened"));
+}
+
+#[tokio::test]
+async fn break_glass_opens_from_the_account_page_too() {
+    let h = start_with(|_| {}).await;
+    let secret = nurse_under_policy(&h, POLICY).await;
+    let nina = nurse_signs_in(&h, &secret).await;
+    let page = h.http.get(h.url("/account")).header("cookie", &nina).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("action=\"/account/breakglass\"") && page.contains("code-blue"), "{page}");
+    let token = csrf(&h, &nina).await;
+    let form = [("csrf", token.as_str()), ("reason_code", "code-blue"), ("justification", "short")];
+    let resp = h.http.post(h.url("/account/breakglass")).header("cookie", &nina).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let form = [("csrf", token.as_str()), ("reason_code", "code-blue"), ("justification", WHY)];
+    let resp = h.http.post(h.url("/account/breakglass")).header("cookie", &nina).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    assert_eq!(resp.headers()["location"], "/account?done=breakglass");
+    assert_eq!(authorize(&h, &nina, "ephi.export").await["rule"], breakglass::RULE);
 }
