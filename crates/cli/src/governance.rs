@@ -95,6 +95,20 @@ pub enum VendorCommand {
         #[arg(long)]
         sponsor: String,
     },
+    /// Change a vendor; accounts that would outlive a shortened agreement are brought forward.
+    Set {
+        name: String,
+        #[arg(long)]
+        display: Option<String>,
+        #[arg(long)]
+        baa: Option<String>,
+        #[arg(long)]
+        baa_effective: Option<String>,
+        #[arg(long)]
+        baa_expires: Option<String>,
+        #[arg(long)]
+        sponsor: Option<String>,
+    },
     List {
         #[arg(long)]
         json: bool,
@@ -321,6 +335,20 @@ pub async fn vendor_run(global: &GlobalArgs, cmd: VendorCommand) -> Result<(), F
                 "Vendor {} ({}) registered; agreement {} until {}.",
                 v.name, v.display_name, v.baa_reference, v.baa_expires
             );
+        }
+        VendorCommand::Set { name, display, baa, baa_effective, baa_expires, sponsor } => {
+            let change = vendors::VendorChange {
+                display_name: display,
+                baa_reference: baa,
+                baa_effective: baa_effective.map(|d| date("--baa-effective", &d)).transpose()?,
+                baa_expires: baa_expires.map(|d| date("--baa-expires", &d)).transpose()?,
+                sponsor,
+            };
+            let (v, moved) = vendors::update(store, &actor(), &name, change, now).await.map_err(fail)?;
+            println!("Vendor {} updated; agreement {} until {}.", v.name, v.baa_reference, v.baa_expires);
+            if !moved.is_empty() {
+                println!("Accounts now expiring with the agreement: {}.", moved.join(", "));
+            }
         }
         VendorCommand::List { json } => {
             let items: Vec<Value> = store.list_vendors().await?.iter().map(|v| vendors::json(v, now)).collect();

@@ -56,6 +56,11 @@ fn elevation_vendors_and_reviews_from_the_command_line_leave_a_verifiable_trail(
     let shown = json(&ok(&data, &["vendor", "show", "acme", "--json"]));
     assert_eq!(shown["users"][0]["username"], "victor");
     assert_eq!(shown["users"][0]["account_expires"], "2029-06-30T00:00:00.000000Z");
+    // A shortened agreement brings the account's expiry forward with it.
+    let out = ok(&data, &["vendor", "set", "acme", "--baa-expires", "2029-01-01"]);
+    assert!(out.contains("Accounts now expiring with the agreement: victor."), "{out}");
+    let shown = json(&ok(&data, &["vendor", "show", "acme", "--json"]));
+    assert_eq!(shown["users"][0]["account_expires"], "2029-01-01T00:00:00.000000Z");
     let report = json(&ok(&data, &["report", "vendors"]));
     assert_eq!(report["vendors"][0]["users"][0]["mfa_required"], true);
     let html = ok(&data, &["report", "vendors", "--format", "html"]);
@@ -107,6 +112,7 @@ fn elevation_vendors_and_reviews_from_the_command_line_leave_a_verifiable_trail(
         "elevation.requested",
         "elevation.approved",
         "vendor.created",
+        "vendor.updated",
         "review.campaign.started",
         "review.item.decided",
         "review.campaign.closed",

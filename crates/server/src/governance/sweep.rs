@@ -25,7 +25,11 @@ pub struct Swept {
 
 /// Disables `user` with `event`, ending its OpenID Connect grants first (as an
 /// administrator's disable does); the store ends its sessions and tokens with the change.
-async fn disable(store: &dyn Store, user: &User, event: AuditEvent, now: OffsetDateTime) -> Result<(), StoreError> {
+async fn disable(store: &dyn Store, user: &User, event: AuditEvent, now: OffsetDateTime) -> Result<bool, StoreError> {
+    // Another node's sweep may have got there first: then there is nothing to record.
+    if store.user_by_id(&user.id).await?.is_none_or(|u| u.status != AccountStatus::Active) {
+        return Ok(false);
+    }
     let reason = event.event_type.as_str().to_owned();
     for s in store.sessions_of(&user.id).await? {
         let e = AuditEvent::known(now, types::OIDC_GRANT_REVOKED, Outcome::Success)
@@ -37,7 +41,8 @@ async fn disable(store: &dyn Store, user: &User, event: AuditEvent, now: OffsetD
         store.revoke_grants_of_session(&s.id, now, &reason, &e).await?;
     }
     let changed = User { status: AccountStatus::Disabled, ..user.clone() };
-    store.update_user(&changed, &event).await
+    store.update_user(&changed, &event).await?;
+    Ok(true)
 }
 
 pub async fn run(
@@ -54,8 +59,7 @@ pub async fn run(
             .reason("the account's expiry passed")
             .detail("expired_at", u.account_expires.map(ts).unwrap_or_default())
             .detail("vendor", u.vendor.clone());
-        disable(store, &u, e, now).await?;
-        out.expired += 1;
+        out.expired += usize::from(disable(store, &u, e, now).await?);
     }
     let after = settings.dormant_after();
     for u in store.users_dormant(now - after).await? {
@@ -69,8 +73,7 @@ pub async fn run(
             .reason(format!("no sign-in for {} days", settings.dormant_after_days))
             .detail("last_login_at", u.last_login_at.map(ts).unwrap_or_else(|| "never".into()))
             .detail("dormant_after_days", settings.dormant_after_days);
-        disable(store, &u, e, now).await?;
-        out.dormant += 1;
+        out.dormant += usize::from(disable(store, &u, e, now).await?);
     }
     out.campaigns_closed = super::reviews::close_due(store, actor, now).await.map_err(|e| match e {
         super::GovernanceError::Store(s) => s,
