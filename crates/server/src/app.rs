@@ -128,6 +128,8 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/account/factors/remove", post(pages::account::remove_factor))
         .route("/account/passphrase", post(pages::account::passphrase))
         .route("/account/breakglass", post(pages::account::breakglass))
+        .route("/account/reviews", get(pages::reviews::page))
+        .route("/account/reviews/decide", post(pages::reviews::decide))
         .route("/api/v1/admin/users", get(api::admin::list_users).post(api::admin::invite))
         .route("/api/v1/admin/users/{username}", get(api::admin::show_user).delete(api::admin::delete_user))
         .route("/api/v1/admin/users/{username}/{action}", post(api::admin::user_action))

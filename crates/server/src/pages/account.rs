@@ -64,7 +64,7 @@ pub struct AccountQuery {
 
 /// The signed-in person, or where to send the browser: the sign-in page, or the logoff
 /// page when the session it carries has just expired.
-async fn signed_in(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -> Result<Current, Response> {
+pub(crate) async fn signed_in(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -> Result<Current, Response> {
     match session::current(app, headers, ctx).await {
         Ok(Some(c)) => Ok(c),
         Ok(None) if cookie_value(headers, SESSION_COOKIE).is_some() => {
@@ -76,7 +76,7 @@ async fn signed_in(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -> 
 }
 
 /// As [`signed_in`], for a form post: the session's CSRF token must come with it.
-async fn signed_in_form(
+pub(crate) async fn signed_in_form(
     app: &AppState,
     headers: &HeaderMap,
     ctx: &ClientContext,

@@ -583,3 +583,31 @@ async fn break_glass_opens_from_the_account_page_too() {
     assert_eq!(resp.headers()["location"], "/account?done=breakglass");
     assert_eq!(authorize(&h, &nina, "ephi.export").await["rule"], breakglass::RULE);
 }
+
+#[tokio::test]
+async fn a_reviewer_revokes_from_the_web_page_and_the_role_goes_at_once() {
+    let h = start_with(|_| {}).await;
+    let secret = nurse_under_policy(&h, POLICY).await;
+    let nina = nurse_signs_in(&h, &secret).await;
+    person(&h, "sam", &["supervisor"], false).await;
+    let store = &*h.node.store;
+    let scope = Scope::parse("role:supervisor").unwrap();
+    reviews::start(store, "operator:t", scope, "nina", clock() + Duration::days(14), DefaultAction::Escalate, clock())
+        .await
+        .unwrap();
+    let page =
+        h.http.get(h.url("/account/reviews")).header("cookie", &nina).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("role:supervisor") && page.contains("sam"), "{page}");
+    let item = page.split("name=\"item\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let token = csrf(&h, &nina).await;
+    let form =
+        [("csrf", token.as_str()), ("item", item.as_str()), ("decision", "revoke"), ("comment", "left the team")];
+    let resp = h.http.post(h.url("/account/reviews/decide")).header("cookie", &nina).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+    let sam = store.user_by_username(&Username::parse("sam").unwrap()).await.unwrap().unwrap();
+    assert!(sam.roles.is_empty(), "revoked at once");
+    let records = h.audit().await;
+    let d = records.iter().find(|r| r["type"] == "review.item.decided").unwrap();
+    assert_eq!(d["actor"], "user:nina");
+    assert_eq!(d["details"]["comment"], "left the team");
+}
