@@ -72,7 +72,7 @@ pub(crate) async fn open_for(
     .await
     {
         Ok(bg) => bg,
-        Err(GovernanceError::Refused(why)) if why.contains(crate::governance::INVOKE) => {
+        Err(GovernanceError::NotPermitted(why)) => {
             return Err(
                 Problem::new(StatusCode::FORBIDDEN, "forbidden", "Break-glass access is not permitted").detail(why)
             );

@@ -98,7 +98,7 @@ pub async fn open(
     if !holds(policy, user, super::INVOKE, now) {
         let why = format!("{} does not hold the permission {}", user.username, super::INVOKE);
         store.append_audit(&[refuse(why.clone())]).await?;
-        return Err(GovernanceError::Refused(why));
+        return Err(GovernanceError::NotPermitted(why));
     }
     let bg = match BreakGlass::open(new_id()?, request.clone(), rules, now) {
         Ok(bg) => bg,
@@ -148,7 +148,7 @@ pub async fn review(
     let mut bg = store.break_glass(id).await?.ok_or_else(|| GovernanceError::NotFound(format!("break-glass {id}")))?;
     let who = user_named(store, reviewer).await?;
     if !holds(policy, &who, REVIEW, now) {
-        return Err(GovernanceError::Refused(format!("{} does not hold the permission {REVIEW}", who.username)));
+        return Err(GovernanceError::NotPermitted(format!("{} does not hold the permission {REVIEW}", who.username)));
     }
     bg.review(&who.username, outcome, comment, now).map_err(|e| GovernanceError::Refused(e.to_string()))?;
     let Some(r) = bg.review.clone() else { return Err(GovernanceError::Conflict("no review".into())) };

@@ -36,6 +36,9 @@ pub enum GovernanceError {
     UnknownUser(String),
     #[error("{0}")]
     Refused(String),
+    /// The person lacks the permission the action needs.
+    #[error("{0}")]
+    NotPermitted(String),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]

@@ -146,16 +146,27 @@ pub async fn close(
     Ok((c, undecided))
 }
 
-/// Closes every open campaign past its deadline (the node's periodic sweep).
-pub async fn close_due(store: &dyn Store, actor: &str, now: OffsetDateTime) -> Result<usize, GovernanceError> {
-    let mut n = 0;
+/// The node's periodic sweep: closes every open campaign past its deadline whose default
+/// is `revoke` (revoking what is undecided). Campaigns whose default is `escalate` stay
+/// open past the deadline — their undecided items wait for a person, flagged `OVERDUE` in
+/// `review list` and counted in the `wardgate_review_campaigns_escalated` gauge — until
+/// someone decides them or closes the campaign. Returns (closed, escalated).
+pub async fn close_due(store: &dyn Store, actor: &str, now: OffsetDateTime) -> Result<(usize, usize), GovernanceError> {
+    let (mut closed, mut escalated) = (0, 0);
     for c in store.list_campaigns().await? {
-        if c.overdue_at(now) {
-            close(store, actor, &c.id, now).await?;
-            n += 1;
+        if !c.overdue_at(now) {
+            continue;
+        }
+        match c.default_action {
+            DefaultAction::Revoke => {
+                close(store, actor, &c.id, now).await?;
+                closed += 1;
+            }
+            DefaultAction::Escalate => escalated += 1,
         }
     }
-    Ok(n)
+    metrics::gauge!("wardgate_review_campaigns_escalated").set(escalated as f64);
+    Ok((closed, escalated))
 }
 
 pub fn campaign_json(c: &Campaign, items: &[Item], now: OffsetDateTime) -> serde_json::Value {

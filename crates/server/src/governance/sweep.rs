@@ -20,6 +20,8 @@ pub struct Swept {
     pub expired: usize,
     pub dormant: usize,
     pub campaigns_closed: usize,
+    /// Open campaigns past their deadline whose undecided items wait for a person.
+    pub campaigns_escalated: usize,
     pub breakglass_overdue: usize,
 }
 
@@ -75,10 +77,11 @@ pub async fn run(
             .detail("dormant_after_days", settings.dormant_after_days);
         out.dormant += usize::from(disable(store, &u, e, now).await?);
     }
-    out.campaigns_closed = super::reviews::close_due(store, actor, now).await.map_err(|e| match e {
-        super::GovernanceError::Store(s) => s,
-        other => StoreError::Unavailable(other.to_string()),
-    })?;
+    (out.campaigns_closed, out.campaigns_escalated) =
+        super::reviews::close_due(store, actor, now).await.map_err(|e| match e {
+            super::GovernanceError::Store(s) => s,
+            other => StoreError::Unavailable(other.to_string()),
+        })?;
     out.breakglass_overdue = super::breakglass::overdue(store, settings.review_within(), now).await?;
     metrics::gauge!("wardgate_breakglass_reviews_overdue").set(out.breakglass_overdue as f64);
     Ok(out)

@@ -283,7 +283,7 @@ async fn a_reviewer_cannot_review_their_own_break_glass_and_needs_the_review_per
     let store = &*h.node.store;
     let policy = Policy::parse(POLICY).unwrap();
     let r = breakglass::review(store, &policy, "operator:t", id, "nina", ReviewOutcome::Justified, "", clock()).await;
-    assert!(matches!(&r, Err(GovernanceError::Refused(m)) if m.contains("breakglass.review")), "{r:?}");
+    assert!(matches!(&r, Err(GovernanceError::NotPermitted(m)) if m.contains("breakglass.review")), "{r:?}");
     // Even holding the permission, the invoker cannot review herself.
     let policy_self = Policy::parse(&POLICY.replace(
         r#"["ephi.read", "breakglass.invoke"]"#,
@@ -490,10 +490,16 @@ async fn a_campaign_revocation_removes_the_role_at_once_and_the_deadline_applies
     let nina = store.user_by_username(&Username::parse("nina").unwrap()).await.unwrap().unwrap();
     assert!(!nina.roles.contains(&"nurse".to_owned()), "revoked at once");
     reviews::decide(store, "operator:t", &item("noah"), "mara", Decision::Keep, "", clock()).await.unwrap();
+    // A second campaign that escalates instead.
+    let scope = Scope::parse("role:nurse").unwrap();
+    let (esc, _) =
+        reviews::start(store, "operator:t", scope, "mara", deadline, DefaultAction::Escalate, clock()).await.unwrap();
     // Sam's item is left; at the deadline the node's sweep applies the default (revoke).
     advance(Duration::days(14) + Duration::minutes(1));
     let swept = sweep::run(store, &Settings::default().governance, "node:test", clock()).await.unwrap();
-    assert_eq!(swept.campaigns_closed, 1);
+    assert_eq!((swept.campaigns_closed, swept.campaigns_escalated), (1, 1));
+    assert!(store.campaign(&esc.id).await.unwrap().unwrap().is_open(), "escalated items wait for a person");
+    assert!(store.campaign_items(&esc.id).await.unwrap().iter().all(|i| i.decision.is_none()));
     let sam = store.user_by_username(&Username::parse("sam").unwrap()).await.unwrap().unwrap();
     assert!(!sam.roles.contains(&"nurse".to_owned()));
     let noah = store.user_by_username(&Username::parse("noah").unwrap()).await.unwrap().unwrap();
