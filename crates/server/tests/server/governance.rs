@@ -617,3 +617,42 @@ async fn a_reviewer_revokes_from_the_web_page_and_the_role_goes_at_once() {
     assert_eq!(d["actor"], "user:nina");
     assert_eq!(d["details"]["comment"], "left the team");
 }
+
+#[tokio::test]
+async fn break_glass_opens_a_protected_application_through_the_gateway_for_its_window() {
+    let h = start_with(|s| {
+        s.server.trusted_proxies = vec!["127.0.0.1/32".into()];
+        s.gateway.cookie_domain = Some("wardgate.test".into());
+        s.gateway.routes = vec![wardgate_core::settings::GatewayRoute::new("labs", "app.wardgate.test", "/")];
+        s.governance.breakglass_minutes = 5;
+    })
+    .await;
+    let secret = nurse_under_policy(&h, POLICY).await;
+    let nina = nurse_signs_in(&h, &secret).await;
+    let gate = crate::gateway::gateway_cookie(&h, &nina, "https://app.wardgate.test/results?id=7").await;
+    let check = || {
+        h.http
+            .get(h.url("/gate/check"))
+            .header("cookie", &gate)
+            .header("x-forwarded-proto", "https")
+            .header("x-forwarded-host", "app.wardgate.test")
+            .header("x-forwarded-uri", "/results?id=7")
+            .header("x-forwarded-method", "GET")
+            .header("accept", "application/json")
+            .send()
+    };
+    assert_eq!(check().await.unwrap().status(), StatusCode::FORBIDDEN, "nurses have no gateway.labs");
+    let resp = open(&h, &nina, json!({"reason_code": "code-blue", "justification": WHY})).await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let resp = check().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["remote-user"], "nina");
+    advance(Duration::minutes(6));
+    assert_eq!(check().await.unwrap().status(), StatusCode::FORBIDDEN, "and no longer");
+    let records = h.audit().await;
+    let allowed: Vec<_> =
+        records.iter().filter(|r| r["type"] == "gateway.access" && r["details"]["rule"] == breakglass::RULE).collect();
+    assert_eq!(allowed.len(), 1);
+    assert_eq!(allowed[0]["details"]["policy_rule"], "builtin:no-permission");
+    assert_eq!(allowed[0]["details"]["severity"], "high");
+}
