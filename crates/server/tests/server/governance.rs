@@ -656,3 +656,52 @@ async fn break_glass_opens_a_protected_application_through_the_gateway_for_its_w
     assert_eq!(allowed[0]["details"]["policy_rule"], "builtin:no-permission");
     assert_eq!(allowed[0]["details"]["severity"], "high");
 }
+
+#[tokio::test]
+async fn vendor_accounts_always_need_a_second_factor_even_where_staff_need_only_one() {
+    const ONE_FACTOR: &str = r#"
+[roles.nurse]
+permissions = ["ephi.read"]
+
+[[rule]]
+name = "sign-in"
+actions = ["login", "sso"]
+require = "aal1"
+"#;
+    let h = start_with(|_| {}).await;
+    nurse_under_policy(&h, ONE_FACTOR).await;
+    let store = &*h.node.store;
+    let today = clock().date();
+    vendors::add(
+        store,
+        "operator:t",
+        "acme",
+        "Acme",
+        "BAA-1",
+        today - Duration::days(1),
+        today + Duration::days(90),
+        "rita",
+        clock(),
+    )
+    .await
+    .unwrap();
+    let auth = Settings::default().auth;
+    let new = NewUser {
+        username: "victor".into(),
+        vendor: Some("acme".into()),
+        account_expires: Some(clock() + Duration::days(30)),
+        ..NewUser::default()
+    };
+    let (_, link) = Accounts::new(store, "operator:t", clock(), &auth).invite(new, &h.node.base_url).await.unwrap();
+    h.enroll(link.url.split("token=").nth(1).unwrap()).await;
+    let hr = &h;
+    let passphrase = |who: &'static str| async move {
+        let flow = hr.start_login(who).await;
+        hr.ok("/api/v1/login/passphrase", json!({"flow": flow, "passphrase": crate::login::PASS})).await
+    };
+    let nina = passphrase("nina").await;
+    assert_eq!(nina["status"], "authenticated", "staff: one factor here, {nina}");
+    let victor = passphrase("victor").await;
+    assert_ne!(victor["status"], "authenticated", "{victor}");
+    assert_eq!(victor["next"], json!(["totp", "recovery_code"]), "{victor}");
+}
