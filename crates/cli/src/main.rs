@@ -5,8 +5,10 @@ mod audit;
 mod client;
 mod config_cmd;
 mod device;
+mod governance;
 mod keys;
 mod policy;
+mod report;
 mod role;
 mod settings_load;
 mod token;
@@ -80,6 +82,21 @@ enum Command {
     /// Registered workstations and their posture.
     #[command(subcommand, after_help = user::ACTOR_HELP)]
     Device(device::DeviceCommand),
+    /// Break-glass emergency access: list (overdue reviews flagged) and review.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Breakglass(governance::BreakglassCommand),
+    /// Just-in-time elevation: request a role for a limited time, approve (another person), deny, list.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Elevate(governance::ElevateCommand),
+    /// Business associates (vendors), their agreements and sponsors.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Vendor(governance::VendorCommand),
+    /// Access reviews (recertification campaigns).
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Review(governance::ReviewCommand),
+    /// Reports for auditors.
+    #[command(subcommand)]
+    Report(governance::ReportCommand),
 }
 
 #[derive(Args, Default)]
@@ -144,6 +161,11 @@ fn main() -> ExitCode {
             Command::Policy(c) => policy::run(&cli.global, c).await,
             Command::Role(c) => role::run(&cli.global, c).await,
             Command::Device(c) => device::run(&cli.global, c).await,
+            Command::Breakglass(c) => governance::breakglass_run(&cli.global, c).await,
+            Command::Elevate(c) => governance::elevate_run(&cli.global, c).await,
+            Command::Vendor(c) => governance::vendor_run(&cli.global, c).await,
+            Command::Review(c) => governance::review_run(&cli.global, c).await,
+            Command::Report(c) => governance::report_run(&cli.global, c).await,
         }
     });
     match result {

@@ -38,6 +38,16 @@ pub enum UserCommand {
         /// may hold roles with admin.* permissions, and they always need a security key.
         #[arg(long)]
         privileged: bool,
+        /// The vendor (business associate) this named person works for; needs --expires no
+        /// later than the vendor's agreement.
+        #[arg(long)]
+        vendor: Option<String>,
+        /// When the account stops working: YYYY-MM-DD (midnight UTC) or RFC 3339.
+        #[arg(long)]
+        expires: Option<String>,
+        /// The person responsible for this account (for access reviews by manager).
+        #[arg(long)]
+        manager: Option<String>,
         /// Base URL people reach this server at (default: public_url, else from server.listen).
         #[arg(long)]
         base_url: Option<String>,
@@ -47,6 +57,10 @@ pub enum UserCommand {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Only active accounts within 14 days of being disabled as dormant (no sign-in for
+        /// governance.dormant_after_days), or past it.
+        #[arg(long)]
+        dormant: bool,
     },
     /// Show an account with its factors, live sessions and API tokens.
     Show {
@@ -58,9 +72,19 @@ pub enum UserCommand {
     /// Suspend an account; its sessions and API tokens end at once.
     Disable { name: String },
     /// Re-enable a disabled account.
-    Enable { name: String },
+    Enable {
+        name: String,
+        /// Why (recorded as the override's reason; see `wardgate report overrides`).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Clear failed sign-in attempts and any lockout.
-    Unlock { name: String },
+    Unlock {
+        name: String,
+        /// Why (recorded as the override's reason; see `wardgate report overrides`).
+        #[arg(long)]
+        reason: Option<String>,
+    },
     /// Terminate an account for good: sessions, API tokens and factors are removed. The
     /// username stays reserved forever and is never given to another person.
     Delete {
@@ -82,6 +106,9 @@ pub enum UserCommand {
         name: String,
         #[arg(long)]
         base_url: Option<String>,
+        /// Why (recorded as the override's reason; see `wardgate report overrides`).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Import hardware TOTP tokens from a PSKC file (RFC 6030) and assign them to people.
     ImportToken {
@@ -119,9 +146,31 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
     let now = OffsetDateTime::now_utc();
     let accounts = Accounts::new(&*inst.store, &actor, now, &inst.settings.auth);
     match cmd {
-        UserCommand::Add { name, display_name, email, employee_id, roles, privileged, base_url } => {
+        UserCommand::Add {
+            name,
+            display_name,
+            email,
+            employee_id,
+            roles,
+            privileged,
+            vendor,
+            expires,
+            manager,
+            base_url,
+        } => {
             let base = base_url_for(&inst.settings, base_url);
-            let new = NewUser { username: name, display_name, email, employee_id, roles, privileged };
+            let account_expires = expires.map(|e| crate::governance::instant("--expires", &e)).transpose()?;
+            let new = NewUser {
+                username: name,
+                display_name,
+                email,
+                employee_id,
+                roles,
+                privileged,
+                vendor,
+                account_expires,
+                manager,
+            };
             let (user, link) = accounts.invite(new, &base).await.map_err(failure)?;
             println!("Invited {} ({}).", user.username, user.display_name);
             print_link(&link);
@@ -132,7 +181,8 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
             println!("New enrollment link for {} (the previous one no longer works).", user.username);
             print_link(&link);
         }
-        UserCommand::ResetPassphrase { name, base_url } => {
+        UserCommand::ResetPassphrase { name, base_url, reason } => {
+            let accounts = accounts.with_reason(reason);
             let base = base_url_for(&inst.settings, base_url);
             let (user, link) = accounts.reset_passphrase(&name, &base).await.map_err(failure)?;
             println!(
@@ -141,9 +191,17 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
             );
             print_link(&link);
         }
-        UserCommand::List { json } => {
-            let users: Vec<UserView> =
-                accounts.list().await.map_err(failure)?.iter().map(|u| UserView::new(u, now)).collect();
+        UserCommand::List { json, dormant } => {
+            let after = inst.settings.governance.dormant_after();
+            let soon = now + time::Duration::days(14);
+            let users: Vec<UserView> = accounts
+                .list()
+                .await
+                .map_err(failure)?
+                .iter()
+                .filter(|u| !dormant || u.dormant_at(soon, after))
+                .map(|u| UserView::new(u, now))
+                .collect();
             if json {
                 print_json(&users)?;
             } else {
@@ -157,10 +215,11 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
                             u.email.clone(),
                             u.roles.join(","),
                             short_ts(u.created_at),
+                            u.last_login_at.map(short_ts).unwrap_or_else(|| "never".into()),
                         ]
                     })
                     .collect();
-                print_table(&["USERNAME", "STATUS", "NAME", "EMAIL", "ROLES", "CREATED"], rows);
+                print_table(&["USERNAME", "STATUS", "NAME", "EMAIL", "ROLES", "CREATED", "LAST SIGN-IN"], rows);
             }
         }
         UserCommand::Show { name, json } => {
@@ -175,14 +234,17 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
             let user = accounts.disable(&name).await.map_err(failure)?;
             println!("{} is disabled; its sessions and API tokens have ended.", user.username);
         }
-        UserCommand::Enable { name } => {
+        UserCommand::Enable { name, reason } => {
+            let accounts = accounts.with_reason(reason);
             let user = accounts.enable(&name).await.map_err(failure)?;
             println!("{} is {} again.", user.username, user.status.as_str());
         }
-        UserCommand::Unlock { name } => match accounts.unlock(&name).await.map_err(failure)? {
-            (user, true) => println!("{} is unlocked; failed attempts cleared.", user.username),
-            (user, false) => println!("{} had no failed attempts or lockout; nothing to do.", user.username),
-        },
+        UserCommand::Unlock { name, reason } => {
+            match accounts.with_reason(reason).unlock(&name).await.map_err(failure)? {
+                (user, true) => println!("{} is unlocked; failed attempts cleared.", user.username),
+                (user, false) => println!("{} had no failed attempts or lockout; nothing to do.", user.username),
+            }
+        }
         UserCommand::Delete { name, yes } => {
             if !yes {
                 return Err(Failure {

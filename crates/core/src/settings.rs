@@ -27,6 +27,7 @@ pub struct Settings {
     pub oidc: OidcSettings,
     pub policy: PolicySettings,
     pub gateway: GatewaySettings,
+    pub governance: crate::governance::settings::GovernanceSettings,
     pub log: LogSettings,
 }
 
@@ -521,6 +522,7 @@ impl Default for Settings {
             oidc: OidcSettings::default(),
             policy: PolicySettings::default(),
             gateway: GatewaySettings::default(),
+            governance: Default::default(),
             log: LogSettings::default(),
         }
     }
@@ -561,7 +563,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(key: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(key: &str, message: impl Into<String>) -> Self {
         Self { key: key.into(), message: message.into() }
     }
 }
@@ -674,6 +676,7 @@ impl Settings {
         self.auth.validate(&mut p);
         self.oidc.validate(&mut p);
         self.gateway.validate(&mut p);
+        self.governance.validate(&mut p);
         if !["text", "json"].contains(&self.log.format.as_str()) {
             p.push(Problem::new("log.format", "must be \"text\" or \"json\""));
         }

@@ -85,6 +85,8 @@ pub enum AccountError {
     Sealing(String),
     #[error("the account changed concurrently too often; try again")]
     Busy,
+    #[error("{0}")]
+    Vendor(String),
     #[error("system random number generator failed")]
     Random,
     #[error(transparent)]
@@ -118,7 +120,8 @@ impl AccountError {
             | NoAssignments(_)
             | Assignment(_)
             | SerialNotInFile(_)
-            | SerialAssignedTwice(_) => ErrorKind::Invalid,
+            | SerialAssignedTwice(_)
+            | Vendor(_) => ErrorKind::Invalid,
             UnknownUser(_) | UnknownToken(_) | UnknownFactor { .. } => ErrorKind::NotFound,
             UsernameTaken(_)
             | UsernameRetired(_)
@@ -155,6 +158,13 @@ pub struct NewUser {
     pub roles: Vec<String>,
     /// An administrative account, separate from the person's clinical one (A4).
     pub privileged: bool,
+    /// The business associate this named person works for (V1); needs `account_expires`
+    /// no later than the vendor's agreement.
+    pub vendor: Option<String>,
+    /// When the account stops working.
+    pub account_expires: Option<OffsetDateTime>,
+    /// The person responsible for the account (access reviews by manager).
+    pub manager: Option<String>,
 }
 
 /// A one-time enrollment link. The URL holds the only copy of its token.
@@ -215,18 +225,31 @@ pub struct Accounts<'a> {
     actor: &'a str,
     now: OffsetDateTime,
     auth: &'a AuthSettings,
+    /// Why the operator overrides the normal path (an unlock, a reset, an enable):
+    /// recorded as `override_reason` on every record this makes.
+    reason: Option<String>,
 }
 
 impl<'a> Accounts<'a> {
     pub fn new(store: &'a dyn Store, actor: &'a str, now: OffsetDateTime, auth: &'a AuthSettings) -> Self {
-        Self { store, actor, now, auth }
+        Self { store, actor, now, auth, reason: None }
+    }
+
+    /// Records `reason` as `override_reason` on every record (administrative overrides).
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+        self
     }
 
     fn event(&self, kind: &'static str, user: &User) -> AuditEvent {
-        AuditEvent::known(self.now, kind, Outcome::Success)
+        let e = AuditEvent::known(self.now, kind, Outcome::Success)
             .actor(self.actor)
             .subject(user.username.as_str())
-            .detail("user_id", user.id.clone())
+            .detail("user_id", user.id.clone());
+        match &self.reason {
+            Some(r) => e.detail("override_reason", r.clone()),
+            None => e,
+        }
     }
 
     /// The account, or [`AccountError::UnknownUser`].
@@ -255,13 +278,28 @@ impl<'a> Accounts<'a> {
             User::new(token::random_id()?, username, display_name, AccountStatus::Invited, self.now).with_roles(roles);
         user.email = email;
         user.employee_id = employee_id;
+        if let Some(name) = &new.vendor {
+            let vendor = self.store.vendor(name).await?.ok_or_else(|| {
+                AccountError::Vendor(format!("no vendor named {name}; add it with `wardgate vendor add`"))
+            })?;
+            wardgate_core::governance::vendor_account_ok(&vendor, new.account_expires)
+                .map_err(|e| AccountError::Vendor(e.to_string()))?;
+        }
+        if new.account_expires.is_some_and(|t| t <= self.now) {
+            return Err(AccountError::Vendor("the account expiry must be in the future".into()));
+        }
+        user.vendor = new.vendor.clone();
+        user.account_expires = new.account_expires;
+        user.manager = new.manager.as_deref().map(parse_username).transpose()?;
         // The built-in administrator role is administrative by definition.
         user.privileged = new.privileged || user.is_admin();
         let event = self
             .event(types::ADMIN_USER_INVITED, &user)
             .detail("roles", user.roles.join(" "))
             .detail("privileged", user.privileged)
-            .detail("email", user.email.clone());
+            .detail("email", user.email.clone())
+            .detail("vendor", user.vendor.clone())
+            .detail("account_expires", user.account_expires.map(wardgate_core::audit::record::format_ts));
         match self.store.create_user(&user, &[], &event).await {
             Ok(()) => {}
             // Someone took the name between the check and the insert.
@@ -783,6 +821,13 @@ pub struct UserView {
     pub locked_until: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
+    /// The vendor of a business associate's account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<String>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub account_expires: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub last_login_at: Option<OffsetDateTime>,
 }
 
 impl UserView {
@@ -804,6 +849,9 @@ impl UserView {
             failed_attempts: u.attempts.consecutive_failures,
             locked_until: u.attempts.locked_until.filter(|t| *t > now),
             created_at: u.created_at,
+            vendor: u.vendor.clone(),
+            account_expires: u.account_expires,
+            last_login_at: u.last_login_at,
         }
     }
 }

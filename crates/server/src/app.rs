@@ -38,6 +38,8 @@ pub struct AppState {
     pub access: Arc<crate::access::Access>,
     /// The protected applications (forward-auth).
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// `[governance]`: break-glass rules and alert channels.
+    pub governance: Arc<wardgate_core::governance::settings::GovernanceSettings>,
 }
 
 pub struct RouterOptions {
@@ -112,6 +114,8 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/gate/check", axum::routing::any(crate::gateway::check::check))
         .route("/gate/start", get(crate::gateway::start::start))
         .route("/api/v1/me", get(api::me::me))
+        .route("/api/v1/breakglass", post(api::breakglass::open))
+        .route("/api/v1/breakglass/{id}/end", post(api::breakglass::end))
         .route("/api/v1/me/sessions/{id}", axum::routing::delete(api::me::revoke_session))
         .route("/api/v1/me/sessions/revoke-all", post(api::me::revoke_all))
         .route("/api/v1/me/recovery-codes", post(api::me::regenerate_recovery_codes))
@@ -123,6 +127,9 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/account/factors/save", post(pages::account::save_factors))
         .route("/account/factors/remove", post(pages::account::remove_factor))
         .route("/account/passphrase", post(pages::account::passphrase))
+        .route("/account/breakglass", post(pages::account::breakglass))
+        .route("/account/reviews", get(pages::reviews::page))
+        .route("/account/reviews/decide", post(pages::reviews::decide))
         .route("/api/v1/admin/users", get(api::admin::list_users).post(api::admin::invite))
         .route("/api/v1/admin/users/{username}", get(api::admin::show_user).delete(api::admin::delete_user))
         .route("/api/v1/admin/users/{username}/{action}", post(api::admin::user_action))

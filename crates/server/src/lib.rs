@@ -13,6 +13,7 @@ pub mod context;
 pub mod datadir;
 pub mod devices;
 pub mod gateway;
+pub mod governance;
 pub mod installation;
 pub mod node;
 pub mod oidc;

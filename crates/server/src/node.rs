@@ -138,6 +138,7 @@ impl Node {
         access.reload(&*inst.store).await.map_err(NodeError::Store)?;
         let gateway = Arc::new(crate::gateway::Gateway::new(&settings.gateway, &base_url));
         let proxy = crate::gateway::proxy::Proxy::new(&gateway, &base_url).map_err(NodeError::Proxy)?.map(Arc::new);
+        let governance = Arc::new(settings.governance.clone());
         let state = AppState {
             store: Arc::clone(&inst.store),
             audit: audit.clone(),
@@ -154,6 +155,7 @@ impl Node {
             oidc,
             access,
             gateway: Arc::clone(&gateway),
+            governance: Arc::clone(&governance),
         };
         let deliverer_state = state.clone();
         let limits = state.bootstrap_limit.clone();
@@ -163,6 +165,7 @@ impl Node {
         let access_reload = Arc::clone(&state.access);
         let oidc_keyring = Arc::clone(&inst.keyring);
         let oidc_node = format!("node:{}", inst.node_id);
+        let governance = Arc::clone(&state.governance);
         let app = router(
             state,
             RouterOptions {
@@ -204,6 +207,17 @@ impl Node {
                         {
                             Ok(keys) => oidc_reload.replace_keys(keys),
                             Err(e) => tracing::error!(error = %e, "could not reload token-signing keys"),
+                        }
+                    }
+                    // Expired and dormant accounts, access reviews past their deadline,
+                    // overdue break-glass reviews: soon after start, then every minute.
+                    if second % 60 == 5 {
+                        match crate::governance::sweep::run(&*purge_store, &governance, &oidc_node, clock()).await {
+                            Ok(n) if n.expired + n.dormant + n.campaigns_closed > 0 => {
+                                tracing::info!(?n, "governance sweep")
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::error!(error = %e, "governance sweep failed"),
                         }
                     }
                     if second % 60 == 59 {

@@ -2,6 +2,7 @@
 //! built binary against temporary data directories.
 
 mod commands;
+mod governance;
 mod policy;
 mod users;
 

@@ -127,6 +127,21 @@ pub mod types {
     pub const DEVICE_RETIRED: &str = "device.retired";
     pub const ADMIN_ROLE_ASSIGNED: &str = "admin.role.assigned";
     pub const ADMIN_ROLE_REMOVED: &str = "admin.role.removed";
+    pub const BREAKGLASS_OPENED: &str = "breakglass.opened";
+    pub const BREAKGLASS_REFUSED: &str = "breakglass.refused";
+    pub const BREAKGLASS_ENDED: &str = "breakglass.ended";
+    pub const BREAKGLASS_REVIEWED: &str = "breakglass.reviewed";
+    pub const BREAKGLASS_ALERT: &str = "breakglass.alert";
+    pub const ELEVATION_REQUESTED: &str = "elevation.requested";
+    pub const ELEVATION_APPROVED: &str = "elevation.approved";
+    pub const ELEVATION_DENIED: &str = "elevation.denied";
+    pub const VENDOR_CREATED: &str = "vendor.created";
+    pub const VENDOR_UPDATED: &str = "vendor.updated";
+    pub const ACCOUNT_EXPIRED: &str = "account.expired";
+    pub const ACCOUNT_DORMANT_DISABLED: &str = "account.dormant_disabled";
+    pub const REVIEW_CAMPAIGN_STARTED: &str = "review.campaign.started";
+    pub const REVIEW_ITEM_DECIDED: &str = "review.item.decided";
+    pub const REVIEW_CAMPAIGN_CLOSED: &str = "review.campaign.closed";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

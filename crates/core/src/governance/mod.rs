@@ -9,6 +9,7 @@
 pub mod breakglass;
 pub mod elevation;
 pub mod review;
+pub mod settings;
 pub mod vendor;
 
 pub use breakglass::{BreakGlass, BreakGlassError, BreakGlassRequest, BreakGlassRules, Review, ReviewOutcome};

@@ -24,6 +24,7 @@ use super::context;
 use crate::app::AppState;
 use crate::auth::session;
 use crate::context::ClientContext;
+use crate::governance::breakglass;
 use crate::problem::{ApiJson, Problem};
 
 pub use super::NO_POLICY;
@@ -140,9 +141,20 @@ pub async fn authorize(
         now,
     };
     let in_force = app.access.in_force();
-    let decision = in_force.evaluate(&req);
+    let mut decision = in_force.evaluate(&req);
     let version = in_force.version();
     let record = RecordedRequest::capture(&req);
+    let emergency = match breakglass::overriding(&*app.store, &user, &decision, &body.action, now).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "authorize: store failed");
+            return Problem::unavailable("the database is unreachable").into_response();
+        }
+    };
+    let policy_rule = decision.rule;
+    if emergency.is_some() {
+        decision = breakglass::allow(decision);
+    }
     let mut e = AuditEvent::known(
         now,
         types::POLICY_DECISION,
@@ -163,6 +175,9 @@ pub async fn authorize(
     }
     if let Some(v) = version {
         e = e.detail("policy_version", v);
+    }
+    if let Some(b) = &emergency {
+        e = e.detail("breakglass_id", b.id.clone()).detail("policy_rule", policy_rule).detail("severity", "high");
     }
     if let Some(s) = decision.segment {
         e = e.detail("segment", s);

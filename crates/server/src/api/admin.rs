@@ -239,6 +239,7 @@ pub async fn invite(State(app): State<AppState>, admin: Admin, ApiJson(b): ApiJs
         employee_id: b.employee_id,
         roles: b.roles,
         privileged: b.privileged,
+        ..NewUser::default()
     };
     let base = app.base_url.clone();
     match accounts(&app, &admin).invite(new, &base).await {

@@ -56,6 +56,12 @@ pub async fn me(State(app): State<AppState>, SignedIn(cur): SignedIn) -> Respons
         Err(e) => return unavailable(e),
     };
     let now = (app.clock)();
+    // Emergency access in force is shown with the session, so the person (and anyone
+    // looking at their screen) sees it (A5: the session is visibly marked).
+    let break_glass = match app.store.active_break_glass_of(&cur.user.id, now).await {
+        Ok(b) => b,
+        Err(e) => return unavailable(e),
+    };
     let live: Vec<_> = sessions
         .iter()
         .filter(|s| s.state(&app.auth.sessions, now) == wardgate_core::session::SessionState::Active)
@@ -77,6 +83,10 @@ pub async fn me(State(app): State<AppState>, SignedIn(cur): SignedIn) -> Respons
         "csrf_token": cur.csrf(),
         "factors": factors.iter().map(factor_json).collect::<Vec<_>>(),
         "sessions": live,
+        "break_glass": break_glass
+            .iter()
+            .map(|b| crate::governance::breakglass::json(b, app.governance.review_within(), now))
+            .collect::<Vec<_>>(),
     }))
     .into_response()
 }

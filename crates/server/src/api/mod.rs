@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_roles;
+pub mod breakglass;
 pub mod enroll;
 pub mod login;
 pub mod me;

@@ -408,7 +408,9 @@ async fn passphrase_step(
         None => Vec::new(),
     };
     let stored = factors.iter().find(|f| f.kind == FactorKind::Passphrase);
-    let usable = l.user.as_ref().is_some_and(User::may_sign_in) && stored.is_some();
+    // An account past its own expiry (a vendor account past its agreement) is refused like
+    // a disabled one, even before the periodic sweep disables it.
+    let usable = l.user.as_ref().is_some_and(|u| u.may_sign_in_at(now(app))) && stored.is_some();
     // Always one Argon2id verification: against the real hash, or against the decoy.
     let phc = stored.map(|f| f.secret.clone()).unwrap_or_else(|| app.auth.decoy_phc.clone());
     let typed_owned = zeroize::Zeroizing::new(typed.to_owned());
@@ -420,6 +422,7 @@ async fn passphrase_step(
     if !(matches && usable) {
         let reason = match (&l.user, matches) {
             (None, _) => "unknown username".to_owned(),
+            (Some(u), true) if u.may_sign_in() => "account expired".to_owned(),
             (Some(u), true) => format!("account is {}", u.status.as_str()),
             (Some(_), false) => "wrong passphrase".to_owned(),
         };
@@ -434,7 +437,8 @@ async fn passphrase_step(
     // more is a step-up later.
     if let Some(user) = l.user.clone() {
         let policy = app.access.login(&*app.store, &user, ctx, now(app)).await?;
-        if matches!(policy, crate::access::LoginPolicy::Allowed { required: Aal::Aal1, .. }) {
+        // Vendor accounts always need a second factor (V1), whatever the policy allows here.
+        if matches!(policy, crate::access::LoginPolicy::Allowed { required: Aal::Aal1, .. }) && user.vendor.is_none() {
             let mut e = event(app, ctx, types::AUTH_FACTOR_PASSED, Outcome::Success, &l.st).factor("pwd");
             if let Some(f) = stored {
                 e = e.detail("factor_id", f.id.clone());
@@ -700,7 +704,7 @@ async fn create_session(
     let t = now(app);
     // The account may have been disabled between the first step and this one.
     let user = match app.store.user_by_id(&user.id).await? {
-        Some(fresh) if fresh.may_sign_in() => fresh,
+        Some(fresh) if fresh.may_sign_in_at(t) => fresh,
         _ => {
             let e =
                 event(app, ctx, types::AUTH_LOGIN_FAILED, Outcome::Denied, &l.st).reason("account no longer active");
@@ -749,6 +753,10 @@ async fn create_session(
         Err(e) => return Err(e.into()),
     }
     metrics::counter!("wardgate_login_outcomes_total", "outcome" => "succeeded").increment(1);
+    // For dormancy (A6). The sign-in has its own record; a failure here costs only accuracy.
+    if let Err(err) = app.store.record_login(&user.id, t).await {
+        tracing::warn!(error = %err, "could not record the time of sign-in");
+    }
     if user.attempts.locked_until.is_some_and(|u| u > t) {
         let e = event(app, ctx, types::AUTH_ACCOUNT_UNLOCKED, Outcome::Success, &l.st)
             .reason("signed in with a phishing-resistant factor during a lockout");

@@ -107,7 +107,7 @@ pub async fn live(
             return Ok(None);
         }
     }
-    if !user.may_sign_in() {
+    if !user.may_sign_in_at(now) {
         return Ok(None);
     }
     if now - session.last_seen_at >= TOUCH_EVERY

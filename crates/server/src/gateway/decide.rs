@@ -170,7 +170,16 @@ pub async fn evaluate(
         ip: ctx.ip,
         now,
     };
-    let d = in_force.evaluate(&req);
+    let mut d = in_force.evaluate(&req);
+    let emergency =
+        crate::governance::breakglass::overriding(&*app.store, &user, &d, &action, now).await.map_err(|e| {
+            tracing::error!(error = %e, "gateway: store failed");
+            Problem::unavailable("the database is unreachable")
+        })?;
+    let policy_rule = d.rule;
+    if emergency.is_some() {
+        d = crate::governance::breakglass::allow(d);
+    }
     let username = user.username.as_str();
     let (outcome, status) = match d.effect {
         Effect::Allow => (Outcome::Success, 200),
@@ -186,6 +195,9 @@ pub async fn evaluate(
         .correlation_id(session.correlation_id.clone());
     if let Some(v) = in_force.version() {
         e = e.detail("policy_version", v);
+    }
+    if let Some(b) = &emergency {
+        e = e.detail("breakglass_id", b.id.clone()).detail("policy_rule", policy_rule).detail("severity", "high");
     }
     if let Some(dev) = &device {
         e.device_id = Some(dev.name.clone());

@@ -49,6 +49,9 @@ struct AccountPage<'a> {
     message: Option<&'a str>,
     factors: Vec<FactorRow>,
     sessions: Vec<SessionRow>,
+    /// The reason codes, when this person may open break-glass access and has none open.
+    breakglass_codes: Vec<String>,
+    breakglass_min: usize,
 }
 
 #[derive(Deserialize)]
@@ -61,7 +64,7 @@ pub struct AccountQuery {
 
 /// The signed-in person, or where to send the browser: the sign-in page, or the logoff
 /// page when the session it carries has just expired.
-async fn signed_in(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -> Result<Current, Response> {
+pub(crate) async fn signed_in(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -> Result<Current, Response> {
     match session::current(app, headers, ctx).await {
         Ok(Some(c)) => Ok(c),
         Ok(None) if cookie_value(headers, SESSION_COOKIE).is_some() => {
@@ -73,7 +76,7 @@ async fn signed_in(app: &AppState, headers: &HeaderMap, ctx: &ClientContext) -> 
 }
 
 /// As [`signed_in`], for a form post: the session's CSRF token must come with it.
-async fn signed_in_form(
+pub(crate) async fn signed_in_form(
     app: &AppState,
     headers: &HeaderMap,
     ctx: &ClientContext,
@@ -121,6 +124,24 @@ pub async fn page(
         };
     let now = (app.clock)();
     let mut notices = Vec::new();
+    // A5: the session is visibly marked while emergency access is in force.
+    let breakglass_open;
+    match app.store.active_break_glass_of(&cur.user.id, now).await {
+        Ok(active) => {
+            breakglass_open = !active.is_empty();
+            notices.extend(active.iter().map(|b| {
+            format!(
+                "Break-glass emergency access ({}) is in force until {}. Everything you open is recorded and will be reviewed.",
+                b.reason_code,
+                show_time(b.expires_at)
+            )
+        }));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "account page: store failed");
+            return crate::problem::Problem::unavailable("the database is unreachable").into_response();
+        }
+    }
     let mut rows = Vec::new();
     for f in &factors {
         let json = crate::api::me::factor_json(f);
@@ -193,6 +214,7 @@ pub async fn page(
         (_, Some("factor-added")) => Some("The new factor is saved; you can use it from your next sign-in."),
         (_, Some("factor-removed")) => Some("The factor was removed."),
         (_, Some("mismatch")) => Some("The two new passphrases differ; nothing was changed."),
+        (_, Some("breakglass")) => Some("Emergency access is open. The security team has been alerted."),
         _ => None,
     };
     let csrf = cur.csrf();
@@ -209,6 +231,14 @@ pub async fn page(
         message,
         factors: rows,
         sessions: session_rows,
+        breakglass_codes: if !breakglass_open
+            && crate::governance::holds(app.access.in_force().policy(), &cur.user, crate::governance::INVOKE, now)
+        {
+            app.governance.breakglass_reason_codes.clone()
+        } else {
+            Vec::new()
+        },
+        breakglass_min: app.governance.breakglass_min_justification_chars,
     };
     render(&page, StatusCode::OK)
 }
@@ -378,5 +408,33 @@ pub async fn remove_factor(
     match crate::api::me::remove_own_factor(&app, &cur, &ctx, &f.id).await {
         Ok(()) => see_other("/account?done=factor-removed"),
         Err(p) => crate::pages::message(p.title, p.detail.as_deref().unwrap_or(p.title), p.status_code()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassForm {
+    csrf: String,
+    reason_code: String,
+    justification: String,
+}
+
+/// `POST /account/breakglass`: the page's way to open emergency access.
+pub async fn breakglass(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<BreakGlassForm>,
+) -> Response {
+    let cur = match signed_in_form(&app, &headers, &ctx, &f.csrf).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match crate::api::breakglass::open_for(&app, &cur, &ctx, f.reason_code, f.justification).await {
+        Ok(_) => see_other("/account?done=breakglass"),
+        Err(p) => {
+            let detail = p.detail.clone().unwrap_or_else(|| p.title.to_owned());
+            crate::pages::message("Emergency access not opened", &detail, p.status_code())
+        }
     }
 }

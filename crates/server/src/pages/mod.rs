@@ -7,6 +7,7 @@
 pub mod account;
 pub mod enroll;
 pub mod login;
+pub mod reviews;
 
 use askama::Template;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

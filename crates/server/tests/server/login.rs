@@ -30,7 +30,7 @@ pub(crate) const PASS: &str = "tidal cobalt lantern orchard";
 pub(crate) struct Harness {
     pub(crate) node: Node,
     pub(crate) http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    pub(crate) _dir: tempfile::TempDir,
 }
 
 /// A signed-in browser, reduced to what matters: its session cookie and CSRF token.

@@ -4,6 +4,7 @@
 mod backchannel;
 mod browser;
 mod gateway;
+mod governance;
 mod http;
 mod login;
 mod oidc;
