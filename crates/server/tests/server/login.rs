@@ -170,15 +170,19 @@ impl Harness {
         self.post("/api/v1/login/totp", json!({"flow": flow, "code": code})).await
     }
 
+    /// The audit records so far, after checking them as `wardgate audit verify` does: every
+    /// link of the hash chain from the anchor, and every stored checkpoint on the way.
     pub(crate) async fn audit(&self) -> Vec<Value> {
-        self.node
-            .store
-            .audit_records(0, 100_000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|r| serde_json::from_str(&r.body).unwrap())
-            .collect()
+        let store = &self.node.store;
+        let anchor = store.audit_anchor().await.unwrap();
+        let records = store.audit_records(anchor.seq, 100_000).await.unwrap();
+        let last = records.last().map_or(anchor.seq, |r| r.seq);
+        let checkpoints = store.checkpoints(anchor.seq, last).await.unwrap();
+        let mut chain = wardgate_core::audit::chain::ChainVerifier::new(anchor, &checkpoints);
+        for r in &records {
+            chain.push(r).unwrap_or_else(|b| panic!("the audit chain is broken: {b}"));
+        }
+        records.into_iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect()
     }
 }
 
