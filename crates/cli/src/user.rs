@@ -74,16 +74,18 @@ pub enum UserCommand {
     /// Re-enable a disabled account.
     Enable {
         name: String,
-        /// Why (recorded as the override's reason; see `wardgate report overrides`).
+        /// Why, e.g. the help-desk ticket and how the person was identified: required, and
+        /// recorded as the override's reason (see `wardgate report overrides`).
         #[arg(long)]
-        reason: Option<String>,
+        reason: String,
     },
     /// Clear failed sign-in attempts and any lockout.
     Unlock {
         name: String,
-        /// Why (recorded as the override's reason; see `wardgate report overrides`).
+        /// Why, e.g. the help-desk ticket and how the person was identified: required, and
+        /// recorded as the override's reason (see `wardgate report overrides`).
         #[arg(long)]
-        reason: Option<String>,
+        reason: String,
     },
     /// Terminate an account for good: sessions, API tokens and factors are removed. The
     /// username stays reserved forever and is never given to another person.
@@ -106,9 +108,10 @@ pub enum UserCommand {
         name: String,
         #[arg(long)]
         base_url: Option<String>,
-        /// Why (recorded as the override's reason; see `wardgate report overrides`).
+        /// Why, e.g. the help-desk ticket and how the person was identified: required, and
+        /// recorded as the override's reason (see `wardgate report overrides`).
         #[arg(long)]
-        reason: Option<String>,
+        reason: String,
     },
     /// Import hardware TOTP tokens from a PSKC file (RFC 6030) and assign them to people.
     ImportToken {
@@ -182,6 +185,7 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
             print_link(&link);
         }
         UserCommand::ResetPassphrase { name, base_url, reason } => {
+            let reason = override_reason(reason)?;
             let accounts = accounts.with_reason(reason);
             let base = base_url_for(&inst.settings, base_url);
             let (user, link) = accounts.reset_passphrase(&name, &base).await.map_err(failure)?;
@@ -235,11 +239,13 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
             println!("{} is disabled; its sessions and API tokens have ended.", user.username);
         }
         UserCommand::Enable { name, reason } => {
+            let reason = override_reason(reason)?;
             let accounts = accounts.with_reason(reason);
             let user = accounts.enable(&name).await.map_err(failure)?;
             println!("{} is {} again.", user.username, user.status.as_str());
         }
         UserCommand::Unlock { name, reason } => {
+            let reason = override_reason(reason)?;
             match accounts.with_reason(reason).unlock(&name).await.map_err(failure)? {
                 (user, true) => println!("{} is unlocked; failed attempts cleared.", user.username),
                 (user, false) => println!("{} had no failed attempts or lockout; nothing to do.", user.username),
@@ -413,4 +419,17 @@ pub fn print_table(header: &[&str], rows: Vec<Vec<String>>) {
     for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
+}
+
+/// An administrative override (unlock, enable, passphrase reset) is always recorded with
+/// its reason; a blank one is refused rather than recorded as nothing.
+fn override_reason(reason: String) -> Result<Option<String>, Failure> {
+    let r = reason.trim();
+    if r.is_empty() {
+        return Err(Failure {
+            code: 2,
+            message: "--reason must say why (a ticket number, how the person was identified)".into(),
+        });
+    }
+    Ok(Some(r.to_owned()))
 }

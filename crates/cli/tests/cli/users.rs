@@ -182,15 +182,19 @@ fn an_invited_nurse_goes_through_the_life_of_an_account_and_her_name_stays_hers(
     assert!(ok(&data, &["user", "disable", "jsmith"]).contains("disabled"));
     assert_eq!(status_of(&data, "jsmith"), "disabled");
     refused(&data, &["user", "enroll-link", "jsmith"]);
-    ok(&data, &["user", "enable", "jsmith"]);
+    ok(&data, &["user", "enable", "jsmith", "--reason", "back from leave"]);
     assert_eq!(status_of(&data, "jsmith"), "invited", "she never enrolled, so she is invited again");
 
     // Twenty failures locked the administrator out; an unlock lets her back at once.
     sql(&data, "UPDATE users SET failed_attempts = 20, locked_until_us = 4102444800000000 WHERE username = 'chief'");
     assert_eq!(status_of(&data, "chief"), "locked");
-    assert!(ok(&data, &["user", "unlock", "chief"]).contains("unlocked"));
+    // An override always says why: no reason, or a blank one, is refused and changes nothing.
+    let o = wardgate(&data, &["user", "unlock", "chief"]);
+    assert!(!o.status.success() && stderr(&o).contains("--reason"), "{}", stderr(&o));
+    refused(&data, &["user", "unlock", "chief", "--reason", "  "]);
+    assert!(ok(&data, &["user", "unlock", "chief", "--reason", "ticket 1"]).contains("unlocked"));
     assert_eq!(status_of(&data, "chief"), "active");
-    assert!(ok(&data, &["user", "unlock", "chief"]).contains("nothing to do"));
+    assert!(ok(&data, &["user", "unlock", "chief", "--reason", "ticket 1"]).contains("nothing to do"));
 
     let err = refused(&data, &["user", "delete", "jsmith"]);
     assert!(err.contains("--yes"), "{err}");
@@ -201,7 +205,7 @@ fn an_invited_nurse_goes_through_the_life_of_an_account_and_her_name_stays_hers(
         let err = refused(&data, &["user", "add", name]);
         assert!(err.contains("jsmith") && err.contains("never given to another person"), "{err}");
     }
-    refused(&data, &["user", "enable", "jsmith"]);
+    refused(&data, &["user", "enable", "jsmith", "--reason", "back from leave"]);
     refused(&data, &["user", "delete", "jsmith", "--yes"]);
 
     // The last administrator cannot be locked out of administration by mistake.
@@ -244,7 +248,7 @@ fn bad_input_and_unknown_names_get_one_clear_line_and_a_failing_exit() {
         (&["user", "add", "chief"][..], "already taken"),
         (&["user", "show", "nobody"][..], "no user named nobody"),
         (&["user", "disable", "nobody"][..], "no user named nobody"),
-        (&["user", "unlock", "nobody"][..], "no user named nobody"),
+        (&["user", "unlock", "nobody", "--reason", "ticket 2"][..], "no user named nobody"),
         (&["token", "create", "--user", "chief", "--scope", "root"][..], "unknown scope \"root\""),
         (&["token", "create", "--user", "chief"][..], "at least one scope"),
         (&["token", "create", "--user", "chief", "--scope", "users:read", "--expires-in-days", "400"][..], "365"),
@@ -399,10 +403,10 @@ fn hardware_tokens_from_a_pskc_file_are_sealed_and_bound_to_one_person_each() {
 fn a_passphrase_reset_sends_the_person_back_through_enrollment() {
     let (_dir, data) = installation();
     // The only administrator cannot be reset into an account nobody can use.
-    let err = refused(&data, &["user", "reset-passphrase", "chief"]);
+    let err = refused(&data, &["user", "reset-passphrase", "chief", "--reason", "ticket 3"]);
     assert!(err.contains("last active administrator"), "{err}");
     ok(&data, &["user", "add", "pnurse", "--role", "nurse"]);
-    refused(&data, &["user", "reset-passphrase", "pnurse"]);
+    refused(&data, &["user", "reset-passphrase", "pnurse", "--reason", "ticket 4"]);
     sql(&data, "UPDATE users SET status = 'active' WHERE username = 'pnurse'");
     // She enrolled: a passphrase, an app, recovery codes (made here in the database).
     for (id, kind) in [("f-pwd", "passphrase"), ("f-app", "totp"), ("f-rc", "recovery_codes")] {
@@ -414,7 +418,7 @@ fn a_passphrase_reset_sends_the_person_back_through_enrollment() {
             ),
         );
     }
-    let out = ok(&data, &["user", "reset-passphrase", "pnurse"]);
+    let out = ok(&data, &["user", "reset-passphrase", "pnurse", "--reason", "ticket 4"]);
     assert!(out.contains("/enroll?token=") && out.contains("signed out everywhere"), "{out}");
     assert_eq!(status_of(&data, "pnurse"), "invited");
     let records = audit(&data);
