@@ -263,12 +263,38 @@ pub async fn show_user(State(app): State<AppState>, admin: Admin, Path(username)
     }
 }
 
+/// The body of an override (`enable`, `unlock`, `reset-passphrase`): why.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
 pub async fn user_action(
     State(app): State<AppState>,
     admin: Admin,
     Path((username, action)): Path<(String, String)>,
+    body: axum::body::Bytes,
 ) -> Response {
-    let a = accounts(&app, &admin);
+    let parsed: OverrideBody = if body.iter().all(u8::is_ascii_whitespace) {
+        OverrideBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return Problem::bad_request(format!("the body must be {{\"reason\": \"…\"}}: {e}")).into_response();
+            }
+        }
+    };
+    let reason = parsed.reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    // An administrative override is always recorded with why it was done.
+    if matches!(action.as_str(), "enable" | "unlock" | "reset-passphrase") && reason.is_none() {
+        return Problem::new(axum::http::StatusCode::BAD_REQUEST, "reason-required", "An override needs a reason")
+            .detail("send {\"reason\": \"…\"}: the ticket, and how the person was identified")
+            .into_response();
+    }
+    let a = accounts(&app, &admin).with_reason(reason);
     let now = (app.clock)();
     let result = match action.as_str() {
         "disable" => a.disable(&username).await,

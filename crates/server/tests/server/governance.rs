@@ -705,3 +705,41 @@ require = "aal1"
     assert_ne!(victor["status"], "authenticated", "{victor}");
     assert_eq!(victor["next"], json!(["totp", "recovery_code"]), "{victor}");
 }
+
+#[tokio::test]
+async fn an_override_through_the_admin_api_needs_a_reason_and_records_it() {
+    let h = start_with(|_| {}).await;
+    let admin = h.enroll_admin("rita").await.session;
+    let call = |action: &'static str, body: Option<Value>| {
+        let mut req = h
+            .http
+            .post(h.url(&format!("/api/v1/admin/users/rita/{action}")))
+            .header("cookie", &admin.cookie)
+            .header("x-csrf-token", &admin.csrf);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send()
+    };
+    for body in [None, Some(json!({})), Some(json!({"reason": "   "}))] {
+        let (status, p) = problem(call("unlock", body).await.unwrap()).await;
+        assert_eq!(
+            (status, p["type"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("urn:wardgate:problem:reason-required"))
+        );
+    }
+    let (status, _) = problem(call("unlock", Some(json!({"reason": 1}))).await.unwrap()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!h.audit().await.iter().any(|r| r["type"] == "admin.user.unlocked"));
+    // A failed attempt for the unlock to clear.
+    let flow: Value = h.ok("/api/v1/login", json!({"username": "rita"})).await;
+    let wrong =
+        h.post("/api/v1/login/passphrase", json!({"flow": flow["flow"], "passphrase": "not her passphrase"})).await;
+    assert!(wrong.status().is_client_error());
+    let resp = call("unlock", Some(json!({"reason": "ticket 4471, badge checked at the desk"}))).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let records = h.audit().await;
+    let unlocked = records.iter().find(|r| r["type"] == "admin.user.unlocked").expect("the unlock is on record");
+    assert_eq!(unlocked["details"]["override_reason"], "ticket 4471, badge checked at the desk");
+    assert_eq!(unlocked["subject"], "rita");
+}
