@@ -6,6 +6,7 @@ mod client;
 mod config_cmd;
 mod device;
 mod governance;
+mod import;
 mod keys;
 mod policy;
 mod report;
@@ -122,6 +123,7 @@ pub struct ServeArgs {
 }
 
 /// A command's failure: one line for stderr, and the exit code.
+#[derive(Debug)]
 pub struct Failure {
     pub message: String,
     pub code: u8,

@@ -113,6 +113,10 @@ pub enum UserCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Load many accounts from a CSV file (the first load from HR): every line is checked
+    /// first, refused lines are named with the reason, and the good ones are imported as
+    /// `invited` only once you agree to leave the refused ones out.
+    Import(crate::import::ImportArgs),
     /// Import hardware TOTP tokens from a PSKC file (RFC 6030) and assign them to people.
     ImportToken {
         /// The PSKC file from the token vendor.
@@ -265,6 +269,7 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
                 user.username, user.username
             );
         }
+        UserCommand::Import(args) => crate::import::run(&inst, &accounts, &actor, args).await?,
         UserCommand::ImportToken { file, assign, pre_shared_key } => {
             let xml = std::fs::read_to_string(&file)
                 .map_err(|e| Failure::new(format!("cannot read {}: {e}", file.display())))?;

@@ -260,6 +260,15 @@ impl<'a> Accounts<'a> {
 
     /// Creates an `invited` account and its one-time enrollment link.
     pub async fn invite(&self, new: NewUser, base_url: &str) -> Result<(User, EnrollmentLink), AccountError> {
+        let user = self.create(new).await?;
+        let link = self.issue_link(&user, base_url).await?;
+        Ok((user, link))
+    }
+
+    /// Checks everything [`Accounts::invite`] checks — the fields, the vendor's agreement,
+    /// that the username is free — and returns the account it would create, writing
+    /// nothing. A bulk import's dry run is this, line by line.
+    pub async fn prepare(&self, new: &NewUser) -> Result<User, AccountError> {
         let username = parse_username(&new.username)?;
         let display_name = match new.display_name.as_deref() {
             Some(d) => display_name(d)?,
@@ -293,6 +302,13 @@ impl<'a> Accounts<'a> {
         user.manager = new.manager.as_deref().map(parse_username).transpose()?;
         // The built-in administrator role is administrative by definition.
         user.privileged = new.privileged || user.is_admin();
+        Ok(user)
+    }
+
+    /// Creates an `invited` account without an enrollment link: the link is issued later
+    /// (`wardgate user enroll-link`), when the person is ready to use it within its lifetime.
+    pub async fn create(&self, new: NewUser) -> Result<User, AccountError> {
+        let user = self.prepare(&new).await?;
         let event = self
             .event(types::ADMIN_USER_INVITED, &user)
             .detail("roles", user.roles.join(" "))
@@ -301,13 +317,11 @@ impl<'a> Accounts<'a> {
             .detail("vendor", user.vendor.clone())
             .detail("account_expires", user.account_expires.map(wardgate_core::audit::record::format_ts));
         match self.store.create_user(&user, &[], &event).await {
-            Ok(()) => {}
+            Ok(()) => Ok(user),
             // Someone took the name between the check and the insert.
-            Err(StoreError::UsernameTaken) => return Err(AccountError::UsernameTaken(user.username.to_string())),
-            Err(e) => return Err(e.into()),
+            Err(StoreError::UsernameTaken) => Err(AccountError::UsernameTaken(user.username.to_string())),
+            Err(e) => Err(e.into()),
         }
-        let link = self.issue_link(&user, base_url).await?;
-        Ok((user, link))
     }
 
     /// A new enrollment link for an invited account (the old one stops working).

@@ -3,6 +3,7 @@
 
 mod commands;
 mod governance;
+mod import;
 mod policy;
 mod users;
 

@@ -11,7 +11,7 @@ const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/token
 const PSK: &str = "12345678901234567890123456789012";
 const OPERATOR: &str = "nightshift";
 
-fn wardgate(data: &Path, args: &[&str]) -> Output {
+pub(crate) fn wardgate(data: &Path, args: &[&str]) -> Output {
     wardgate_as(OPERATOR, data, args)
 }
 
@@ -121,7 +121,7 @@ fn scalar(data: &Path, q: &str) -> String {
 }
 
 /// `user list --json`, as (username, status) pairs.
-fn statuses(data: &Path) -> Vec<(String, String)> {
+pub(crate) fn statuses(data: &Path) -> Vec<(String, String)> {
     let users: serde_json::Value = serde_json::from_str(&ok(data, &["user", "list", "--json"])).unwrap();
     users
         .as_array()
@@ -135,7 +135,7 @@ fn status_of(data: &Path, name: &str) -> String {
     statuses(data).into_iter().find(|(u, _)| u == name).map(|(_, s)| s).unwrap_or_default()
 }
 
-fn audit(data: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn audit(data: &Path) -> Vec<serde_json::Value> {
     ok(data, &["audit", "export", "--format", "jsonl"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 

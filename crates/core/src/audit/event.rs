@@ -70,6 +70,7 @@ pub mod types {
     pub const ADMIN_FACTOR_IMPORTED: &str = "admin.factor.imported";
     pub const ADMIN_FACTOR_REMOVED: &str = "admin.factor.removed";
     pub const ADMIN_PASSPHRASE_RESET: &str = "admin.passphrase.reset";
+    pub const ADMIN_USERS_IMPORTED: &str = "admin.users.imported";
     pub const AUDIT_CHECKPOINT_SIGNED: &str = "audit.checkpoint.signed";
     pub const AUDIT_RETENTION_PRUNED: &str = "audit.retention.pruned";
     pub const AUDIT_EXPORTED: &str = "audit.exported";
@@ -282,6 +283,7 @@ mod tests {
             ADMIN_FACTOR_IMPORTED,
             ADMIN_FACTOR_REMOVED,
             ADMIN_PASSPHRASE_RESET,
+            ADMIN_USERS_IMPORTED,
             AUDIT_CHECKPOINT_SIGNED,
             AUDIT_RETENTION_PRUNED,
             AUDIT_EXPORTED,
