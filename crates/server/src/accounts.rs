@@ -260,6 +260,15 @@ impl<'a> Accounts<'a> {
 
     /// Creates an `invited` account and its one-time enrollment link.
     pub async fn invite(&self, new: NewUser, base_url: &str) -> Result<(User, EnrollmentLink), AccountError> {
+        let user = self.create_invited(new).await?;
+        let link = self.issue_link(&user, base_url).await?;
+        Ok((user, link))
+    }
+
+    /// Creates an `invited` account without an enrollment link: provisioning from HR
+    /// (SCIM) creates the account, and the help desk hands the person a link later
+    /// (`wardgate user enroll-link`), after checking who they are.
+    pub async fn create_invited(&self, new: NewUser) -> Result<User, AccountError> {
         let username = parse_username(&new.username)?;
         let display_name = match new.display_name.as_deref() {
             Some(d) => display_name(d)?,
@@ -306,8 +315,7 @@ impl<'a> Accounts<'a> {
             Err(StoreError::UsernameTaken) => return Err(AccountError::UsernameTaken(user.username.to_string())),
             Err(e) => return Err(e.into()),
         }
-        let link = self.issue_link(&user, base_url).await?;
-        Ok((user, link))
+        Ok(user)
     }
 
     /// A new enrollment link for an invited account (the old one stops working).
@@ -760,17 +768,17 @@ fn bounded_text(s: &str, max: usize) -> Option<String> {
     ((1..=max).contains(&n) && !s.chars().any(char::is_control)).then(|| s.to_owned())
 }
 
-fn display_name(s: &str) -> Result<String, AccountError> {
+pub(crate) fn display_name(s: &str) -> Result<String, AccountError> {
     bounded_text(s, 128).ok_or(AccountError::DisplayName)
 }
 
-fn employee_id(s: &str) -> Result<String, AccountError> {
+pub(crate) fn employee_id(s: &str) -> Result<String, AccountError> {
     bounded_text(s, 64).ok_or(AccountError::EmployeeId)
 }
 
 /// The shape of an address, not its existence: one `@`, something before it, a dotted
 /// domain after it, no spaces (RFC 5321 §4.5.3.1.3 caps a path at 256 octets).
-fn email(s: &str) -> Result<String, AccountError> {
+pub(crate) fn email(s: &str) -> Result<String, AccountError> {
     let bad = || AccountError::Email(s.to_owned());
     let (local, domain) = s.split_once('@').ok_or_else(bad)?;
     let domain_ok = domain.contains('.')

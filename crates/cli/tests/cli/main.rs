@@ -4,6 +4,7 @@
 mod commands;
 mod governance;
 mod policy;
+mod scim;
 mod users;
 
 fn stdout(o: &std::process::Output) -> String {
