@@ -548,6 +548,7 @@ impl Default for Settings {
             policy: PolicySettings::default(),
             gateway: GatewaySettings::default(),
             governance: Default::default(),
+            scim: Default::default(),
             log: LogSettings::default(),
         }
     }

@@ -7,11 +7,11 @@
 
 use serde_json::Value;
 
-/// An attribute reference: `[urn:…:]attr[.sub]`, names folded to lowercase because SCIM
-/// attribute names are case-insensitive (RFC 7643 §2.1).
+/// An attribute reference: `[urn:…:]attr[.sub]`, spelled as given. SCIM attribute names are
+/// case-insensitive (RFC 7643 §2.1): every comparison of names ignores case.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttrPath {
-    /// The schema URN, lowercased, when the attribute was qualified with one.
+    /// The schema URN, when the attribute was qualified with one.
     pub urn: Option<String>,
     pub attr: String,
     pub sub: Option<String>,
@@ -58,7 +58,7 @@ impl AttrPath {
     pub fn parse(s: &str) -> Option<Self> {
         let (urn, rest) = if s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("urn:")) {
             let i = s.rfind(':')?;
-            (Some(s[..i].to_ascii_lowercase()), &s[i + 1..])
+            (Some(s[..i].to_owned()), &s[i + 1..])
         } else {
             (None, s)
         };
@@ -72,11 +72,7 @@ impl AttrPath {
         if parts.next().is_some() || !name_ok(attr) || sub.is_some_and(|s| !name_ok(s)) {
             return None;
         }
-        Some(Self { urn, attr: attr.to_ascii_lowercase(), sub: sub.map(str::to_ascii_lowercase) })
-    }
-
-    pub fn without_sub(&self) -> Self {
-        Self { sub: None, ..self.clone() }
+        Some(Self { urn, attr: attr.to_owned(), sub: sub.map(str::to_owned) })
     }
 }
 

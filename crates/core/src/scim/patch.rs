@@ -115,7 +115,7 @@ pub struct Schema<'a> {
     pub core_urn: &'a str,
     /// Extension URNs in their canonical spelling.
     pub extensions: &'a [&'a str],
-    /// Attributes a client may not change (lowercase): `id`, `meta`, `groups`…
+    /// Attributes a client may not change: `id`, `meta`, `groups`…
     pub read_only: &'a [&'a str],
 }
 
@@ -123,7 +123,10 @@ pub struct Schema<'a> {
 pub fn apply(resource: &mut Value, ops: &[PatchOp], schema: &Schema) -> Result<(), PatchError> {
     for op in ops {
         match &op.path {
-            Some(path) => apply_at(resource, op.op, path, op.value.as_ref(), schema)?,
+            Some(path) => match whole_extension(path, schema) {
+                Some(ext) => apply_extension(resource, op.op, ext, op.value.as_ref(), schema)?,
+                None => apply_at(resource, op.op, path, op.value.as_ref(), schema)?,
+            },
             None => {
                 let Some(Value::Object(map)) = &op.value else { continue };
                 for (key, v) in map {
@@ -150,9 +153,39 @@ pub fn apply(resource: &mut Value, ops: &[PatchOp], schema: &Schema) -> Result<(
     Ok(())
 }
 
+/// A path that names an extension schema itself (`urn:…:enterprise:2.0:User`), which parses
+/// as attribute `User` of schema `urn:…:enterprise:2.0`.
+fn whole_extension<'a>(path: &PatchPath, schema: &Schema<'a>) -> Option<&'a str> {
+    let urn = path.attr.urn.as_deref()?;
+    if path.filter.is_some() || path.attr.sub.is_some() {
+        return None;
+    }
+    let full = format!("{urn}:{}", path.attr.attr);
+    schema.extensions.iter().copied().find(|e| e.eq_ignore_ascii_case(&full))
+}
+
+fn apply_extension(resource: &mut Value, op: OpKind, ext: &str, value: Option<&Value>, schema: &Schema) -> Result<(), PatchError> {
+    if op == OpKind::Remove {
+        if let Some(root) = resource.as_object_mut()
+            && let Some(k) = key_ci(root, ext)
+        {
+            root.remove(&k);
+        }
+        return Ok(());
+    }
+    let Some(Value::Object(fields)) = value else {
+        return Err(fail(ScimType::InvalidValue, format!("{ext} takes an object")));
+    };
+    for (k, v) in fields {
+        apply_at(resource, op, &PatchPath::parse(&format!("{ext}:{k}"))?, Some(v), schema)?;
+    }
+    Ok(())
+}
+
 fn is_read_only(path: &PatchPath, schema: &Schema) -> bool {
     let core = path.attr.urn.as_deref().is_none_or(|u| u.eq_ignore_ascii_case(schema.core_urn));
-    core && (schema.read_only.contains(&path.attr.attr.as_str()) || path.attr.attr == "schemas")
+    let name = &path.attr.attr;
+    core && (schema.read_only.iter().any(|r| r.eq_ignore_ascii_case(name)) || name.eq_ignore_ascii_case("schemas"))
 }
 
 /// The object holding the attribute: the resource, or its extension object (created on add).
@@ -383,7 +416,7 @@ mod tests {
         assert_eq!(r["active"], "False", "the string is converted with the other attributes");
         assert_eq!(r["emails"][0]["value"], "new@example.org");
         assert_eq!(r[ENTERPRISE]["department"], "ICU");
-        assert_eq!(r["name"]["givenname"], "Barbara");
+        assert_eq!(r["name"]["givenName"], "Barbara");
         assert_eq!(r["members"], json!([{"value": "b"}]));
     }
 
@@ -399,7 +432,11 @@ mod tests {
         assert_eq!(r["members"], json!([{"value": "a"}, {"value": "c"}]));
         patch(&mut r, json!([{"op": "replace", "value": {ENTERPRISE: {"employeeNumber": "42"}, "name.familyName": "J"}}])).unwrap();
         assert_eq!(r[ENTERPRISE]["employeeNumber"], "42");
-        assert_eq!(r["name"]["familyname"], "J");
+        patch(&mut r, json!([{"op": "add", "path": ENTERPRISE, "value": {"department": "ICU"}}])).unwrap();
+        assert_eq!(r[ENTERPRISE]["department"], "ICU");
+        patch(&mut r, json!([{"op": "remove", "path": ENTERPRISE}])).unwrap();
+        assert!(r.get(ENTERPRISE).is_none());
+        assert_eq!(r["name"]["familyName"], "J");
     }
 
     #[test]

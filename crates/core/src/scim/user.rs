@@ -169,7 +169,10 @@ impl ScimUser {
     pub fn of(user: &User, stored: Option<&ScimUser>) -> Self {
         let mut s = stored.cloned().unwrap_or_default();
         s.user_name = user.username.to_string();
-        s.display_name = Some(user.display_name.clone());
+        // A name Wardgate derived (the connector sent no displayName) is not echoed back as
+        // if the connector had set it.
+        let derived = stored.is_some_and(|st| st.display_name.is_none() && st.wardgate_display_name() == user.display_name);
+        s.display_name = (!derived).then(|| user.display_name.clone());
         // An invited account belongs to someone employed who has not enrolled yet: HR
         // considers it active; only a suspension makes it inactive.
         s.active = matches!(user.status, AccountStatus::Active | AccountStatus::Invited);

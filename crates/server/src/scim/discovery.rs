@@ -117,7 +117,7 @@ fn schema(id: &str, name: &str, attributes: Vec<Value>) -> Value {
 }
 
 fn schema_list() -> Vec<Value> {
-    let mut user_name = attr("userName", "string", false, true, "readWrite", "server");
+    let mut user_name = attr("userName", "string", false, true, "immutable", "server");
     user_name["description"] = "Wardgate username: 1-64 of a-z 0-9 . _ - @, folded to lowercase; permanent".into();
     let mut manager_ref = attr("$ref", "reference", false, false, "readWrite", "none");
     manager_ref["referenceTypes"] = json!(["User"]);
