@@ -15,6 +15,29 @@ from scim2_tester import check_server
 from scim2_tester.utils import Status
 
 
+# Checks that fail because of a deliberate Wardgate choice or a quirk of the checker, each
+# matched narrowly (status, resource type, title, start of the reason) and explained in
+# docs/scim.md#conformance-run. They are printed as EXPECTED, not hidden; anything else
+# that fails fails the run.
+EXPECTED = [
+    # An account always has a status: removing `active` is not a deactivation.
+    ("User", "check_remove_attribute", "PATCH modify() did not remove attribute 'active'"),
+    # The checker puts `schemas` inside the extension object it sends and expects it back;
+    # RFC 7643 §3.3 lists extension schemas in the resource's own `schemas`.
+    ("User", "check_add_attribute", "PATCH modify() returned unexpected value for 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'."),
+    ("User", "check_replace_attribute", "PATCH modify() returned unexpected value for 'urn:ietf:params:scim:schemas:extension:enterprise:2.0:User'."),
+    # The checker sends a random string as a member's `type`; Wardgate's members are
+    # accounts and says so (`type: "User"`, RFC 7643 §4.2).
+    ("Group", "check_add_attribute", "PATCH modify() returned unexpected value for 'members'."),
+    ("Group", "check_replace_attribute", "PATCH modify() returned unexpected value for 'members'."),
+]
+
+
+def expected(r) -> bool:
+    reason = (r.reason or "").split("\n")[0]
+    return any(r.resource_type == t and r.title == title and reason.startswith(start) for t, title, start in EXPECTED)
+
+
 def main() -> int:
     base_url, token = sys.argv[1], sys.argv[2]
     http = httpx2.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
@@ -23,8 +46,10 @@ def main() -> int:
     failed = 0
     for r in results:
         bad = r.status in (Status.ERROR, Status.CRITICAL)
-        failed += bad
-        line = f"{r.status.name:<10} {r.resource_type or '-':<6} {r.title}"
+        known = bad and expected(r)
+        failed += bad and not known
+        name = f"EXPECTED({r.status.name})" if known else r.status.name
+        line = f"{name:<10} {r.resource_type or '-':<6} {r.title}"
         if bad or r.status == Status.DEVIATION:
             line += f": {r.reason}"
         print(line)

@@ -63,14 +63,15 @@ impl GroupInput {
 }
 
 impl ScimGroup {
-    /// The JSON form without `meta`; `members` pairs each member id with its userName.
-    pub fn to_json(&self, members: &[(String, String)], base: &str) -> Value {
+    /// The JSON form without `meta`, listing `members` (ids of live accounts). RFC 7643 §4.2
+    /// gives a Group's members `value`, `$ref` and `type`; no `display`.
+    pub fn to_json(&self, members: &[String], base: &str) -> Value {
         let mut v = json!({
             "schemas": [GROUP_SCHEMA],
             "id": self.id,
             "displayName": self.display_name,
-            "members": members.iter().map(|(id, name)| json!({
-                "value": id, "display": name, "type": "User", "$ref": format!("{base}/Users/{id}")
+            "members": members.iter().map(|id| json!({
+                "value": id, "type": "User", "$ref": format!("{base}/Users/{id}")
             })).collect::<Vec<_>>(),
         });
         if let (Some(x), Some(o)) = (&self.external_id, v.as_object_mut()) {

@@ -48,6 +48,8 @@ pub struct ScimUser {
     pub cost_center: Option<String>,
     /// The manager's SCIM id (a Wardgate user id).
     pub manager: Option<String>,
+    /// The manager's `$ref`, as the connector sent it.
+    pub manager_ref: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,10 +117,10 @@ impl ScimUser {
         if !ext.is_object() {
             return Err(InvalidUser(format!("{ENTERPRISE_SCHEMA} must be an object")));
         }
-        let manager = match get_ci(ext, "manager") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(s.clone()).filter(|s| !s.is_empty()),
-            Some(m @ Value::Object(_)) => string(m, "value")?,
+        let (manager, manager_ref) = match get_ci(ext, "manager") {
+            None | Some(Value::Null) => (None, None),
+            Some(Value::String(s)) => (Some(s.clone()).filter(|s| !s.is_empty()), None),
+            Some(m @ Value::Object(_)) => (string(m, "value")?, string(m, "$ref")?),
             Some(_) => return Err(InvalidUser("manager must be an object with a value".into())),
         };
         Ok(Self {
@@ -136,6 +138,7 @@ impl ScimUser {
             division: string(ext, "division")?,
             cost_center: string(ext, "costCenter")?,
             manager,
+            manager_ref,
         })
     }
 
@@ -235,7 +238,9 @@ impl ScimUser {
         put(&mut ext, "division", &self.division);
         put(&mut ext, "costCenter", &self.cost_center);
         if let Some(m) = &self.manager {
-            ext.insert("manager".into(), json!({"value": m}));
+            let mut manager = Map::from_iter([("value".to_owned(), json!(m))]);
+            put(&mut manager, "$ref", &self.manager_ref);
+            ext.insert("manager".into(), Value::Object(manager));
         }
         if !ext.is_empty() {
             schemas.push(json!(ENTERPRISE_SCHEMA));

@@ -183,7 +183,6 @@ fn schema_list() -> Vec<Value> {
                 "readWrite",
                 vec![
                     attr("value", "string", false, false, "immutable", "none"),
-                    attr("display", "string", false, false, "readOnly", "none"),
                     attr("type", "string", false, false, "immutable", "none"),
                     member_ref,
                 ],

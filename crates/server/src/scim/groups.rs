@@ -29,11 +29,7 @@ fn base(app: &AppState) -> String {
 
 fn render(app: &AppState, g: &ScimGroup, users: &HashMap<String, User>) -> Value {
     // Terminated people drop out of every group's listing; their ids stay unused forever.
-    let members: Vec<(String, String)> = g
-        .members
-        .iter()
-        .filter_map(|id| users.get(id).map(|u| (id.clone(), u.username.to_string())))
-        .collect();
+    let members: Vec<String> = g.members.iter().filter(|id| users.contains_key(*id)).cloned().collect();
     let base = base(app);
     with_meta(g.to_json(&members, &base), "Group", g.created_at, g.updated_at, &format!("{base}/Groups/{}", g.id))
 }
@@ -111,6 +107,12 @@ pub async fn get(
     let users = live_users(&app, &g.members).await?;
     let body = super::project(render(&app, &g, &users), q.attributes.as_deref(), q.excluded_attributes.as_deref());
     Ok(resource(StatusCode::OK, &body, None))
+}
+
+/// `POST /Groups/.search` (RFC 7644 §3.4.3).
+pub async fn search(State(app): State<AppState>, c: Connector, body: Bytes) -> Result<Response, ScimError> {
+    let q = super::search_query(&parse_body(&body)?)?;
+    list(State(app), c, Query(q)).await
 }
 
 pub async fn list(State(app): State<AppState>, _c: Connector, Query(q): Query<ListQuery>) -> Result<Response, ScimError> {

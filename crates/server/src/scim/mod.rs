@@ -16,7 +16,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use wardgate_core::scim::token::ScimToken;
 use wardgate_core::scim::{ERROR_SCHEMA, ScimType};
@@ -42,6 +42,8 @@ pub fn routes() -> Router<AppState> {
         .route("/Schemas", get(discovery::schemas))
         .route("/Schemas/{id}", get(discovery::schema_by_id))
         .route("/Users", get(users::list).post(users::create))
+        .route("/Users/.search", post(users::search))
+        .route("/Groups/.search", post(groups::search))
         .route("/Users/{id}", get(users::get).put(users::replace).patch(users::patch).delete(users::delete))
         .route("/Groups", get(groups::list).post(groups::create))
         .route("/Groups/{id}", get(groups::get).put(groups::replace).patch(groups::patch).delete(groups::delete))
@@ -204,6 +206,29 @@ pub struct ListQuery {
     count: Option<String>,
     attributes: Option<String>,
     excluded_attributes: Option<String>,
+}
+
+/// A SearchRequest body (RFC 7644 §3.4.3) as the query parameters of a GET.
+fn search_query(body: &Value) -> Result<ListQuery, ScimError> {
+    use wardgate_core::scim::filter::get_ci;
+    let text = |name: &str| -> Result<Option<String>, ScimError> {
+        match get_ci(body, name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Array(items)) => Ok(Some(
+                items.iter().map(|i| i.as_str().unwrap_or_default()).collect::<Vec<_>>().join(","),
+            )),
+            Some(_) => Err(ScimError::bad(ScimType::InvalidValue, format!("{name} has the wrong type"))),
+        }
+    };
+    Ok(ListQuery {
+        filter: text("filter")?,
+        start_index: text("startIndex")?,
+        count: text("count")?,
+        attributes: text("attributes")?,
+        excluded_attributes: text("excludedAttributes")?,
+    })
 }
 
 /// Filters, pages and projects `all`, giving a ListResponse.

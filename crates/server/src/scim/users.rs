@@ -119,6 +119,12 @@ pub async fn get(
     Ok(resource(StatusCode::OK, &body, None))
 }
 
+/// `POST /Users/.search` (RFC 7644 §3.4.3).
+pub async fn search(State(app): State<AppState>, c: Connector, body: Bytes) -> Result<Response, ScimError> {
+    let q = super::search_query(&parse_body(&body)?)?;
+    list(State(app), c, Query(q)).await
+}
+
 pub async fn list(State(app): State<AppState>, _c: Connector, Query(q): Query<ListQuery>) -> Result<Response, ScimError> {
     let now = (app.clock)();
     let users = Accounts::new(&*app.store, "scim", now, &app.auth.settings).list().await?;

@@ -167,6 +167,18 @@ async fn an_hr_connector_manages_users_and_groups_with_filters_pages_etags_and_p
         let (_, e) = scim.expect(M::GET, &format!("/Users?filter={}", enc(bad)), None, None, StatusCode::BAD_REQUEST).await;
         assert_eq!(e["scimType"], "invalidFilter", "{bad}");
     }
+    // The same through POST /.search.
+    let (_, found) = scim
+        .expect(
+            M::POST,
+            "/Users/.search",
+            Some(json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+                        "filter": "userName sw \"user\"", "count": 2, "attributes": ["userName"]})),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+    assert_eq!((found["totalResults"].clone(), found["itemsPerPage"].clone()), (json!(3), json!(2)));
     // attributes= trims the resources.
     let slim = scim.get(&format!("/Users?filter={}&attributes=userName", enc(r#"userName eq "user0""#))).await;
     let r = &slim["Resources"][0];
@@ -230,7 +242,7 @@ async fn an_hr_connector_manages_users_and_groups_with_filters_pages_etags_and_p
         )
         .await;
     let gid = group["id"].as_str().unwrap().to_owned();
-    assert_eq!(group["members"][0]["display"], "jsmith@st-marys.example");
+    assert_eq!(group["members"][0]["value"], id.as_str());
     scim.expect(M::POST, "/Groups", Some(json!({"displayName": "icu nurses"})), None, StatusCode::CONFLICT).await;
     let (_, e) = scim
         .expect(M::POST, "/Groups", Some(json!({"displayName": "Ghosts", "members": [{"value": "nobody"}]})), None, StatusCode::BAD_REQUEST)
