@@ -697,8 +697,7 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_scim_token(&self, id: &str, now: OffsetDateTime, event: &AuditEvent) -> Result<(), StoreError>;
 
     /// The SCIM attributes kept for an account (JSON), and when SCIM last changed them.
-    async fn scim_attributes(&self, user_id: &str)
-    -> Result<Option<(serde_json::Value, OffsetDateTime)>, StoreError>;
+    async fn scim_attributes(&self, user_id: &str) -> Result<Option<(serde_json::Value, OffsetDateTime)>, StoreError>;
 
     /// The SCIM attributes of every account that has them: (user id, JSON, last change).
     async fn all_scim_attributes(&self) -> Result<Vec<(String, serde_json::Value, OffsetDateTime)>, StoreError>;

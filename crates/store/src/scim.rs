@@ -12,7 +12,10 @@ pub(crate) const INSERT_TOKEN: &str = "INSERT INTO scim_tokens (id, label, diges
      expires_at_us, revoked_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 macro_rules! select_tokens {
     ($rest:literal) => {
-        concat!("SELECT id, label, digest, created_by, created_at_us, expires_at_us, revoked_at_us FROM scim_tokens ", $rest)
+        concat!(
+            "SELECT id, label, digest, created_by, created_at_us, expires_at_us, revoked_at_us FROM scim_tokens ",
+            $rest
+        )
     };
 }
 pub(crate) const TOKEN_BY_DIGEST: &str = select_tokens!("WHERE digest = $1");
@@ -22,7 +25,9 @@ pub(crate) const REVOKE_TOKEN: &str =
 
 pub(crate) type TokenRow = (String, String, Vec<u8>, String, i64, i64, Option<i64>);
 
-pub(crate) fn token((id, label, digest, created_by, created, expires, revoked): TokenRow) -> Result<ScimToken, StoreError> {
+pub(crate) fn token(
+    (id, label, digest, created_by, created, expires, revoked): TokenRow,
+) -> Result<ScimToken, StoreError> {
     let digest = <[u8; 32]>::try_from(digest.as_slice())
         .map_err(|_| StoreError::Malformed(format!("SCIM token {id} has a digest that is not 32 bytes")))?;
     Ok(ScimToken {
@@ -47,7 +52,9 @@ pub(crate) const ATTRIBUTES_OF: &str = "SELECT user_id, attributes, updated_at_u
 
 pub(crate) type AttributesRow = (String, String, i64);
 
-pub(crate) fn attributes((user_id, attrs, at): AttributesRow) -> Result<(String, serde_json::Value, OffsetDateTime), StoreError> {
+pub(crate) fn attributes(
+    (user_id, attrs, at): AttributesRow,
+) -> Result<(String, serde_json::Value, OffsetDateTime), StoreError> {
     let v = serde_json::from_str(&attrs)
         .map_err(|_| StoreError::Malformed(format!("SCIM attributes of {user_id} are not JSON")))?;
     Ok((user_id, v, from_unix_micros(at)))
@@ -68,7 +75,9 @@ pub(crate) const ALL_GROUPS: &str = select_groups!("ORDER BY display_key");
 
 pub(crate) type GroupRow = (String, String, Option<String>, String, i64, i64);
 
-pub(crate) fn group((id, display_name, external_id, members, created, updated): GroupRow) -> Result<ScimGroup, StoreError> {
+pub(crate) fn group(
+    (id, display_name, external_id, members, created, updated): GroupRow,
+) -> Result<ScimGroup, StoreError> {
     let members = serde_json::from_str(&members)
         .map_err(|_| StoreError::Malformed(format!("SCIM group {id} has members that are not a JSON list")))?;
     Ok(ScimGroup {

@@ -3034,11 +3034,7 @@ impl Store for SqliteStore {
     }
 
     async fn scim_tokens(&self) -> Result<Vec<ScimToken>, StoreError> {
-        let rows: Vec<scim::TokenRow> =
-            sqlx::query_as(scim::ALL_TOKENS)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(err)?;
+        let rows: Vec<scim::TokenRow> = sqlx::query_as(scim::ALL_TOKENS).fetch_all(&self.pool).await.map_err(err)?;
         rows.into_iter().map(scim::token).collect()
     }
 
@@ -3057,16 +3053,9 @@ impl Store for SqliteStore {
         common::finish(tx, r, err).await
     }
 
-    async fn scim_attributes(
-        &self,
-        user_id: &str,
-    ) -> Result<Option<(serde_json::Value, OffsetDateTime)>, StoreError> {
+    async fn scim_attributes(&self, user_id: &str) -> Result<Option<(serde_json::Value, OffsetDateTime)>, StoreError> {
         let row: Option<scim::AttributesRow> =
-            sqlx::query_as(scim::ATTRIBUTES_OF)
-                .bind(user_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(err)?;
+            sqlx::query_as(scim::ATTRIBUTES_OF).bind(user_id).fetch_optional(&self.pool).await.map_err(err)?;
         Ok(row.map(scim::attributes).transpose()?.map(|(_, v, at)| (v, at)))
     }
 
@@ -3132,20 +3121,13 @@ impl Store for SqliteStore {
     }
 
     async fn scim_group(&self, id: &str) -> Result<Option<ScimGroup>, StoreError> {
-        let row: Option<scim::GroupRow> = sqlx::query_as(scim::GROUP_BY_ID)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
+        let row: Option<scim::GroupRow> =
+            sqlx::query_as(scim::GROUP_BY_ID).bind(id).fetch_optional(&self.pool).await.map_err(err)?;
         row.map(scim::group).transpose()
     }
 
     async fn scim_groups(&self) -> Result<Vec<ScimGroup>, StoreError> {
-        let rows: Vec<scim::GroupRow> =
-            sqlx::query_as(scim::ALL_GROUPS)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(err)?;
+        let rows: Vec<scim::GroupRow> = sqlx::query_as(scim::ALL_GROUPS).fetch_all(&self.pool).await.map_err(err)?;
         rows.into_iter().map(scim::group).collect()
     }
 

@@ -277,7 +277,10 @@ impl Parser<'_> {
 
     fn path(&mut self) -> Result<AttrPath, FilterError> {
         self.skip_ws();
-        let len = self.rest().find(|c: char| !(c.is_ascii_alphanumeric() || "_-$:.".contains(c))).unwrap_or(self.rest().len());
+        let len = self
+            .rest()
+            .find(|c: char| !(c.is_ascii_alphanumeric() || "_-$:.".contains(c)))
+            .unwrap_or(self.rest().len());
         if len == 0 {
             return Err(self.error("expected an attribute name"));
         }
@@ -358,7 +361,9 @@ impl Parser<'_> {
             "null" => Value::Null,
             _ => match serde_json::from_str::<serde_json::Number>(word) {
                 Ok(n) => Value::Number(n),
-                Err(_) => return Err(self.error("expected a value: a string in double quotes, a number, true, false or null")),
+                Err(_) => {
+                    return Err(self.error("expected a value: a string in double quotes, a number, true, false or null"));
+                }
             },
         };
         self.pos += len;

@@ -123,15 +123,27 @@ mod tests {
         let wanted = m.roles_for(["icu nurses"]);
         assert_eq!(wanted, BTreeSet::from(["icu".to_owned(), "nurse".to_owned()]));
         let current = vec!["auditor".to_owned(), "pharmacist".to_owned()];
-        assert_eq!(m.recompute(&current, &wanted), ["auditor", "icu", "nurse"], "admin roles stay, SCIM roles follow groups");
+        assert_eq!(
+            m.recompute(&current, &wanted),
+            ["auditor", "icu", "nurse"],
+            "admin roles stay, SCIM roles follow groups"
+        );
         assert_eq!(m.recompute(&current, &BTreeSet::new()), ["auditor"]);
     }
 
     #[test]
     fn group_input_is_checked() {
-        let g = GroupInput::from_json(&json!({"displayName": "ICU", "members": [{"value": "b"}, {"value": "a"}, {"value": "a"}]})).unwrap();
+        let g = GroupInput::from_json(
+            &json!({"displayName": "ICU", "members": [{"value": "b"}, {"value": "a"}, {"value": "a"}]}),
+        )
+        .unwrap();
         assert_eq!(g.members, ["a", "b"]);
-        for bad in [json!({}), json!({"displayName": 1}), json!({"displayName": "x", "members": [{}]}), json!({"displayName": "x", "members": "a"})] {
+        for bad in [
+            json!({}),
+            json!({"displayName": 1}),
+            json!({"displayName": "x", "members": [{}]}),
+            json!({"displayName": "x", "members": "a"}),
+        ] {
             assert!(GroupInput::from_json(&bad).is_err(), "{bad}");
         }
     }

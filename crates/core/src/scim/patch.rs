@@ -57,8 +57,8 @@ impl PatchPath {
         if attr.sub.is_some() {
             return Err(bad());
         }
-        let filter = Filter::parse(&s[open + 1..close])
-            .map_err(|e| fail(ScimType::InvalidPath, format!("{s:?}: {e}")))?;
+        let filter =
+            Filter::parse(&s[open + 1..close]).map_err(|e| fail(ScimType::InvalidPath, format!("{s:?}: {e}")))?;
         let sub = match &s[close + 1..] {
             "" => None,
             rest => {
@@ -99,7 +99,9 @@ pub fn parse_request(body: &Value) -> Result<Vec<PatchOp>, PatchError> {
             let value = get_ci(o, "value").cloned();
             match (op, &path, &value) {
                 (OpKind::Remove, None, _) => Err(fail(ScimType::NoTarget, "remove needs a path")),
-                (OpKind::Add | OpKind::Replace, _, None) => Err(fail(ScimType::InvalidValue, "add and replace need a value")),
+                (OpKind::Add | OpKind::Replace, _, None) => {
+                    Err(fail(ScimType::InvalidValue, "add and replace need a value"))
+                }
                 (OpKind::Add | OpKind::Replace, None, Some(v)) if !v.is_object() => {
                     Err(fail(ScimType::InvalidValue, "without a path, the value must be an object"))
                 }
@@ -164,7 +166,13 @@ fn whole_extension<'a>(path: &PatchPath, schema: &Schema<'a>) -> Option<&'a str>
     schema.extensions.iter().copied().find(|e| e.eq_ignore_ascii_case(&full))
 }
 
-fn apply_extension(resource: &mut Value, op: OpKind, ext: &str, value: Option<&Value>, schema: &Schema) -> Result<(), PatchError> {
+fn apply_extension(
+    resource: &mut Value,
+    op: OpKind,
+    ext: &str,
+    value: Option<&Value>,
+    schema: &Schema,
+) -> Result<(), PatchError> {
     if op == OpKind::Remove {
         if let Some(root) = resource.as_object_mut()
             && let Some(k) = key_ci(root, ext)
@@ -189,7 +197,12 @@ fn is_read_only(path: &PatchPath, schema: &Schema) -> bool {
 }
 
 /// The object holding the attribute: the resource, or its extension object (created on add).
-fn container<'a>(resource: &'a mut Value, attr: &AttrPath, schema: &Schema, create: bool) -> Option<&'a mut Map<String, Value>> {
+fn container<'a>(
+    resource: &'a mut Value,
+    attr: &AttrPath,
+    schema: &Schema,
+    create: bool,
+) -> Option<&'a mut Map<String, Value>> {
     let root = resource.as_object_mut()?;
     let Some(urn) = attr.urn.as_deref().filter(|u| !u.eq_ignore_ascii_case(schema.core_urn)) else {
         return Some(root);
@@ -225,7 +238,10 @@ fn apply_at(
         !u.eq_ignore_ascii_case(schema.core_urn) && !schema.extensions.iter().any(|e| e.eq_ignore_ascii_case(u))
     });
     if unknown_ext {
-        return Err(fail(ScimType::InvalidPath, format!("unknown schema {}", path.attr.urn.as_deref().unwrap_or_default())));
+        return Err(fail(
+            ScimType::InvalidPath,
+            format!("unknown schema {}", path.attr.urn.as_deref().unwrap_or_default()),
+        ));
     }
     let Some(map) = container(resource, &path.attr, schema, op != OpKind::Remove) else {
         return Ok(()); // removing from an extension the resource does not have
@@ -237,7 +253,13 @@ fn apply_at(
     }
 }
 
-fn apply_plain(map: &mut Map<String, Value>, key: &str, sub: Option<&str>, op: OpKind, value: Option<&Value>) -> Result<(), PatchError> {
+fn apply_plain(
+    map: &mut Map<String, Value>,
+    key: &str,
+    sub: Option<&str>,
+    op: OpKind,
+    value: Option<&Value>,
+) -> Result<(), PatchError> {
     if let Some(sub) = sub {
         if op == OpKind::Remove {
             if let Some(Value::Object(parent)) = map.get_mut(key)
@@ -350,7 +372,9 @@ fn apply_filtered(
                     o.insert(k, v.clone());
                 }
             }
-            (None, _) => return Err(fail(ScimType::InvalidValue, "a filtered path without a sub-attribute takes an object")),
+            (None, _) => {
+                return Err(fail(ScimType::InvalidValue, "a filtered path without a sub-attribute takes an object"));
+            }
         }
     }
     if matched {
@@ -430,7 +454,11 @@ mod tests {
         assert_eq!(r["members"], json!([{"value": "a"}, {"value": "b"}, {"value": "c"}]));
         patch(&mut r, json!([{"op": "remove", "path": "members[value eq \"b\"]"}])).unwrap();
         assert_eq!(r["members"], json!([{"value": "a"}, {"value": "c"}]));
-        patch(&mut r, json!([{"op": "replace", "value": {ENTERPRISE: {"employeeNumber": "42"}, "name.familyName": "J"}}])).unwrap();
+        patch(
+            &mut r,
+            json!([{"op": "replace", "value": {ENTERPRISE: {"employeeNumber": "42"}, "name.familyName": "J"}}]),
+        )
+        .unwrap();
         assert_eq!(r[ENTERPRISE]["employeeNumber"], "42");
         patch(&mut r, json!([{"op": "add", "path": ENTERPRISE, "value": {"department": "ICU"}}])).unwrap();
         assert_eq!(r[ENTERPRISE]["department"], "ICU");
@@ -442,13 +470,17 @@ mod tests {
     #[test]
     fn missing_work_email_is_created_and_errors_are_typed() {
         let mut r = json!({"userName": "x"});
-        patch(&mut r, json!([{"op": "add", "path": "emails[type eq \"work\"].value", "value": "x@example.org"}])).unwrap();
+        patch(&mut r, json!([{"op": "add", "path": "emails[type eq \"work\"].value", "value": "x@example.org"}]))
+            .unwrap();
         assert_eq!(r["emails"], json!([{"type": "work", "value": "x@example.org"}]));
 
         let err = |ops: Value| patch(&mut base(), ops).unwrap_err().scim_type;
         assert_eq!(err(json!([{"op": "replace", "path": "id", "value": "x"}])), ScimType::Mutability);
         assert_eq!(err(json!([{"op": "remove"}])), ScimType::NoTarget);
-        assert_eq!(err(json!([{"op": "replace", "path": "emails[value co \"zzz\"]", "value": {"type": "x"}}])), ScimType::NoTarget);
+        assert_eq!(
+            err(json!([{"op": "replace", "path": "emails[value co \"zzz\"]", "value": {"type": "x"}}])),
+            ScimType::NoTarget
+        );
         assert_eq!(err(json!([{"op": "replace", "path": "emails[type eq", "value": 1}])), ScimType::InvalidPath);
         assert_eq!(err(json!([{"op": "replace", "path": "urn:x:y:z", "value": 1}])), ScimType::InvalidPath);
         assert_eq!(err(json!([{"op": "move", "path": "a"}])), ScimType::InvalidSyntax);

@@ -174,7 +174,8 @@ impl ScimUser {
         s.user_name = user.username.to_string();
         // A name Wardgate derived (the connector sent no displayName) is not echoed back as
         // if the connector had set it.
-        let derived = stored.is_some_and(|st| st.display_name.is_none() && st.wardgate_display_name() == user.display_name);
+        let derived =
+            stored.is_some_and(|st| st.display_name.is_none() && st.wardgate_display_name() == user.display_name);
         s.display_name = (!derived).then(|| user.display_name.clone());
         // An invited account belongs to someone employed who has not enrolled yet: HR
         // considers it active; only a suspension makes it inactive.
@@ -279,7 +280,13 @@ mod tests {
         assert_eq!(s.manager.as_deref(), Some("m1"));
         assert_eq!(s.department.as_deref(), Some("ICU"));
 
-        let mut user = User::new("u1".into(), Username::parse("jsmith@st-marys.example").unwrap(), "Jane Smith".into(), AccountStatus::Invited, t0());
+        let mut user = User::new(
+            "u1".into(),
+            Username::parse("jsmith@st-marys.example").unwrap(),
+            "Jane Smith".into(),
+            AccountStatus::Invited,
+            t0(),
+        );
         user.email = "jsmith@st-marys.example".into();
         user.employee_id = Some("701984".into());
         let out = ScimUser::of(&user, Some(&s)).to_json("u1", &[("g1".into(), "ICU Nurses".into())]);
@@ -307,7 +314,8 @@ mod tests {
 
     #[test]
     fn accounts_without_scim_attributes_are_served_from_the_account() {
-        let mut user = User::new("u2".into(), Username::parse("nina").unwrap(), "Nina".into(), AccountStatus::Disabled, t0());
+        let mut user =
+            User::new("u2".into(), Username::parse("nina").unwrap(), "Nina".into(), AccountStatus::Disabled, t0());
         user.email = "nina@example.org".into();
         let out = ScimUser::of(&user, None).to_json("u2", &[]);
         assert_eq!(out["active"], false);

@@ -76,7 +76,8 @@ pub async fn resource_types(_c: Connector) -> Response {
 }
 
 pub async fn resource_type(_c: Connector, Path(id): Path<String>) -> Result<Response, ScimError> {
-    let found = resource_type_list().into_iter().find(|r| r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id)));
+    let found =
+        resource_type_list().into_iter().find(|r| r["id"].as_str().is_some_and(|i| i.eq_ignore_ascii_case(&id)));
     found.map(|r| respond(StatusCode::OK, &r)).ok_or_else(|| ScimError::not_found("ResourceType"))
 }
 

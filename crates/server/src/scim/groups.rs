@@ -80,7 +80,8 @@ async fn read_group(app: &AppState, body: &Value) -> Result<(GroupInput, HashMap
 pub async fn create(State(app): State<AppState>, c: Connector, body: Bytes) -> Result<Response, ScimError> {
     let (input, users) = read_group(&app, &parse_body(&body)?).await?;
     let now = (app.clock)();
-    let id = wardgate_core::token::random_id().map_err(|_| ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, "no randomness"))?;
+    let id = wardgate_core::token::random_id()
+        .map_err(|_| ScimError::new(StatusCode::SERVICE_UNAVAILABLE, None, "no randomness"))?;
     let g = ScimGroup {
         id,
         display_name: input.display_name,
@@ -115,7 +116,11 @@ pub async fn search(State(app): State<AppState>, c: Connector, body: Bytes) -> R
     list(State(app), c, Query(q)).await
 }
 
-pub async fn list(State(app): State<AppState>, _c: Connector, Query(q): Query<ListQuery>) -> Result<Response, ScimError> {
+pub async fn list(
+    State(app): State<AppState>,
+    _c: Connector,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ScimError> {
     let groups = app.store.scim_groups().await?;
     let ids: BTreeSet<String> = groups.iter().flat_map(|g| g.members.iter().cloned()).collect();
     let users = live_users(&app, &ids.into_iter().collect::<Vec<_>>()).await?;

@@ -42,6 +42,7 @@ pub fn routes() -> Router<AppState> {
         .route("/Schemas", get(discovery::schemas))
         .route("/Schemas/{id}", get(discovery::schema_by_id))
         .route("/Users", get(users::list).post(users::create))
+        .route("/.search", post(search_everything))
         .route("/Users/.search", post(users::search))
         .route("/Groups/.search", post(groups::search))
         .route("/Users/{id}", get(users::get).put(users::replace).patch(users::patch).delete(users::delete))
@@ -149,14 +150,19 @@ fn check_if_match(headers: &HeaderMap, current: &Value) -> Result<(), ScimError>
     if wardgate_core::scim::if_match(want, &etag) {
         Ok(())
     } else {
-        Err(ScimError::new(StatusCode::PRECONDITION_FAILED, None, format!("the resource has changed; its version is {etag}")))
+        Err(ScimError::new(
+            StatusCode::PRECONDITION_FAILED,
+            None,
+            format!("the resource has changed; its version is {etag}"),
+        ))
     }
 }
 
 /// Request bodies arrive as `application/scim+json` (or plain JSON), which axum's `Json`
 /// refuses, so they are read as bytes (still under the global body limit) and parsed here.
 fn parse_body(body: &[u8]) -> Result<Value, ScimError> {
-    serde_json::from_slice(body).map_err(|e| ScimError::bad(ScimType::InvalidSyntax, format!("the body is not JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ScimError::bad(ScimType::InvalidSyntax, format!("the body is not JSON: {e}")))
 }
 
 /// The connector behind a call.
@@ -188,7 +194,11 @@ impl FromRequestParts<AppState> for Connector {
         let Some(secret) = bearer else { return Err(ScimError::unauthorized().into_response()) };
         // Looked up by digest: the comparison happens on a hash of the secret, so its
         // timing says nothing about the secret itself (as for API tokens).
-        let found = app.store.scim_token_by_digest(&token::digest(secret)).await.map_err(|e| ScimError::from(e).into_response())?;
+        let found = app
+            .store
+            .scim_token_by_digest(&token::digest(secret))
+            .await
+            .map_err(|e| ScimError::from(e).into_response())?;
         let now = (app.clock)();
         match found.filter(|t| t.usable_at(now) && token::ct_eq(&t.digest, &token::digest(secret))) {
             Some(token) => Ok(Self { token, ctx }),
@@ -208,6 +218,16 @@ pub struct ListQuery {
     excluded_attributes: Option<String>,
 }
 
+/// `POST /.search` over every resource type: not offered (RFC 7644 §3.12's 501); a
+/// connector searches `/Users/.search` or `/Groups/.search`.
+async fn search_everything(_c: Connector) -> ScimError {
+    ScimError::new(
+        StatusCode::NOT_IMPLEMENTED,
+        None,
+        "searching several resource types at once is not supported; use /Users/.search or /Groups/.search",
+    )
+}
+
 /// A SearchRequest body (RFC 7644 §3.4.3) as the query parameters of a GET.
 fn search_query(body: &Value) -> Result<ListQuery, ScimError> {
     use wardgate_core::scim::filter::get_ci;
@@ -216,9 +236,9 @@ fn search_query(body: &Value) -> Result<ListQuery, ScimError> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(Value::Array(items)) => Ok(Some(
-                items.iter().map(|i| i.as_str().unwrap_or_default()).collect::<Vec<_>>().join(","),
-            )),
+            Some(Value::Array(items)) => {
+                Ok(Some(items.iter().map(|i| i.as_str().unwrap_or_default()).collect::<Vec<_>>().join(",")))
+            }
             Some(_) => Err(ScimError::bad(ScimType::InvalidValue, format!("{name} has the wrong type"))),
         }
     };
@@ -235,16 +255,26 @@ fn search_query(body: &Value) -> Result<ListQuery, ScimError> {
 fn list_response(all: Vec<Value>, q: &ListQuery, core_urn: &str) -> Result<Response, ScimError> {
     let filter = match q.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         Some(f) => Some(
-            wardgate_core::scim::filter::Filter::parse(f).map_err(|e| ScimError::bad(ScimType::InvalidFilter, e.to_string()))?,
+            wardgate_core::scim::filter::Filter::parse(f)
+                .map_err(|e| ScimError::bad(ScimType::InvalidFilter, e.to_string()))?,
         ),
         None => None,
     };
-    let matched: Vec<Value> = all.into_iter().filter(|r| filter.as_ref().is_none_or(|f| f.matches(r, core_urn))).collect();
+    let matched: Vec<Value> =
+        all.into_iter().filter(|r| filter.as_ref().is_none_or(|f| f.matches(r, core_urn))).collect();
     let start = q.start_index.as_deref().and_then(|s| s.parse::<i64>().ok()).unwrap_or(1).max(1) as usize;
-    let count = q.count.as_deref().and_then(|s| s.parse::<i64>().ok()).map_or(DEFAULT_COUNT, |c| c.clamp(0, MAX_COUNT as i64) as usize);
+    let count = q
+        .count
+        .as_deref()
+        .and_then(|s| s.parse::<i64>().ok())
+        .map_or(DEFAULT_COUNT, |c| c.clamp(0, MAX_COUNT as i64) as usize);
     let total = matched.len();
-    let page: Vec<Value> =
-        matched.into_iter().skip(start - 1).take(count).map(|r| project(r, q.attributes.as_deref(), q.excluded_attributes.as_deref())).collect();
+    let page: Vec<Value> = matched
+        .into_iter()
+        .skip(start - 1)
+        .take(count)
+        .map(|r| project(r, q.attributes.as_deref(), q.excluded_attributes.as_deref()))
+        .collect();
     Ok(respond(
         StatusCode::OK,
         &json!({
@@ -260,7 +290,8 @@ fn list_response(all: Vec<Value>, q: &ListQuery, core_urn: &str) -> Result<Respo
 /// `attributes` / `excludedAttributes` (RFC 7643 §7: `id`, `schemas` and `meta` are always
 /// returned), for top-level attributes and `urn:…:attr` of an extension.
 fn project(mut r: Value, attributes: Option<&str>, excluded: Option<&str>) -> Value {
-    let list = |s: &str| s.split(',').map(|a| a.trim().to_ascii_lowercase()).filter(|a| !a.is_empty()).collect::<Vec<_>>();
+    let list =
+        |s: &str| s.split(',').map(|a| a.trim().to_ascii_lowercase()).filter(|a| !a.is_empty()).collect::<Vec<_>>();
     let Some(obj) = r.as_object_mut() else { return r };
     let always = ["id", "schemas", "meta"];
     let top = |a: &str| a.split('.').next().unwrap_or(a).to_owned();
@@ -271,8 +302,12 @@ fn project(mut r: Value, attributes: Option<&str>, excluded: Option<&str>) -> Va
             if always.contains(&k.as_str()) || want.iter().any(|w| top(w) == k || w == &k) {
                 return true;
             }
-            if k.starts_with("urn:") && let Some(ext) = v.as_object_mut() {
-                ext.retain(|sub, _| want.iter().any(|w| split_ext(w).is_some_and(|(u, at)| u == k && at == sub.to_ascii_lowercase())));
+            if k.starts_with("urn:")
+                && let Some(ext) = v.as_object_mut()
+            {
+                ext.retain(|sub, _| {
+                    want.iter().any(|w| split_ext(w).is_some_and(|(u, at)| u == k && at == sub.to_ascii_lowercase()))
+                });
                 return !ext.is_empty();
             }
             false
@@ -281,8 +316,12 @@ fn project(mut r: Value, attributes: Option<&str>, excluded: Option<&str>) -> Va
     if let Some(drop) = excluded.map(list) {
         obj.retain(|k, v| {
             let k = k.to_ascii_lowercase();
-            if k.starts_with("urn:") && let Some(ext) = v.as_object_mut() {
-                ext.retain(|sub, _| !drop.iter().any(|w| split_ext(w).is_some_and(|(u, at)| u == k && at == sub.to_ascii_lowercase())));
+            if k.starts_with("urn:")
+                && let Some(ext) = v.as_object_mut()
+            {
+                ext.retain(|sub, _| {
+                    !drop.iter().any(|w| split_ext(w).is_some_and(|(u, at)| u == k && at == sub.to_ascii_lowercase()))
+                });
             }
             always.contains(&k.as_str()) || !drop.iter().any(|d| d == &k)
         });
@@ -290,7 +329,13 @@ fn project(mut r: Value, attributes: Option<&str>, excluded: Option<&str>) -> Va
     r
 }
 
-fn meta(resource_type: &str, created: time::OffsetDateTime, modified: time::OffsetDateTime, location: &str, body: &Value) -> Value {
+fn meta(
+    resource_type: &str,
+    created: time::OffsetDateTime,
+    modified: time::OffsetDateTime,
+    location: &str,
+    body: &Value,
+) -> Value {
     let ts = |t: time::OffsetDateTime| t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
     json!({
         "resourceType": resource_type,
@@ -302,7 +347,13 @@ fn meta(resource_type: &str, created: time::OffsetDateTime, modified: time::Offs
 }
 
 /// Adds `meta` to a rendered resource.
-fn with_meta(mut body: Value, resource_type: &str, created: time::OffsetDateTime, modified: time::OffsetDateTime, location: &str) -> Value {
+fn with_meta(
+    mut body: Value,
+    resource_type: &str,
+    created: time::OffsetDateTime,
+    modified: time::OffsetDateTime,
+    location: &str,
+) -> Value {
     let m = meta(resource_type, created, modified, location, &body);
     if let Some(o) = body.as_object_mut() {
         o.insert("meta".into(), m);

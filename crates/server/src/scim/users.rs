@@ -115,7 +115,8 @@ pub async fn get(
 ) -> Result<Response, ScimError> {
     let loaded = load(&app, &id).await?;
     let groups = app.store.scim_groups().await?;
-    let body = super::project(render(&app, &loaded, &groups), q.attributes.as_deref(), q.excluded_attributes.as_deref());
+    let body =
+        super::project(render(&app, &loaded, &groups), q.attributes.as_deref(), q.excluded_attributes.as_deref());
     Ok(resource(StatusCode::OK, &body, None))
 }
 
@@ -125,7 +126,11 @@ pub async fn search(State(app): State<AppState>, c: Connector, body: Bytes) -> R
     list(State(app), c, Query(q)).await
 }
 
-pub async fn list(State(app): State<AppState>, _c: Connector, Query(q): Query<ListQuery>) -> Result<Response, ScimError> {
+pub async fn list(
+    State(app): State<AppState>,
+    _c: Connector,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ScimError> {
     let now = (app.clock)();
     let users = Accounts::new(&*app.store, "scim", now, &app.auth.settings).list().await?;
     let mut attrs: std::collections::HashMap<String, (Value, OffsetDateTime)> =
@@ -236,6 +241,8 @@ pub async fn delete(
     let groups = app.store.scim_groups().await?;
     check_if_match(&headers, &render(&app, &loaded, &groups))?;
     let actor = c.actor();
-    Accounts::new(&*app.store, &actor, (app.clock)(), &app.auth.settings).terminate(loaded.user.username.as_str()).await?;
+    Accounts::new(&*app.store, &actor, (app.clock)(), &app.auth.settings)
+        .terminate(loaded.user.username.as_str())
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -29,7 +29,13 @@ struct Scim<'a> {
 }
 
 impl Scim<'_> {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>, if_match: Option<&str>) -> reqwest::Response {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        if_match: Option<&str>,
+    ) -> reqwest::Response {
         let mut req = self.h.http.request(method, self.h.url(&format!("/scim/v2{path}"))).bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.header("content-type", SCIM_JSON).body(b.to_string());
@@ -41,7 +47,14 @@ impl Scim<'_> {
     }
 
     /// Sends and expects `want`; returns the ETag and the body (null for 204).
-    async fn expect(&self, method: reqwest::Method, path: &str, body: Option<Value>, if_match: Option<&str>, want: StatusCode) -> (Option<String>, Value) {
+    async fn expect(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        if_match: Option<&str>,
+        want: StatusCode,
+    ) -> (Option<String>, Value) {
         let resp = self.send(method.clone(), path, body, if_match).await;
         let status = resp.status();
         let etag = resp.headers().get("etag").map(|v| v.to_str().unwrap().to_owned());
@@ -132,7 +145,8 @@ async fn an_hr_connector_manages_users_and_groups_with_filters_pages_etags_and_p
         .expect(M::POST, "/Users", Some(json!({"userName": "jsmith@ST-MARYS.example"})), None, StatusCode::CONFLICT)
         .await;
     assert_eq!(dup["scimType"], "uniqueness");
-    let (_, bad) = scim.expect(M::POST, "/Users", Some(json!({"userName": "has space"})), None, StatusCode::BAD_REQUEST).await;
+    let (_, bad) =
+        scim.expect(M::POST, "/Users", Some(json!({"userName": "has space"})), None, StatusCode::BAD_REQUEST).await;
     assert_eq!(bad["scimType"], "invalidValue");
 
     for (i, dept) in ["ICU", "Pharmacy", "ICU"].iter().enumerate() {
@@ -157,14 +171,27 @@ async fn an_hr_connector_manages_users_and_groups_with_filters_pages_etags_and_p
     // Filters.
     let count = |v: Value| v["totalResults"].as_u64().unwrap();
     assert_eq!(count(scim.get(&format!("/Users?filter={}", enc(r#"userName eq "JSMITH@st-marys.example""#))).await), 1);
-    assert_eq!(count(scim.get(&format!("/Users?filter={}", enc(&format!(r#"{ENTERPRISE}:department eq "icu""#)))).await), 3);
     assert_eq!(
-        count(scim.get(&format!("/Users?filter={}", enc(r#"emails[type eq "work" and value ew "example.org"] and not (userName sw "user2")"#))).await),
+        count(scim.get(&format!("/Users?filter={}", enc(&format!(r#"{ENTERPRISE}:department eq "icu""#)))).await),
+        3
+    );
+    assert_eq!(
+        count(
+            scim.get(&format!(
+                "/Users?filter={}",
+                enc(r#"emails[type eq "work" and value ew "example.org"] and not (userName sw "user2")"#)
+            ))
+            .await
+        ),
         2
     );
-    assert_eq!(count(scim.get(&format!("/Users?filter={}", enc(r#"name.familyName co "mit" or externalId eq "nope""#))).await), 1);
+    assert_eq!(
+        count(scim.get(&format!("/Users?filter={}", enc(r#"name.familyName co "mit" or externalId eq "nope""#))).await),
+        1
+    );
     for bad in [r#"userName eq"#, r#"userName eq "x" and"#, r#"emails[type eq "work""#, "(userName pr"] {
-        let (_, e) = scim.expect(M::GET, &format!("/Users?filter={}", enc(bad)), None, None, StatusCode::BAD_REQUEST).await;
+        let (_, e) =
+            scim.expect(M::GET, &format!("/Users?filter={}", enc(bad)), None, None, StatusCode::BAD_REQUEST).await;
         assert_eq!(e["scimType"], "invalidFilter", "{bad}");
     }
     // The same through POST /.search.
@@ -188,14 +215,16 @@ async fn an_hr_connector_manages_users_and_groups_with_filters_pages_etags_and_p
     let path = format!("/Users/{id}");
     let mut replaced = jane.clone();
     replaced["title"] = json!("Charge Nurse");
-    let (_, e) = scim.expect(M::PUT, &path, Some(replaced.clone()), Some("W/\"stale\""), StatusCode::PRECONDITION_FAILED).await;
+    let (_, e) =
+        scim.expect(M::PUT, &path, Some(replaced.clone()), Some("W/\"stale\""), StatusCode::PRECONDITION_FAILED).await;
     assert_eq!(e["status"], "412");
     let (etag2, after) = scim.expect(M::PUT, &path, Some(replaced), etag.as_deref(), StatusCode::OK).await;
     assert_eq!(after["title"], "Charge Nurse");
     assert_ne!(etag2, etag, "a change gives a new version");
     scim.expect(M::DELETE, &path, None, etag.as_deref(), StatusCode::PRECONDITION_FAILED).await;
     // userName is permanent.
-    let (_, e) = scim.expect(M::PUT, &path, Some(json!({"userName": "someone.else"})), None, StatusCode::BAD_REQUEST).await;
+    let (_, e) =
+        scim.expect(M::PUT, &path, Some(json!({"userName": "someone.else"})), None, StatusCode::BAD_REQUEST).await;
     assert_eq!(e["scimType"], "mutability");
 
     // Entra ID's PATCH: capitalised ops, "False" as a string, value-filter paths.
@@ -245,12 +274,19 @@ async fn an_hr_connector_manages_users_and_groups_with_filters_pages_etags_and_p
     assert_eq!(group["members"][0]["value"], id.as_str());
     scim.expect(M::POST, "/Groups", Some(json!({"displayName": "icu nurses"})), None, StatusCode::CONFLICT).await;
     let (_, e) = scim
-        .expect(M::POST, "/Groups", Some(json!({"displayName": "Ghosts", "members": [{"value": "nobody"}]})), None, StatusCode::BAD_REQUEST)
+        .expect(
+            M::POST,
+            "/Groups",
+            Some(json!({"displayName": "Ghosts", "members": [{"value": "nobody"}]})),
+            None,
+            StatusCode::BAD_REQUEST,
+        )
         .await;
     assert_eq!(e["scimType"], "invalidValue");
     assert_eq!(count(scim.get(&format!("/Groups?filter={}", enc(r#"displayName eq "ICU NURSES""#))).await), 1);
     assert_eq!(scim.get(&path).await["groups"][0]["value"], gid.as_str());
-    let renamed = scim.patch(&format!("/Groups/{gid}"), json!([{"op": "replace", "path": "displayName", "value": "ICU"}])).await;
+    let renamed =
+        scim.patch(&format!("/Groups/{gid}"), json!([{"op": "replace", "path": "displayName", "value": "ICU"}])).await;
     assert_eq!(renamed["displayName"], "ICU");
     scim.expect(M::DELETE, &format!("/Groups/{gid}"), None, None, StatusCode::NO_CONTENT).await;
     scim.expect(M::GET, &format!("/Groups/{gid}"), None, None, StatusCode::NOT_FOUND).await;
@@ -259,7 +295,9 @@ async fn an_hr_connector_manages_users_and_groups_with_filters_pages_etags_and_p
     scim.expect(M::DELETE, &path, None, None, StatusCode::NO_CONTENT).await;
     scim.expect(M::GET, &path, None, None, StatusCode::NOT_FOUND).await;
     assert_eq!(h.node.store.user_by_id(&id).await.unwrap().unwrap().status, AccountStatus::Terminated);
-    let (_, e) = scim.expect(M::POST, "/Users", Some(json!({"userName": "jsmith@st-marys.example"})), None, StatusCode::CONFLICT).await;
+    let (_, e) = scim
+        .expect(M::POST, "/Users", Some(json!({"userName": "jsmith@st-marys.example"})), None, StatusCode::CONFLICT)
+        .await;
     assert_eq!(e["scimType"], "uniqueness");
 
     // Every change is on record with the connector as the actor.
@@ -315,7 +353,13 @@ async fn deactivation_through_scim_ends_gateway_access_refresh_tokens_and_intros
     .await;
     let nina_secret = nurse_under_policy(&h, POLICY).await;
     let session = nurse_signs_in(&h, &nina_secret).await;
-    let nina = h.node.store.user_by_username(&wardgate_core::identity::Username::parse("nina").unwrap()).await.unwrap().unwrap();
+    let nina = h
+        .node
+        .store
+        .user_by_username(&wardgate_core::identity::Username::parse("nina").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let scim = Scim { h: &h, token: token(&h).await };
 
     // Nina signs in to an application with the code flow: an access and a refresh token.
@@ -386,15 +430,19 @@ async fn deactivation_through_scim_ends_gateway_access_refresh_tokens_and_intros
         .await;
     let gid = group["id"].as_str().unwrap().to_owned();
     assert_eq!(gate(&h, &gate_cookie).await, StatusCode::OK);
-    scim.patch(&format!("/Groups/{gid}"), json!([{"op": "Remove", "path": "members", "value": [{"value": nina.id}]}])).await;
+    scim.patch(&format!("/Groups/{gid}"), json!([{"op": "Remove", "path": "members", "value": [{"value": nina.id}]}]))
+        .await;
     let roles = h.node.store.user_by_id(&nina.id).await.unwrap().unwrap().roles;
     assert!(roles.is_empty(), "{roles:?}");
     assert_eq!(gate(&h, &gate_cookie).await, StatusCode::FORBIDDEN, "the role is gone at once");
-    scim.patch(&format!("/Groups/{gid}"), json!([{"op": "add", "path": "members", "value": [{"value": nina.id}]}])).await;
+    scim.patch(&format!("/Groups/{gid}"), json!([{"op": "add", "path": "members", "value": [{"value": nina.id}]}]))
+        .await;
     assert_eq!(gate(&h, &gate_cookie).await, StatusCode::OK);
 
     // HR deactivates Nina, as Entra ID sends it.
-    let user = scim.patch(&format!("/Users/{}", nina.id), json!([{"op": "Replace", "path": "active", "value": "False"}])).await;
+    let user = scim
+        .patch(&format!("/Users/{}", nina.id), json!([{"op": "Replace", "path": "active", "value": "False"}]))
+        .await;
     assert_eq!(user["active"], false);
 
     // Immediately: no gateway, no refresh, and introspection says inactive.

@@ -43,7 +43,10 @@ async fn scim_tokens_are_found_by_digest_listed_and_revoked_once(env: &Env) {
     let (a, b) = (token("t1", 1, 0), token("t2", 2, 10));
     s.create_scim_token(&a, &typed_ev("scim.token.created")).await.unwrap();
     s.create_scim_token(&b, &typed_ev("scim.token.created")).await.unwrap();
-    assert!(matches!(s.create_scim_token(&token("t3", 1, 0), &ev(0)).await, Err(StoreError::Conflict)), "digests are unique");
+    assert!(
+        matches!(s.create_scim_token(&token("t3", 1, 0), &ev(0)).await, Err(StoreError::Conflict)),
+        "digests are unique"
+    );
     assert_eq!(s.scim_token_by_digest(&[1; 32]).await.unwrap(), Some(a.clone()));
     assert_eq!(s.scim_token_by_digest(&[9; 32]).await.unwrap(), None);
     assert_eq!(s.scim_tokens().await.unwrap(), [b.clone(), a.clone()], "newest first");
@@ -84,7 +87,10 @@ async fn scim_attributes_are_saved_with_the_profile_and_refused_for_terminated_a
     s.update_user(&gone, &ev(1)).await.unwrap();
     let before = s.audit_count().await.unwrap();
     assert!(matches!(s.save_scim_user(&u, &attrs, T0, &ev(2)).await, Err(StoreError::NotFound)));
-    assert!(matches!(s.save_scim_user(&user("u9", "ghost", false), &attrs, T0, &ev(2)).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.save_scim_user(&user("u9", "ghost", false), &attrs, T0, &ev(2)).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(s.audit_count().await.unwrap(), before);
     verify_all(s).await;
 }
