@@ -362,7 +362,9 @@ impl Parser<'_> {
             _ => match serde_json::from_str::<serde_json::Number>(word) {
                 Ok(n) => Value::Number(n),
                 Err(_) => {
-                    return Err(self.error("expected a value: a string in double quotes, a number, true, false or null"));
+                    return Err(
+                        self.error("expected a value: a string in double quotes, a number, true, false or null")
+                    );
                 }
             },
         };

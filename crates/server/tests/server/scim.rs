@@ -362,9 +362,31 @@ async fn deactivation_through_scim_ends_gateway_access_refresh_tokens_and_intros
         .unwrap();
     let scim = Scim { h: &h, token: token(&h).await };
 
-    // Nina signs in to an application with the code flow: an access and a refresh token.
+    // The application asks to be told of logouts (OpenID Connect Back-Channel Logout).
+    let logouts = std::sync::Arc::new(tokio::sync::Mutex::new(Vec::<String>::new()));
+    let sink = std::sync::Arc::clone(&logouts);
+    let bcl = axum::Router::new().route(
+        "/bcl",
+        axum::routing::post(move |axum::Form(f): axum::Form<std::collections::HashMap<String, String>>| {
+            let sink = std::sync::Arc::clone(&sink);
+            async move {
+                sink.lock().await.push(f.get("logout_token").cloned().unwrap_or_default());
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bcl_uri = format!("http://{}/bcl", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, bcl).await.unwrap() });
+
+    // Nina signs in to it with the code flow: an access and a refresh token.
     let (client, secret) = Clients::new(&*h.node.store, "operator:test", clock())
-        .add(NewClient { name: "EHR".into(), redirect_uris: vec![REDIRECT.into()], ..Default::default() })
+        .add(NewClient {
+            name: "EHR".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            backchannel_logout_uri: Some(bcl_uri),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let secret = secret.unwrap();
@@ -461,6 +483,14 @@ async fn deactivation_through_scim_ends_gateway_access_refresh_tokens_and_intros
     assert_eq!(introspect(refresh).await, json!({"active": false}));
     let me = h.http.get(h.url("/api/v1/me")).header("cookie", &session).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED, "the session itself is over");
+
+    // The running server delivers the back-channel logout notice (waited for, not timed).
+    let start = std::time::Instant::now();
+    while logouts.lock().await.is_empty() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(60), "no back-channel logout notice");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(!logouts.lock().await[0].is_empty(), "a logout token");
 
     // The record: the connector removed the role and disabled the account; the grant went
     // with the session. (h.audit() verifies the hash chain on the way.)
