@@ -260,7 +260,7 @@ impl<'a> Accounts<'a> {
 
     /// Creates an `invited` account and its one-time enrollment link.
     pub async fn invite(&self, new: NewUser, base_url: &str) -> Result<(User, EnrollmentLink), AccountError> {
-        let user = self.create_invited(new).await?;
+        let user = self.create(new).await?;
         let link = self.issue_link(&user, base_url).await?;
         Ok((user, link))
     }
@@ -268,7 +268,7 @@ impl<'a> Accounts<'a> {
     /// Creates an `invited` account without an enrollment link: provisioning from HR
     /// (SCIM) creates the account, and the help desk hands the person a link later
     /// (`wardgate user enroll-link`), after checking who they are.
-    pub async fn create_invited(&self, new: NewUser) -> Result<User, AccountError> {
+    pub async fn create(&self, new: NewUser) -> Result<User, AccountError> {
         let username = parse_username(&new.username)?;
         let display_name = match new.display_name.as_deref() {
             Some(d) => display_name(d)?,

@@ -95,7 +95,7 @@ pub async fn create(State(app): State<AppState>, c: Connector, body: Bytes) -> R
         employee_id: s.employee_number.clone(),
         ..NewUser::default()
     };
-    let user = accounts.create_invited(new).await?;
+    let user = accounts.create(new).await?;
     let attrs = serde_json::to_value(&s).unwrap_or_default();
     let e = event(&c, types::SCIM_USER_UPDATED, &user, now).detail("external_id", s.external_id.clone());
     app.store.save_scim_user(&user, &attrs, now, &e).await?;
