@@ -11,6 +11,7 @@ mod keys;
 mod policy;
 mod report;
 mod role;
+mod scim;
 mod settings_load;
 mod token;
 mod user;
@@ -98,6 +99,9 @@ enum Command {
     /// Reports for auditors.
     #[command(subcommand)]
     Report(governance::ReportCommand),
+    /// Provisioning from the HR system (SCIM 2.0): the connector's tokens.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Scim(scim::ScimCommand),
 }
 
 #[derive(Args, Default)]
@@ -168,6 +172,7 @@ fn main() -> ExitCode {
             Command::Vendor(c) => governance::vendor_run(&cli.global, c).await,
             Command::Review(c) => governance::review_run(&cli.global, c).await,
             Command::Report(c) => governance::report_run(&cli.global, c).await,
+            Command::Scim(c) => scim::run(&cli.global, c).await,
         }
     });
     match result {

@@ -18,6 +18,7 @@ pub mod login;
 pub mod oidc;
 pub mod passphrase;
 pub mod policy;
+pub mod scim;
 pub mod secrets;
 pub mod session;
 pub mod settings;

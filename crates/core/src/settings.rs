@@ -28,7 +28,32 @@ pub struct Settings {
     pub policy: PolicySettings,
     pub gateway: GatewaySettings,
     pub governance: crate::governance::settings::GovernanceSettings,
+    pub scim: ScimSettings,
     pub log: LogSettings,
+}
+
+/// `[scim]`: provisioning from the HR system (RFC 7644).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScimSettings {
+    /// SCIM group display name → the roles its members hold. Every role named here is
+    /// managed by SCIM alone (see `scim::group`).
+    pub group_roles: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl ScimSettings {
+    fn validate(&self, p: &mut Vec<Problem>) {
+        for (group, roles) in &self.group_roles {
+            for r in roles {
+                if !crate::identity::valid_role(r) {
+                    p.push(Problem::new(
+                        &format!("scim.group_roles.{group:?}"),
+                        format!("{r:?} is not a role name (1-64 characters of a-z, 0-9, '.', '_', '-', ':')"),
+                    ));
+                }
+            }
+        }
+    }
 }
 
 /// The gateway for applications that cannot do MFA themselves: forward-auth for an
@@ -523,6 +548,7 @@ impl Default for Settings {
             policy: PolicySettings::default(),
             gateway: GatewaySettings::default(),
             governance: Default::default(),
+            scim: Default::default(),
             log: LogSettings::default(),
         }
     }
@@ -597,6 +623,7 @@ impl Settings {
     /// Every problem at once, so an operator fixes a file in one pass.
     pub fn validate(&self) -> Vec<Problem> {
         let mut p = Vec::new();
+        self.scim.validate(&mut p);
         if self.data_dir.as_os_str().is_empty() {
             p.push(Problem::new("data_dir", "must not be empty"));
         }

@@ -774,17 +774,17 @@ fn bounded_text(s: &str, max: usize) -> Option<String> {
     ((1..=max).contains(&n) && !s.chars().any(char::is_control)).then(|| s.to_owned())
 }
 
-fn display_name(s: &str) -> Result<String, AccountError> {
+pub(crate) fn display_name(s: &str) -> Result<String, AccountError> {
     bounded_text(s, 128).ok_or(AccountError::DisplayName)
 }
 
-fn employee_id(s: &str) -> Result<String, AccountError> {
+pub(crate) fn employee_id(s: &str) -> Result<String, AccountError> {
     bounded_text(s, 64).ok_or(AccountError::EmployeeId)
 }
 
 /// The shape of an address, not its existence: one `@`, something before it, a dotted
 /// domain after it, no spaces (RFC 5321 §4.5.3.1.3 caps a path at 256 octets).
-fn email(s: &str) -> Result<String, AccountError> {
+pub(crate) fn email(s: &str) -> Result<String, AccountError> {
     let bad = || AccountError::Email(s.to_owned());
     let (local, domain) = s.split_once('@').ok_or_else(bad)?;
     let domain_ok = domain.contains('.')

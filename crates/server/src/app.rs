@@ -40,6 +40,11 @@ pub struct AppState {
     pub gateway: Arc<crate::gateway::Gateway>,
     /// `[governance]`: break-glass rules and alert channels.
     pub governance: Arc<wardgate_core::governance::settings::GovernanceSettings>,
+    /// `[scim]`: which roles SCIM groups confer.
+    pub scim: Arc<wardgate_core::settings::ScimSettings>,
+    /// SCIM requests per client address: a connector syncing thousands of people stays
+    /// well inside it, a token guesser does not.
+    pub scim_limit: crate::ratelimit::Limit,
 }
 
 pub struct RouterOptions {
@@ -142,6 +147,7 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/api/v1/admin/clients", get(api::admin::list_clients).post(api::admin::add_client))
         .route("/api/v1/admin/clients/{id}", get(api::admin::show_client).delete(api::admin::delete_client))
         .route("/api/v1/admin/clients/{id}/rotate-secret", post(api::admin::rotate_client_secret))
+        .nest(crate::scim::BASE, crate::scim::routes())
         .route("/bootstrap", get(bootstrap::page).post(bootstrap::submit_form))
         .route("/api/v1/bootstrap", axum::routing::post(bootstrap::submit_json))
         .fallback(|| async { Problem::not_found() })

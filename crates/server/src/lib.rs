@@ -23,6 +23,7 @@ pub mod policies;
 pub mod problem;
 pub mod ratelimit;
 pub mod roles;
+pub mod scim;
 mod serve;
 pub mod telemetry;
 pub mod tls;

@@ -156,10 +156,13 @@ impl Node {
             access,
             gateway: Arc::clone(&gateway),
             governance: Arc::clone(&governance),
+            scim: Arc::new(settings.scim.clone()),
+            scim_limit: crate::ratelimit::Limit::per_minute(6000, 600),
         };
         let deliverer_state = state.clone();
         let limits = state.bootstrap_limit.clone();
         let login_limits = state.login_limit.clone();
+        let scim_limits = state.scim_limit.clone();
         let purge_store = Arc::clone(&inst.store);
         let oidc_reload = Arc::clone(&state.oidc);
         let access_reload = Arc::clone(&state.access);
@@ -223,6 +226,7 @@ impl Node {
                     if second % 60 == 59 {
                         limits.shrink();
                         login_limits.shrink();
+                        scim_limits.shrink();
                         // Abandoned logins and enrollments; their handles are useless anyway.
                         if let Err(e) = purge_store.purge_expired_flows(clock()).await {
                             tracing::warn!(error = %e, "could not purge expired flows");

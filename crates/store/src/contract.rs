@@ -12,6 +12,8 @@ use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
 use wardgate_core::oidc::{AuthCode, Consent, Grant, LogoutNotice, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::policy::{NewPolicyVersion, PolicyVersion};
+use wardgate_core::scim::group::ScimGroup;
+use wardgate_core::scim::token::ScimToken;
 use wardgate_core::session::{Session, SessionPolicy};
 
 use crate::StoreError;
@@ -678,6 +680,51 @@ pub trait Store: Send + Sync + 'static {
     /// Closes an open campaign; returns whether it did (`event` is appended only if so).
     /// [`StoreError::NotFound`] if there is no such campaign.
     async fn close_campaign(&self, id: &str, at: OffsetDateTime, event: &AuditEvent) -> Result<bool, StoreError>;
+
+    // --- SCIM (L4) ---------------------------------------------------------------------------
+    //
+    // Provisioning from the HR system. Changes of status (disable, enable, terminate) and of
+    // roles go through the account methods above; these keep what only SCIM needs.
+
+    async fn create_scim_token(&self, token: &ScimToken, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn scim_token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ScimToken>, StoreError>;
+
+    /// Every SCIM token, newest first.
+    async fn scim_tokens(&self) -> Result<Vec<ScimToken>, StoreError>;
+
+    /// [`StoreError::NotFound`] if there is no such token or it is revoked already.
+    async fn revoke_scim_token(&self, id: &str, now: OffsetDateTime, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// The SCIM attributes kept for an account (JSON), and when SCIM last changed them.
+    async fn scim_attributes(&self, user_id: &str) -> Result<Option<(serde_json::Value, OffsetDateTime)>, StoreError>;
+
+    /// The SCIM attributes of every account that has them: (user id, JSON, last change).
+    async fn all_scim_attributes(&self) -> Result<Vec<(String, serde_json::Value, OffsetDateTime)>, StoreError>;
+
+    /// Writes an account's profile (display name, email, employee id) and its SCIM
+    /// attributes together with `event`. [`StoreError::NotFound`] for an unknown or
+    /// terminated account.
+    async fn save_scim_user(
+        &self,
+        user: &User,
+        attributes: &serde_json::Value,
+        at: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// [`StoreError::Conflict`] if another group has the same name, regardless of case.
+    async fn create_scim_group(&self, group: &ScimGroup, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn scim_group(&self, id: &str) -> Result<Option<ScimGroup>, StoreError>;
+
+    /// Every group, by name.
+    async fn scim_groups(&self) -> Result<Vec<ScimGroup>, StoreError>;
+
+    /// [`StoreError::NotFound`], or [`StoreError::Conflict`] for a name taken by another group.
+    async fn update_scim_group(&self, group: &ScimGroup, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn delete_scim_group(&self, id: &str, event: &AuditEvent) -> Result<(), StoreError>;
 }
 
 /// How many rows [`Store::purge_oidc_history`] deleted, by kind (the refresh tokens of

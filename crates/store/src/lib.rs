@@ -17,6 +17,7 @@ mod contract;
 mod error;
 mod governance;
 mod postgres;
+mod scim;
 mod sqlite;
 
 pub use contract::{AuditMark, AuditMarks, CodeRedemption, OidcPurged, Rotation, SealedColumn, SealedRef, Store};

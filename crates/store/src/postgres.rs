@@ -25,11 +25,14 @@ use wardgate_core::keys::SigningKeyRecord;
 use wardgate_core::lockout::Attempts;
 use wardgate_core::oidc::{AuthCode, Consent, Grant, LogoutNotice, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::policy::{NewPolicyVersion, PolicyVersion};
+use wardgate_core::scim::group::ScimGroup;
+use wardgate_core::scim::token::ScimToken;
 use wardgate_core::session::{Session, SessionPolicy};
 
 use crate::batch::{Write, Written};
 use crate::common::{self, Presented, micros};
 use crate::governance;
+use crate::scim;
 use crate::{AuditMark, AuditMarks, CodeRedemption, OidcPurged, Rotation, SealedColumn, SealedRef, Store, StoreError};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -41,6 +44,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "logout_notices", include_str!("../migrations/postgres/0006_logout_notices.sql")),
     (7, "policy", include_str!("../migrations/postgres/0007_policy.sql")),
     (8, "governance", include_str!("../migrations/postgres/0008_governance.sql")),
+    (9, "scim", include_str!("../migrations/postgres/0009_scim.sql")),
 ];
 
 pub struct PostgresStore {
@@ -2632,6 +2636,173 @@ impl Store for PostgresStore {
                 exists(&mut tx, "SELECT count(*) FROM review_campaigns WHERE id = $1", id).await?;
             }
             Ok(closed)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    // --- SCIM (L4) ---------------------------------------------------------------------------
+
+    async fn create_scim_token(&self, token: &ScimToken, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            sqlx::query(scim::INSERT_TOKEN)
+                .bind(&token.id)
+                .bind(&token.label)
+                .bind(token.digest.to_vec())
+                .bind(&token.created_by)
+                .bind(micros(token.created_at))
+                .bind(micros(token.expires_at))
+                .bind(token.revoked_at.map(micros))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| common::conflict(e, err))?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn scim_token_by_digest(&self, digest: &[u8; 32]) -> Result<Option<ScimToken>, StoreError> {
+        let row: Option<scim::TokenRow> = sqlx::query_as(scim::TOKEN_BY_DIGEST)
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(scim::token).transpose()
+    }
+
+    async fn scim_tokens(&self) -> Result<Vec<ScimToken>, StoreError> {
+        let rows: Vec<scim::TokenRow> = sqlx::query_as(scim::ALL_TOKENS).fetch_all(&self.pool).await.map_err(err)?;
+        rows.into_iter().map(scim::token).collect()
+    }
+
+    async fn revoke_scim_token(&self, id: &str, now: OffsetDateTime, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let revoked =
+                sqlx::query(scim::REVOKE_TOKEN).bind(id).bind(micros(now)).execute(&mut *tx).await.map_err(err)?;
+            if revoked.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn scim_attributes(&self, user_id: &str) -> Result<Option<(serde_json::Value, OffsetDateTime)>, StoreError> {
+        let row: Option<scim::AttributesRow> =
+            sqlx::query_as(scim::ATTRIBUTES_OF).bind(user_id).fetch_optional(&self.pool).await.map_err(err)?;
+        Ok(row.map(scim::attributes).transpose()?.map(|(_, v, at)| (v, at)))
+    }
+
+    async fn all_scim_attributes(&self) -> Result<Vec<(String, serde_json::Value, OffsetDateTime)>, StoreError> {
+        let rows: Vec<scim::AttributesRow> =
+            sqlx::query_as(scim::ALL_ATTRIBUTES).fetch_all(&self.pool).await.map_err(err)?;
+        rows.into_iter().map(scim::attributes).collect()
+    }
+
+    async fn save_scim_user(
+        &self,
+        user: &User,
+        attributes: &serde_json::Value,
+        at: OffsetDateTime,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let updated = sqlx::query(scim::UPDATE_PROFILE)
+                .bind(&user.id)
+                .bind(&user.display_name)
+                .bind(&user.email)
+                .bind(&user.employee_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            if updated.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            sqlx::query(scim::UPSERT_ATTRIBUTES)
+                .bind(&user.id)
+                .bind(attributes.to_string())
+                .bind(micros(at))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn create_scim_group(&self, group: &ScimGroup, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            sqlx::query(scim::INSERT_GROUP)
+                .bind(&group.id)
+                .bind(&group.display_name)
+                .bind(scim::display_key(&group.display_name))
+                .bind(&group.external_id)
+                .bind(scim::members_json(group))
+                .bind(micros(group.created_at))
+                .bind(micros(group.updated_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| common::conflict(e, err))?;
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn scim_group(&self, id: &str) -> Result<Option<ScimGroup>, StoreError> {
+        let row: Option<scim::GroupRow> =
+            sqlx::query_as(scim::GROUP_BY_ID).bind(id).fetch_optional(&self.pool).await.map_err(err)?;
+        row.map(scim::group).transpose()
+    }
+
+    async fn scim_groups(&self) -> Result<Vec<ScimGroup>, StoreError> {
+        let rows: Vec<scim::GroupRow> = sqlx::query_as(scim::ALL_GROUPS).fetch_all(&self.pool).await.map_err(err)?;
+        rows.into_iter().map(scim::group).collect()
+    }
+
+    async fn update_scim_group(&self, group: &ScimGroup, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let updated = sqlx::query(scim::UPDATE_GROUP)
+                .bind(&group.id)
+                .bind(&group.display_name)
+                .bind(scim::display_key(&group.display_name))
+                .bind(&group.external_id)
+                .bind(scim::members_json(group))
+                .bind(micros(group.updated_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| common::conflict(e, err))?;
+            if updated.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn delete_scim_group(&self, id: &str, event: &AuditEvent) -> Result<(), StoreError> {
+        let (mut tx, head) = self.begin_chain().await?;
+        let r = async {
+            let deleted = sqlx::query(scim::DELETE_GROUP).bind(id).execute(&mut *tx).await.map_err(err)?;
+            if deleted.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
         }
         .await;
         common::finish(tx, r, err).await

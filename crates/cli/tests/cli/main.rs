@@ -5,6 +5,7 @@ mod commands;
 mod governance;
 mod import;
 mod policy;
+mod scim;
 mod users;
 
 fn stdout(o: &std::process::Output) -> String {

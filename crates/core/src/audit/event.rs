@@ -143,6 +143,13 @@ pub mod types {
     pub const REVIEW_CAMPAIGN_STARTED: &str = "review.campaign.started";
     pub const REVIEW_ITEM_DECIDED: &str = "review.item.decided";
     pub const REVIEW_CAMPAIGN_CLOSED: &str = "review.campaign.closed";
+    pub const SCIM_TOKEN_CREATED: &str = "scim.token.created";
+    pub const SCIM_TOKEN_REVOKED: &str = "scim.token.revoked";
+    pub const SCIM_USER_UPDATED: &str = "scim.user.updated";
+    pub const SCIM_ROLES_CHANGED: &str = "scim.roles.changed";
+    pub const SCIM_GROUP_CREATED: &str = "scim.group.created";
+    pub const SCIM_GROUP_UPDATED: &str = "scim.group.updated";
+    pub const SCIM_GROUP_DELETED: &str = "scim.group.deleted";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,7 @@ mod oidc;
 mod openapi;
 mod policy;
 mod proxy;
+mod scim;
 
 /// An error answer: asserts it is an RFC 9457 problem document and returns its status and body.
 async fn problem(resp: reqwest::Response) -> (reqwest::StatusCode, serde_json::Value) {

@@ -22,6 +22,7 @@ mod governance;
 mod logout;
 mod oidc;
 mod policy;
+mod scim;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
