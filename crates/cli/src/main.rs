@@ -7,6 +7,7 @@ mod config_cmd;
 mod device;
 mod governance;
 mod keys;
+mod lifecycle;
 mod policy;
 mod report;
 mod role;
@@ -97,6 +98,12 @@ enum Command {
     /// Reports for auditors.
     #[command(subcommand)]
     Report(governance::ReportCommand),
+    /// Every factor of every person (the inventory), and factor expiry.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Factor(lifecycle::FactorCommand),
+    /// Help-desk recovery of a lost factor: open, approve (another person), deny, list.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Recovery(lifecycle::RecoveryCommand),
 }
 
 #[derive(Args, Default)]
@@ -166,6 +173,8 @@ fn main() -> ExitCode {
             Command::Vendor(c) => governance::vendor_run(&cli.global, c).await,
             Command::Review(c) => governance::review_run(&cli.global, c).await,
             Command::Report(c) => governance::report_run(&cli.global, c).await,
+            Command::Factor(c) => lifecycle::factor_run(&cli.global, c).await,
+            Command::Recovery(c) => lifecycle::recovery_run(&cli.global, c).await,
         }
     });
     match result {

@@ -3,6 +3,7 @@
 
 mod commands;
 mod governance;
+mod lifecycle;
 mod policy;
 mod users;
 

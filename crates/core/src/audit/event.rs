@@ -142,6 +142,18 @@ pub mod types {
     pub const REVIEW_CAMPAIGN_STARTED: &str = "review.campaign.started";
     pub const REVIEW_ITEM_DECIDED: &str = "review.item.decided";
     pub const REVIEW_CAMPAIGN_CLOSED: &str = "review.campaign.closed";
+    pub const PROOFING_RECORDED: &str = "proofing.recorded";
+    pub const PROOFING_REQUIRED: &str = "proofing.required";
+    pub const FACTOR_EXPIRY_SET: &str = "factor.expiry.set";
+    pub const AUTH_FACTOR_EXPIRED: &str = "auth.factor.expired";
+    pub const ACCOUNT_FACTOR_REPLACED: &str = "account.factor.replaced";
+    pub const ACCOUNT_FACTOR_REPLACE_REFUSED: &str = "account.factor.replace_refused";
+    pub const RECOVERY_OPENED: &str = "recovery.opened";
+    pub const RECOVERY_APPROVED: &str = "recovery.approved";
+    pub const RECOVERY_DENIED: &str = "recovery.denied";
+    pub const RECOVERY_REFUSED: &str = "recovery.refused";
+    pub const RECOVERY_COMPLETED: &str = "recovery.completed";
+    pub const RECOVERY_LINK_REFUSED: &str = "recovery.link.refused";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -327,6 +339,18 @@ mod tests {
             OIDC_CLIENT_CREATED,
             OIDC_CLIENT_UPDATED,
             OIDC_CLIENT_DELETED,
+            PROOFING_RECORDED,
+            PROOFING_REQUIRED,
+            FACTOR_EXPIRY_SET,
+            AUTH_FACTOR_EXPIRED,
+            ACCOUNT_FACTOR_REPLACED,
+            ACCOUNT_FACTOR_REPLACE_REFUSED,
+            RECOVERY_OPENED,
+            RECOVERY_APPROVED,
+            RECOVERY_DENIED,
+            RECOVERY_REFUSED,
+            RECOVERY_COMPLETED,
+            RECOVERY_LINK_REFUSED,
         ] {
             assert!(EventType::new(t).is_ok(), "{t}");
         }
