@@ -411,6 +411,17 @@ pub(crate) async fn replace_own_factor(
         Problem::new(StatusCode::UNAUTHORIZED, "step-up-required", "A fresh step-up is required")
             .detail(detail.to_owned())
     };
+    // The code is a guess like any other: the account's failure counter and lockout apply,
+    // so a stolen session cannot be used to try codes at the per-address rate.
+    let fresh = app.store.user_by_id(&cur.user.id).await.map_err(unavailable)?.ok_or_else(Problem::not_found)?;
+    if !matches!(fresh.attempts.gate(&app.auth.lockout, now), wardgate_core::lockout::Gate::Open) {
+        app.audit
+            .append(refuse("too many failed attempts; wait"))
+            .await
+            .map_err(|_| Problem::unavailable("the refusal could not be recorded"))?;
+        return Err(Problem::new(StatusCode::TOO_MANY_REQUESTS, "login-throttled", "Too many attempts")
+            .detail("too many wrong codes; wait a few minutes and try again"));
+    }
     let checked = if code.trim().is_empty() {
         Err("no code from another factor was given")
     } else {
@@ -424,6 +435,16 @@ pub(crate) async fn replace_own_factor(
     let passed = match checked {
         Ok(p) => p,
         Err(why) => {
+            if !code.trim().is_empty() {
+                let next = fresh.attempts.failed(&app.auth.lockout, now);
+                let locks = next.locked_until.is_some() && next.locked_until != fresh.attempts.locked_until;
+                let lock = locks.then(|| {
+                    AuditEvent { outcome: Outcome::Denied, ..event(app, cur, ctx, types::AUTH_ACCOUNT_LOCKED) }
+                        .reason(format!("{} consecutive failed attempts", next.consecutive_failures))
+                });
+                // Compare-and-set: a concurrent failure elsewhere wins, and is counted there.
+                let _ = app.store.set_attempts(&fresh.id, &fresh.attempts, &next, lock.as_ref()).await;
+            }
             app.audit
                 .append(refuse(why))
                 .await
