@@ -8,6 +8,7 @@ mod device;
 mod governance;
 mod import;
 mod keys;
+mod lifecycle;
 mod policy;
 mod report;
 mod role;
@@ -102,6 +103,12 @@ enum Command {
     /// Provisioning from the HR system (SCIM 2.0): the connector's tokens.
     #[command(subcommand, after_help = user::ACTOR_HELP)]
     Scim(scim::ScimCommand),
+    /// Every factor of every person (the inventory), and factor expiry.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Factor(lifecycle::FactorCommand),
+    /// Help-desk recovery of a lost factor: open, approve (another person), deny, list.
+    #[command(subcommand, after_help = user::ACTOR_HELP)]
+    Recovery(lifecycle::RecoveryCommand),
 }
 
 #[derive(Args, Default)]
@@ -173,6 +180,8 @@ fn main() -> ExitCode {
             Command::Review(c) => governance::review_run(&cli.global, c).await,
             Command::Report(c) => governance::report_run(&cli.global, c).await,
             Command::Scim(c) => scim::run(&cli.global, c).await,
+            Command::Factor(c) => lifecycle::factor_run(&cli.global, c).await,
+            Command::Recovery(c) => lifecycle::recovery_run(&cli.global, c).await,
         }
     });
     match result {

@@ -129,6 +129,26 @@ pub enum UserCommand {
         #[arg(long, value_name = "HEX", env = "WARDGATE_PSKC_KEY", hide_env_values = true)]
         pre_shared_key: Option<String>,
     },
+    /// Record that the person's identity was verified (identity proofing, see
+    /// docs/lifecycle.md): roles with `require_proofing` enroll no second factor without it.
+    Proof {
+        name: String,
+        /// in-person or remote-supervised.
+        #[arg(long)]
+        method: String,
+        /// passport, drivers-license, state-id, national-id, military-id,
+        /// permanent-resident-card or employee-badge.
+        #[arg(long)]
+        document: String,
+        /// The ticket or case number holding the evidence (never the document or its image).
+        #[arg(long)]
+        evidence_ref: String,
+        /// The verifier's username (who checked the document).
+        #[arg(long = "as", value_name = "USERNAME")]
+        as_: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 /// The audit actor for everything done from this shell.
@@ -231,12 +251,27 @@ pub async fn run(global: &GlobalArgs, cmd: UserCommand) -> Result<(), Failure> {
             }
         }
         UserCommand::Show { name, json } => {
-            let view = accounts.show(&name).await.map_err(failure)?.view(now);
+            let details = accounts.show(&name).await.map_err(failure)?;
+            let proofing: Vec<serde_json::Value> = inst
+                .store
+                .proofings_of(&details.user.id)
+                .await?
+                .iter()
+                .map(wardgate_server::lifecycle::proofing::json)
+                .collect();
+            let view = details.view(now);
             if json {
-                print_json(&view)?;
+                let mut v = serde_json::to_value(&view)?;
+                v["proofing"] = proofing.into();
+                print_json(&v)?;
             } else {
                 show(&view.user, &view.factors, &view.sessions, &view.tokens);
+                crate::lifecycle::print_proofing(&proofing);
             }
+        }
+        UserCommand::Proof { name, method, document, evidence_ref, as_, reason } => {
+            let claim = wardgate_core::lifecycle::ProofingClaim { method, document, evidence_ref, reason };
+            crate::lifecycle::proof(&inst, &actor, &name, &as_, &claim, now).await?;
         }
         UserCommand::Disable { name } => {
             let user = accounts.disable(&name).await.map_err(failure)?;
@@ -328,7 +363,7 @@ fn show(user: &UserView, factors: &[FactorView], sessions: &[SessionView], token
     println!("Created:      {}", short_ts(user.created_at));
     println!("\nFactors:");
     print_table(
-        &["ID", "KIND", "LABEL", "CREATED", "LAST USED"],
+        &["ID", "KIND", "LABEL", "CREATED", "LAST USED", "EXPIRES"],
         factors
             .iter()
             .map(|f| {
@@ -338,6 +373,7 @@ fn show(user: &UserView, factors: &[FactorView], sessions: &[SessionView], token
                     f.label.clone(),
                     short_ts(f.created_at),
                     f.last_used_at.map(short_ts).unwrap_or_else(|| "never".into()),
+                    f.expires_at.map(short_ts).unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect(),
@@ -382,7 +418,7 @@ pub fn print_tokens(tokens: &[TokenView]) {
     );
 }
 
-fn base_url_for(settings: &Settings, given: Option<String>) -> String {
+pub fn base_url_for(settings: &Settings, given: Option<String>) -> String {
     given
         .or_else(|| settings.public_url.clone())
         .unwrap_or_else(|| {

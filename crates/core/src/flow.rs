@@ -19,6 +19,8 @@ pub enum FlowKind {
     Enrollment,
     /// Adding a factor to an existing account from the account page.
     AddFactor,
+    /// Enrolling one replacement second factor through an approved recovery link (L3).
+    Recovery,
 }
 
 impl FlowKind {
@@ -27,11 +29,12 @@ impl FlowKind {
             FlowKind::Login => "login",
             FlowKind::Enrollment => "enrollment",
             FlowKind::AddFactor => "add_factor",
+            FlowKind::Recovery => "recovery",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Login, Self::Enrollment, Self::AddFactor].into_iter().find(|k| k.as_str() == s)
+        [Self::Login, Self::Enrollment, Self::AddFactor, Self::Recovery].into_iter().find(|k| k.as_str() == s)
     }
 }
 

@@ -275,6 +275,11 @@ pub struct Factor {
     pub credential_id: Option<String>,
     pub created_at: OffsetDateTime,
     pub last_used_at: Option<OffsetDateTime>,
+    /// After this instant the factor is refused (L2: e.g. a token due for replacement).
+    pub expires_at: Option<OffsetDateTime>,
+    /// Who enrolled it (L2), as [`crate::lifecycle::EnrolledBy`] renders it; `None` for
+    /// factors enrolled before this was recorded.
+    pub enrolled_by: Option<String>,
 }
 
 impl Factor {
@@ -298,7 +303,14 @@ impl Factor {
             credential_id: None,
             created_at: now,
             last_used_at: None,
+            expires_at: None,
+            enrolled_by: None,
         }
+    }
+
+    /// Whether the factor's expiry has passed at `now` (the expiry instant included).
+    pub fn expired_at(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|until| until <= now)
     }
 
     /// The associated-data context a factor's sealed secret is bound to.

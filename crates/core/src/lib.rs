@@ -13,6 +13,7 @@ pub mod flow;
 pub mod governance;
 pub mod identity;
 pub mod keys;
+pub mod lifecycle;
 pub mod lockout;
 pub mod login;
 pub mod oidc;

@@ -680,6 +680,7 @@ impl<'a> Accounts<'a> {
                 self.now,
             );
             factor.params = totp_params_json(params, Some(&t.serial));
+            factor.enrolled_by = Some(wardgate_core::lifecycle::EnrolledBy::Admin(self.actor.to_owned()).to_string());
             let mut event = self
                 .event(types::ADMIN_FACTOR_IMPORTED, &user)
                 .factor(FactorKind::Totp.amr())
@@ -881,6 +882,10 @@ pub struct FactorView {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_used_at: Option<OffsetDateTime>,
+    /// When the factor stops being accepted (L2), if ever.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    pub enrolled_by: Option<String>,
 }
 
 impl From<&Factor> for FactorView {
@@ -892,6 +897,8 @@ impl From<&Factor> for FactorView {
             serial: factor_serial(f).map(str::to_owned),
             created_at: f.created_at,
             last_used_at: f.last_used_at,
+            expires_at: f.expires_at,
+            enrolled_by: f.enrolled_by.clone(),
         }
     }
 }

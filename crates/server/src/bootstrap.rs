@@ -212,7 +212,8 @@ async fn redeem(
     let mut user = User::new(id.clone(), username.clone(), display_name.to_owned(), AccountStatus::Invited, now)
         .with_roles([ADMIN_ROLE.to_owned()]);
     user.privileged = true;
-    let factor = Factor::new(factor_id, id, FactorKind::Passphrase, "Passphrase", phc, now);
+    let mut factor = Factor::new(factor_id, id, FactorKind::Passphrase, "Passphrase", phc, now);
+    factor.enrolled_by = Some(wardgate_core::lifecycle::EnrolledBy::EnrollmentLink.to_string());
     let ok = event(types::ADMIN_BOOTSTRAP_REDEEMED, Outcome::Success).factor("pwd").detail("user_id", user.id.clone());
     match state.store.redeem_bootstrap(&token::digest(link), now, &user, &[factor], &ok).await {
         Ok(()) => {

@@ -15,6 +15,7 @@ pub mod devices;
 pub mod gateway;
 pub mod governance;
 pub mod installation;
+pub mod lifecycle;
 pub mod node;
 pub mod oidc;
 mod ops;

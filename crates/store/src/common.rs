@@ -308,18 +308,43 @@ macro_rules! select_factors {
     ($rest:literal) => {
         concat!(
             "SELECT id, user_id, kind, label, secret, params, counter, credential_id, created_at_us, \
-             last_used_at_us FROM factors ",
+             last_used_at_us, expires_at_us, enrolled_by FROM factors ",
             $rest
         )
     };
 }
 pub(crate) use select_factors;
 
-pub(crate) type FactorRow =
-    (String, String, String, String, String, String, Option<i64>, Option<String>, i64, Option<i64>);
+pub(crate) type FactorRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
 
 pub(crate) fn factor(
-    (id, user_id, kind, label, secret, params, counter, credential_id, created_at_us, last_used_at_us): FactorRow,
+    (
+        id,
+        user_id,
+        kind,
+        label,
+        secret,
+        params,
+        counter,
+        credential_id,
+        created_at_us,
+        last_used_at_us,
+        expires_at_us,
+        enrolled_by,
+    ): FactorRow,
 ) -> Result<Factor, StoreError> {
     let kind = FactorKind::parse(&kind)
         .ok_or_else(|| StoreError::Malformed(format!("factor {id} has unknown kind {kind:?}")))?;
@@ -336,6 +361,8 @@ pub(crate) fn factor(
         credential_id,
         created_at: from_unix_micros(created_at_us),
         last_used_at: last_used_at_us.map(from_unix_micros),
+        expires_at: expires_at_us.map(from_unix_micros),
+        enrolled_by,
     })
 }
 

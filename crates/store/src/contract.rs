@@ -9,6 +9,7 @@ use wardgate_core::flow::Flow;
 use wardgate_core::governance::{BreakGlass, Campaign, Decision, Elevation, Item, Review, Vendor};
 use wardgate_core::identity::{Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
+use wardgate_core::lifecycle::{Proofing, RecoveryRequest};
 use wardgate_core::lockout::Attempts;
 use wardgate_core::oidc::{AuthCode, Consent, Grant, LogoutNotice, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::policy::{NewPolicyVersion, PolicyVersion};
@@ -725,6 +726,76 @@ pub trait Store: Send + Sync + 'static {
     async fn update_scim_group(&self, group: &ScimGroup, event: &AuditEvent) -> Result<(), StoreError>;
 
     async fn delete_scim_group(&self, id: &str, event: &AuditEvent) -> Result<(), StoreError>;
+
+    // --- identity lifecycle (L1-L3) ---
+    //
+    // Every write below appends its `event` in the same transaction and bumps the revision.
+
+    /// Stores an identity proofing record. [`StoreError::NotFound`] if the user does not
+    /// exist; [`StoreError::Conflict`] if the id is taken.
+    async fn record_proofing(&self, proofing: &Proofing, event: &AuditEvent) -> Result<(), StoreError>;
+
+    /// The user's proofing records, oldest first.
+    async fn proofings_of(&self, user_id: &str) -> Result<Vec<Proofing>, StoreError>;
+
+    /// Every factor of one user (or of everyone), optionally only those with an expiry
+    /// before `expiring_before`; by creation time. Secrets included: callers never show them.
+    async fn factor_inventory(
+        &self,
+        user_id: Option<&str>,
+        expiring_before: Option<OffsetDateTime>,
+    ) -> Result<Vec<Factor>, StoreError>;
+
+    /// Sets (or, with `None`, clears) a factor's expiry. [`StoreError::NotFound`] if the user
+    /// has no such factor.
+    async fn set_factor_expiry(
+        &self,
+        user_id: &str,
+        factor_id: &str,
+        expires_at: Option<OffsetDateTime>,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
+
+    /// Stores a pending recovery request. [`StoreError::NotFound`] if the user does not
+    /// exist; [`StoreError::Conflict`] if the id is taken; [`StoreError::Malformed`] if it is
+    /// not pending.
+    async fn open_recovery(&self, request: &RecoveryRequest, event: &AuditEvent) -> Result<(), StoreError>;
+
+    async fn recovery_request(&self, id: &str) -> Result<Option<RecoveryRequest>, StoreError>;
+
+    /// Every request (or only the pending ones), newest first.
+    async fn list_recovery(&self, pending_only: bool) -> Result<Vec<RecoveryRequest>, StoreError>;
+
+    /// Writes an approval (with the digest of its one-time link) or a denial if the stored
+    /// request is still pending — of concurrent decisions exactly one is kept — and returns
+    /// whether it did; `event` is appended only if so. [`StoreError::NotFound`] if there is
+    /// no such request; [`StoreError::Malformed`] if `request.status` is not a decision or
+    /// an approval comes without a digest.
+    async fn decide_recovery(
+        &self,
+        request: &RecoveryRequest,
+        link_digest: Option<&[u8; 32]>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError>;
+
+    /// The approved request whose link has this digest, if it is unused and unexpired at `now`.
+    async fn recovery_by_link(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<Option<RecoveryRequest>, StoreError>;
+
+    /// Atomically: the link is approved, unused, unexpired at `now` and belongs to
+    /// `factor.user_id` → the request becomes `used` (naming the factor), the factor is
+    /// stored and `event` appended. Otherwise [`StoreError::EnrollmentInvalid`] and nothing
+    /// changes, so a link works once.
+    async fn complete_recovery(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+        factor: &Factor,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError>;
 }
 
 /// How many rows [`Store::purge_oidc_history`] deleted, by kind (the refresh tokens of

@@ -16,6 +16,7 @@ mod common;
 mod contract;
 mod error;
 mod governance;
+mod lifecycle;
 mod postgres;
 mod scim;
 mod sqlite;

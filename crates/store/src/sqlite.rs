@@ -23,6 +23,7 @@ use wardgate_core::flow::Flow;
 use wardgate_core::governance::{BreakGlass, Campaign, Decision, Elevation, ElevationStatus, Item, Review, Vendor};
 use wardgate_core::identity::{AccountStatus, Factor, User, Username};
 use wardgate_core::keys::SigningKeyRecord;
+use wardgate_core::lifecycle::{Proofing, RecoveryRequest, RecoveryStatus};
 use wardgate_core::lockout::Attempts;
 use wardgate_core::oidc::{AuthCode, Consent, Grant, LogoutNotice, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::policy::{NewPolicyVersion, PolicyVersion};
@@ -33,6 +34,7 @@ use wardgate_core::session::{Session, SessionPolicy};
 use crate::batch::{Write, Written};
 use crate::common::{self, Presented, micros};
 use crate::governance;
+use crate::lifecycle;
 use crate::scim;
 use crate::{AuditMark, AuditMarks, CodeRedemption, OidcPurged, Rotation, SealedColumn, SealedRef, Store, StoreError};
 
@@ -46,6 +48,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "policy", include_str!("../migrations/sqlite/0007_policy.sql")),
     (8, "governance", include_str!("../migrations/sqlite/0008_governance.sql")),
     (9, "scim", include_str!("../migrations/sqlite/0009_scim.sql")),
+    (10, "lifecycle", include_str!("../migrations/sqlite/0010_lifecycle.sql")),
 ];
 
 /// Rows per INSERT: 5 parameters each stays far below SQLite's 32766-parameter limit, and a
@@ -555,7 +558,7 @@ async fn insert_user(conn: &mut SqliteConnection, user: &User, factors: &[Factor
 async fn insert_factor(conn: &mut SqliteConnection, f: &Factor) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO factors (id, user_id, kind, label, secret, params, counter, credential_id, created_at_us, \
-         last_used_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+         last_used_at_us, expires_at_us, enrolled_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(&f.id)
     .bind(&f.user_id)
@@ -567,6 +570,8 @@ async fn insert_factor(conn: &mut SqliteConnection, f: &Factor) -> Result<(), St
     .bind(&f.credential_id)
     .bind(micros(f.created_at))
     .bind(f.last_used_at.map(micros))
+    .bind(f.expires_at.map(micros))
+    .bind(&f.enrolled_by)
     .execute(conn)
     .await
     .map_err(err)?;
@@ -3161,6 +3166,207 @@ impl Store for SqliteStore {
             if deleted.rows_affected() == 0 {
                 return Err(StoreError::NotFound);
             }
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    // --- identity lifecycle (L1-L3) ---
+
+    async fn record_proofing(&self, proofing: &Proofing, event: &AuditEvent) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let (a, b, c, d, e, f, g, h, i) = lifecycle::proofing_columns(proofing);
+            sqlx::query(lifecycle::INSERT_PROOFING)
+                .bind(a)
+                .bind(b)
+                .bind(c)
+                .bind(d)
+                .bind(e)
+                .bind(f)
+                .bind(g)
+                .bind(h)
+                .bind(i)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| common::conflict(e, err))?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn proofings_of(&self, user_id: &str) -> Result<Vec<Proofing>, StoreError> {
+        let rows: Vec<lifecycle::ProofingRow> =
+            sqlx::query_as(lifecycle::select_proofing!("WHERE user_id = $1 ORDER BY proofed_at_us, id"))
+                .bind(user_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(err)?;
+        rows.into_iter().map(lifecycle::proofing).collect()
+    }
+
+    async fn factor_inventory(
+        &self,
+        user_id: Option<&str>,
+        expiring_before: Option<OffsetDateTime>,
+    ) -> Result<Vec<Factor>, StoreError> {
+        let rows: Vec<common::FactorRow> = sqlx::query_as(common::select_factors!(
+            "WHERE ($1 IS NULL OR user_id = $1) AND ($2 IS NULL OR expires_at_us < $2) ORDER BY created_at_us, id"
+        ))
+        .bind(user_id)
+        .bind(lifecycle::opt_micros(expiring_before))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(common::factor).collect()
+    }
+
+    async fn set_factor_expiry(
+        &self,
+        user_id: &str,
+        factor_id: &str,
+        expires_at: Option<OffsetDateTime>,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let changed = sqlx::query(lifecycle::SET_FACTOR_EXPIRY)
+                .bind(user_id)
+                .bind(factor_id)
+                .bind(lifecycle::opt_micros(expires_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if changed == 0 {
+                return Err(StoreError::NotFound);
+            }
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn open_recovery(&self, request: &RecoveryRequest, event: &AuditEvent) -> Result<(), StoreError> {
+        if request.status != RecoveryStatus::Pending {
+            return Err(StoreError::Malformed(format!("recovery request {} is not pending", request.id)));
+        }
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            sqlx::query(lifecycle::INSERT_RECOVERY)
+                .bind(&request.id)
+                .bind(&request.user_id)
+                .bind(request.username.as_str())
+                .bind(request.opened_by.as_str())
+                .bind(&request.reason)
+                .bind(micros(request.opened_at))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| common::conflict(e, err))?;
+            append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+            bump_revision(&mut tx).await
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn recovery_request(&self, id: &str) -> Result<Option<RecoveryRequest>, StoreError> {
+        let row: Option<lifecycle::RecoveryRow> = sqlx::query_as(lifecycle::select_recovery!("WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(lifecycle::recovery).transpose()
+    }
+
+    async fn list_recovery(&self, pending_only: bool) -> Result<Vec<RecoveryRequest>, StoreError> {
+        let rows: Vec<lifecycle::RecoveryRow> = sqlx::query_as(lifecycle::select_recovery!(
+            "WHERE ($1 = 0 OR status = 'pending') ORDER BY opened_at_us DESC, id DESC"
+        ))
+        .bind(pending_only)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.into_iter().map(lifecycle::recovery).collect()
+    }
+
+    async fn decide_recovery(
+        &self,
+        request: &RecoveryRequest,
+        link_digest: Option<&[u8; 32]>,
+        event: &AuditEvent,
+    ) -> Result<bool, StoreError> {
+        let lifecycle::DecisionColumns { by, at, comment, link_expires_at: expires } = lifecycle::decision(request)?;
+        let query = match (expires, link_digest) {
+            (Some(exp), Some(d)) => {
+                sqlx::query(lifecycle::APPROVE_RECOVERY).bind(&request.id).bind(by).bind(at).bind(d.to_vec()).bind(exp)
+            }
+            (None, None) => sqlx::query(lifecycle::DENY_RECOVERY).bind(&request.id).bind(by).bind(at).bind(comment),
+            _ => {
+                return Err(StoreError::Malformed(format!(
+                    "recovery request {}: an approval needs a link digest, a denial none",
+                    request.id
+                )));
+            }
+        };
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let decided = query.execute(&mut *tx).await.map_err(err)?.rows_affected() == 1;
+            if decided {
+                append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
+                bump_revision(&mut tx).await?;
+            } else {
+                exists(&mut tx, "SELECT count(*) FROM recovery_requests WHERE id = $1", &request.id).await?;
+            }
+            Ok(decided)
+        }
+        .await;
+        common::finish(tx, r, err).await
+    }
+
+    async fn recovery_by_link(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+    ) -> Result<Option<RecoveryRequest>, StoreError> {
+        let row: Option<lifecycle::RecoveryRow> = sqlx::query_as(lifecycle::select_recovery!(
+            "WHERE link_digest = $1 AND status = 'approved' AND link_expires_at_us > $2"
+        ))
+        .bind(digest.to_vec())
+        .bind(micros(now))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.map(lifecycle::recovery).transpose()
+    }
+
+    async fn complete_recovery(
+        &self,
+        digest: &[u8; 32],
+        now: OffsetDateTime,
+        factor: &Factor,
+        event: &AuditEvent,
+    ) -> Result<(), StoreError> {
+        let (_guard, mut tx) = self.write().await?;
+        let r = async {
+            let used = sqlx::query(lifecycle::USE_RECOVERY_LINK)
+                .bind(digest.to_vec())
+                .bind(micros(now))
+                .bind(&factor.user_id)
+                .bind(&factor.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            if used != 1 {
+                return Err(StoreError::EnrollmentInvalid);
+            }
+            insert_factor(&mut tx, factor).await?;
             append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
             bump_revision(&mut tx).await
         }

@@ -4,6 +4,7 @@
 mod commands;
 mod governance;
 mod import;
+mod lifecycle;
 mod policy;
 mod scim;
 mod users;

@@ -150,6 +150,18 @@ pub mod types {
     pub const SCIM_GROUP_CREATED: &str = "scim.group.created";
     pub const SCIM_GROUP_UPDATED: &str = "scim.group.updated";
     pub const SCIM_GROUP_DELETED: &str = "scim.group.deleted";
+    pub const PROOFING_RECORDED: &str = "proofing.recorded";
+    pub const PROOFING_REQUIRED: &str = "proofing.required";
+    pub const FACTOR_EXPIRY_SET: &str = "factor.expiry.set";
+    pub const AUTH_FACTOR_EXPIRED: &str = "auth.factor.expired";
+    pub const ACCOUNT_FACTOR_REPLACED: &str = "account.factor.replaced";
+    pub const ACCOUNT_FACTOR_REPLACE_REFUSED: &str = "account.factor.replace_refused";
+    pub const RECOVERY_OPENED: &str = "recovery.opened";
+    pub const RECOVERY_APPROVED: &str = "recovery.approved";
+    pub const RECOVERY_DENIED: &str = "recovery.denied";
+    pub const RECOVERY_REFUSED: &str = "recovery.refused";
+    pub const RECOVERY_COMPLETED: &str = "recovery.completed";
+    pub const RECOVERY_LINK_REFUSED: &str = "recovery.link.refused";
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -336,6 +348,18 @@ mod tests {
             OIDC_CLIENT_CREATED,
             OIDC_CLIENT_UPDATED,
             OIDC_CLIENT_DELETED,
+            PROOFING_RECORDED,
+            PROOFING_REQUIRED,
+            FACTOR_EXPIRY_SET,
+            AUTH_FACTOR_EXPIRED,
+            ACCOUNT_FACTOR_REPLACED,
+            ACCOUNT_FACTOR_REPLACE_REFUSED,
+            RECOVERY_OPENED,
+            RECOVERY_APPROVED,
+            RECOVERY_DENIED,
+            RECOVERY_REFUSED,
+            RECOVERY_COMPLETED,
+            RECOVERY_LINK_REFUSED,
         ] {
             assert!(EventType::new(t).is_ok(), "{t}");
         }

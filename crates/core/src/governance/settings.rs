@@ -33,6 +33,9 @@ pub struct GovernanceSettings {
     /// What happens to items of an access review still undecided at the deadline:
     /// `revoke` (the role is removed) or `escalate` (left for a person, flagged).
     pub review_default_action: String,
+    /// How long a help-desk recovery link works once approved (L3), in minutes: long
+    /// enough to hand it over by phone, short enough that a leaked one is soon useless.
+    pub recovery_link_minutes: u64,
 }
 
 impl Default for GovernanceSettings {
@@ -49,6 +52,7 @@ impl Default for GovernanceSettings {
             elevation_max_hours: 8,
             dormant_after_days: 90,
             review_default_action: "revoke".into(),
+            recovery_link_minutes: 15,
         }
     }
 }
@@ -114,6 +118,9 @@ impl GovernanceSettings {
         }
         if !(1..=72).contains(&self.elevation_max_hours) {
             p.push(Problem::new("governance.elevation_max_hours", "must be between 1 and 72"));
+        }
+        if !(1..=60).contains(&self.recovery_link_minutes) {
+            p.push(Problem::new("governance.recovery_link_minutes", "must be between 1 and 60"));
         }
         if !(7..=3650).contains(&self.dormant_after_days) {
             p.push(Problem::new("governance.dormant_after_days", "must be between 7 and 3650"));

@@ -92,6 +92,9 @@ pub struct Role {
     pub name: String,
     pub description: String,
     pub permissions: Vec<Pattern>,
+    /// Whether holders need an identity proofing record before they enroll a factor that
+    /// reaches aal2 or more (L1). Defaults to [`Role::administrative`].
+    pub require_proofing: bool,
 }
 
 impl Role {
@@ -364,6 +367,7 @@ impl Compiler<'_> {
                 name: ADMIN_ROLE.to_owned(),
                 description: "Wardgate administrator (built in): every administrative permission".to_owned(),
                 permissions: vec![Pattern::Prefix(ADMIN_PREFIX.into()), Pattern::Exact("audit.read".into())],
+                require_proofing: true,
             });
         }
         roles
@@ -373,10 +377,15 @@ impl Compiler<'_> {
         if raw.roles.is_empty() {
             return DEFAULT_ROLES
                 .iter()
-                .map(|(name, description, perms)| Role {
-                    name: (*name).to_owned(),
-                    description: (*description).to_owned(),
-                    permissions: perms.iter().filter_map(|p| Pattern::parse(p)).collect(),
+                .map(|(name, description, perms)| {
+                    let permissions: Vec<Pattern> = perms.iter().filter_map(|p| Pattern::parse(p)).collect();
+                    let require_proofing = permissions.iter().any(Pattern::reaches_admin);
+                    Role {
+                        name: (*name).to_owned(),
+                        description: (*description).to_owned(),
+                        permissions,
+                        require_proofing,
+                    }
                 })
                 .collect();
         }
@@ -403,7 +412,16 @@ impl Compiler<'_> {
                     ),
                 }
             }
-            out.push(Role { name: name.clone(), description: role.get_ref().description.clone(), permissions });
+            // NIST SP 800-63A: who administers identities is proofed first, unless the
+            // policy says otherwise for this role.
+            let require_proofing =
+                role.get_ref().require_proofing.unwrap_or_else(|| permissions.iter().any(Pattern::reaches_admin));
+            out.push(Role {
+                name: name.clone(),
+                description: role.get_ref().description.clone(),
+                permissions,
+                require_proofing,
+            });
         }
         out
     }

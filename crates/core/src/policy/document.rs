@@ -38,6 +38,9 @@ pub(crate) struct RawRole {
     #[serde(default)]
     pub description: String,
     pub permissions: Vec<String>,
+    /// L1: holders enroll an aal2+ factor only after their identity was proofed.
+    #[serde(default)]
+    pub require_proofing: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -30,10 +30,14 @@ pub const DEFAULT_ROLES: &[(&str, &str, &[&str])] = &[
     (
         "security-admin",
         "Security administrators: policy, keys and accounts",
-        &["admin.policy", "admin.keys", "admin.users", "audit.read"],
+        &["admin.policy", "admin.keys", "admin.users", "audit.read", "recovery.approve"],
     ),
     ("auditor", "Compliance and audit: read the audit trail and reports", &["audit.read", "reports.read"]),
-    ("helpdesk", "Help desk: unlock accounts and start factor recovery", &["admin.helpdesk"]),
+    (
+        "helpdesk",
+        "Help desk: unlock accounts, verify identities and open factor recovery",
+        &["admin.helpdesk", "proofing.record", "recovery.open"],
+    ),
     ("vendor-support", "Named vendor staff: their systems, through the gateway only", &["gateway.vendor"]),
 ];
 

@@ -65,8 +65,13 @@ pub async fn passphrase(
     }
 }
 
-pub async fn totp(State(app): State<AppState>, headers: HeaderMap, ApiJson(b): ApiJson<FlowBody>) -> Response {
-    match enroll::totp_begin(&app, &flow_handle(b.flow, &headers)).await {
+pub async fn totp(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiJson(b): ApiJson<FlowBody>,
+) -> Response {
+    match enroll::totp_begin(&app, &ctx, &flow_handle(b.flow, &headers)).await {
         Ok(s) => axum::Json(s).into_response(),
         Err(e) => enroll_problem(&e),
     }
@@ -89,10 +94,11 @@ pub async fn totp_confirm(
 
 pub async fn webauthn_challenge(
     State(app): State<AppState>,
+    ctx: ClientContext,
     headers: HeaderMap,
     ApiJson(b): ApiJson<FlowBody>,
 ) -> Response {
-    match enroll::webauthn_begin(&app, &flow_handle(b.flow, &headers)).await {
+    match enroll::webauthn_begin(&app, &ctx, &flow_handle(b.flow, &headers)).await {
         Ok(ccr) => axum::Json(ccr).into_response(),
         Err(e) => enroll_problem(&e),
     }

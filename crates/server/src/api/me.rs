@@ -168,7 +168,8 @@ pub(crate) async fn regenerate(app: &AppState, cur: &Current, ctx: &ClientContex
         }
         None => {
             let id = wardgate_core::token::random_id().map_err(|_| Problem::internal().into_response())?;
-            let f = Factor::new(id, cur.user.id.clone(), FactorKind::RecoveryCodes, "Recovery codes", slots, now);
+            let mut f = Factor::new(id, cur.user.id.clone(), FactorKind::RecoveryCodes, "Recovery codes", slots, now);
+            f.enrolled_by = Some(wardgate_core::lifecycle::EnrolledBy::Person.to_string());
             app.store.add_factor(&f, &e).await.map_err(unavailable)?;
             true
         }
@@ -359,5 +360,152 @@ pub async fn save_factors(
             resp
         }
         Err(e) => super::enroll_problem(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceFactor {
+    /// A current code of one of the person's other authenticator apps or hardware tokens:
+    /// the fresh step-up that proves the one asking still holds a working second factor.
+    #[serde(default)]
+    code: String,
+}
+
+/// Self-service replacement of a lost factor (L3): only after a fresh step-up with another
+/// of the person's second factors — a session alone is not enough, since a session cookie
+/// left on a shared workstation must not let someone swap in their own phone. The lost
+/// factor is removed and an add-factor flow begins (finish it with the enrollment steps and
+/// `/api/v1/me/factors/save`), where the proofing rule applies as to any new factor.
+pub(crate) async fn replace_own_factor(
+    app: &AppState,
+    cur: &Current,
+    ctx: &ClientContext,
+    lost_id: &str,
+    code: &str,
+) -> Result<crate::auth::enroll::Status, Problem> {
+    let unavailable = |e: StoreError| {
+        tracing::error!(error = %e, "account: store failed");
+        Problem::unavailable("the database is unreachable")
+    };
+    let now = (app.clock)();
+    let factors = app.store.factors_of(&cur.user.id).await.map_err(unavailable)?;
+    let second = |k: FactorKind| matches!(k, FactorKind::Totp | FactorKind::Webauthn);
+    let Some(lost) = factors.iter().find(|f| f.id == lost_id) else { return Err(Problem::not_found()) };
+    if !second(lost.kind) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "factor-required",
+            "Only an authenticator app or security key can be replaced",
+        )
+        .detail("change the passphrase or make new recovery codes instead"));
+    }
+    let remaining: Vec<Factor> =
+        factors.iter().filter(|f| f.id != lost.id && second(f.kind) && !f.expired_at(now)).cloned().collect();
+    let refuse = |why: &str| {
+        AuditEvent { outcome: Outcome::Denied, ..event(app, cur, ctx, types::ACCOUNT_FACTOR_REPLACE_REFUSED) }
+            .reason(why.to_owned())
+            .detail("factor_id", lost.id.clone())
+    };
+    let step_up = |detail: &str| {
+        Problem::new(StatusCode::UNAUTHORIZED, "step-up-required", "A fresh step-up is required")
+            .detail(detail.to_owned())
+    };
+    // The code is a guess like any other: the account's failure counter and lockout apply,
+    // so a stolen session cannot be used to try codes at the per-address rate.
+    let fresh = app.store.user_by_id(&cur.user.id).await.map_err(unavailable)?.ok_or_else(Problem::not_found)?;
+    if !matches!(fresh.attempts.gate(&app.auth.lockout, now), wardgate_core::lockout::Gate::Open) {
+        app.audit
+            .append(refuse("too many failed attempts; wait"))
+            .await
+            .map_err(|_| Problem::unavailable("the refusal could not be recorded"))?;
+        return Err(Problem::new(StatusCode::TOO_MANY_REQUESTS, "login-throttled", "Too many attempts")
+            .detail("too many wrong codes; wait a few minutes and try again"));
+    }
+    let checked = if code.trim().is_empty() {
+        Err("no code from another factor was given")
+    } else {
+        match crate::auth::factor_check::totp(&*app.store, &app.keyring.get(), &remaining, code.trim(), now).await {
+            Ok(p) => Ok(p),
+            Err(crate::auth::factor_check::CheckError::Replayed) => Err("the code was already used"),
+            Err(crate::auth::factor_check::CheckError::Store(e)) => return Err(unavailable(e)),
+            Err(_) => Err("the code is not one of another working authenticator app or token"),
+        }
+    };
+    let passed = match checked {
+        Ok(p) => p,
+        Err(why) => {
+            if !code.trim().is_empty() {
+                let next = fresh.attempts.failed(&app.auth.lockout, now);
+                let locks = next.locked_until.is_some() && next.locked_until != fresh.attempts.locked_until;
+                let lock = locks.then(|| {
+                    AuditEvent { outcome: Outcome::Denied, ..event(app, cur, ctx, types::AUTH_ACCOUNT_LOCKED) }
+                        .reason(format!("{} consecutive failed attempts", next.consecutive_failures))
+                });
+                // Compare-and-set: a concurrent failure elsewhere wins, and is counted there.
+                let _ = app.store.set_attempts(&fresh.id, &fresh.attempts, &next, lock.as_ref()).await;
+            }
+            app.audit
+                .append(refuse(why))
+                .await
+                .map_err(|_| Problem::unavailable("the refusal could not be recorded"))?;
+            return Err(step_up(&format!(
+                "{why}: type a current code from another authenticator app or hardware token of yours; if you have none left, call the help desk"
+            )));
+        }
+    };
+    // Checked before anything is removed: a person who may not enroll a new factor keeps
+    // the one they have.
+    if let Some(active) = app.access.current()
+        && let Some(role) = crate::lifecycle::proofing::missing(&*app.store, &active.policy, &cur.user, now)
+            .await
+            .map_err(unavailable)?
+    {
+        let e = AuditEvent { outcome: Outcome::Denied, ..event(app, cur, ctx, types::PROOFING_REQUIRED) }
+            .reason(format!("role {role} requires identity proofing before a second factor is enrolled"))
+            .detail("role", role.clone())
+            .detail("flow", "replace_factor");
+        app.audit.append(e).await.map_err(|_| Problem::unavailable("the refusal could not be recorded"))?;
+        return Err(Problem::new(StatusCode::FORBIDDEN, "proofing-required", "Identity proofing required")
+            .detail(crate::auth::enroll::EnrollError::ProofingRequired(role).to_string()));
+    }
+    let e = event(app, cur, ctx, types::ACCOUNT_FACTOR_REPLACED)
+        .reason("reported lost by the person; replaced after a step-up with another factor")
+        .factor(lost.kind.amr())
+        .factor("otp")
+        .detail("factor_id", lost.id.clone())
+        .detail("kind", lost.kind.as_str())
+        .detail("label", lost.label.clone())
+        .detail("step_up_factor_id", passed.factor_id.clone());
+    match app.store.remove_factor(&cur.user.id, &lost.id, &e).await {
+        Ok(()) => {}
+        Err(StoreError::NotFound) => return Err(Problem::not_found()),
+        Err(e) => return Err(unavailable(e)),
+    }
+    crate::auth::enroll::begin_adding(app, &cur.user).await.map_err(|e| match e {
+        crate::auth::enroll::EnrollError::Unavailable => Problem::unavailable(e.to_string()),
+        e => Problem::invalid_field(e.to_string()),
+    })
+}
+
+pub async fn replace_factor(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    SignedIn(cur): SignedIn,
+    Path(id): Path<String>,
+    crate::problem::ApiJson(b): crate::problem::ApiJson<ReplaceFactor>,
+) -> Response {
+    if let Err(limited) = app.login_limit.check(ctx.ip) {
+        return limited.into_response();
+    }
+    match replace_own_factor(&app, &cur, &ctx, &id, &b.code).await {
+        Ok(s) => {
+            let mut resp = axum::Json(&s).into_response();
+            if let Some(c) = crate::auth::session::set_cookie(crate::auth::session::FLOW_COOKIE, &s.flow) {
+                resp.headers_mut().append(header::SET_COOKIE, c);
+            }
+            resp
+        }
+        Err(p) => p.into_response(),
     }
 }

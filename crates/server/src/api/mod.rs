@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_roles;
 pub mod breakglass;
 pub mod enroll;
+pub mod lifecycle;
 pub mod login;
 pub mod me;
 
@@ -112,6 +113,11 @@ pub fn login_problem(e: &LoginError, now: OffsetDateTime) -> Response {
                 .into_response()
         }
         LoginError::Malformed(m) => Problem::invalid_field(m.clone()).into_response(),
+        LoginError::FactorExpired(_) => {
+            Problem::new(StatusCode::FORBIDDEN, "factor-expired", "This authenticator has expired")
+                .detail(e.to_string())
+                .into_response()
+        }
         LoginError::NoWebauthn => {
             Problem::new(StatusCode::CONFLICT, "webauthn-unavailable", "Security keys are not available on this server")
                 .detail(e.to_string())
@@ -145,6 +151,14 @@ pub fn enroll_problem(e: &EnrollError) -> Response {
                 .detail(e.to_string())
                 .into_response()
         }
+        EnrollError::ProofingRequired(_) => {
+            Problem::new(StatusCode::FORBIDDEN, "proofing-required", "Identity proofing required")
+                .detail(e.to_string())
+                .into_response()
+        }
+        EnrollError::RecoveryLink => Problem::new(StatusCode::GONE, "recovery-link-invalid", "Recovery link invalid")
+            .detail(e.to_string())
+            .into_response(),
         EnrollError::ModelRefused => {
             Problem::new(StatusCode::FORBIDDEN, "authenticator-not-allowed", "Authenticator model not allowed")
                 .detail(e.to_string())

@@ -10,6 +10,7 @@ use wardgate_core::audit::{AuditEvent, Outcome};
 use wardgate_core::factors::{recovery_codes, totp};
 use wardgate_core::flow::{ENROLLMENT_TTL, Flow, FlowKind};
 use wardgate_core::identity::{AccountStatus, Factor, FactorKind, User};
+use wardgate_core::lifecycle::EnrolledBy;
 use wardgate_core::login::{FactorUsed, Identified};
 use wardgate_core::session::Session;
 use wardgate_core::{passphrase, token};
@@ -48,6 +49,13 @@ pub enum EnrollError {
     OutOfOrder(&'static str),
     #[error("the enrollment cannot be completed now")]
     Unavailable,
+    /// L1: a role the person holds requires their identity to be proofed first.
+    #[error(
+        "your role {0} requires the help desk to verify your identity (with a photo ID) before you add an authenticator app or security key; nothing was saved"
+    )]
+    ProofingRequired(String),
+    #[error("this recovery link is invalid, already used or expired; call the help desk for a new one")]
+    RecoveryLink,
 }
 
 impl From<StoreError> for EnrollError {
@@ -83,6 +91,22 @@ struct EnrollState {
     totp_pending: Option<Proven>,
     webauthn_pending: Option<serde_json::Value>,
     second: Vec<Proven>,
+    /// The help-desk recovery request whose link opened this flow (L3).
+    #[serde(default)]
+    recovery_id: Option<String>,
+}
+
+impl Proven {
+    /// The factor to store, enrolled by `by` at `now`.
+    fn factor(&self, user_id: &str, by: EnrolledBy, now: OffsetDateTime) -> Factor {
+        let mut f =
+            Factor::new(self.factor_id.clone(), user_id.to_owned(), self.kind, &self.label, self.sealed.clone(), now);
+        f.params = self.params.clone();
+        f.counter = self.counter;
+        f.credential_id = self.credential_id.clone();
+        f.enrolled_by = Some(by.to_string());
+        f
+    }
 }
 
 /// What the pages and the API show at each point.
@@ -96,6 +120,8 @@ pub struct Status {
     pub can_finish: bool,
     /// Adding a factor to an active account (from the account page), not enrolling.
     pub adding: bool,
+    /// Enrolling one replacement factor through a help-desk recovery link.
+    pub recovering: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -146,7 +172,8 @@ fn status(handle: &str, l: &Loaded) -> Status {
         passphrase_set: l.st.has_passphrase || l.st.passphrase_phc.is_some(),
         second_factors: l.st.second.iter().map(|p| p.label.clone()).collect(),
         can_finish: (l.st.has_passphrase || l.st.passphrase_phc.is_some()) && !l.st.second.is_empty(),
-        adding: l.flow.kind == FlowKind::AddFactor,
+        adding: matches!(l.flow.kind, FlowKind::AddFactor | FlowKind::Recovery),
+        recovering: l.flow.kind == FlowKind::Recovery,
     }
 }
 
@@ -223,13 +250,11 @@ pub async fn finish_adding(
     if l.st.second.is_empty() {
         return Err(EnrollError::OutOfOrder("add an authenticator app or a security key first"));
     }
+    proofing_gate(app, ctx, &l).await?;
     let t = now(app);
     let mut labels = Vec::new();
     for p in &l.st.second {
-        let mut f = Factor::new(p.factor_id.clone(), l.user.id.clone(), p.kind, &p.label, p.sealed.clone(), t);
-        f.params = p.params.clone();
-        f.counter = p.counter;
-        f.credential_id = p.credential_id.clone();
+        let f = p.factor(&l.user.id, EnrolledBy::Person, t);
         let e = event(app, ctx, types::ACCOUNT_FACTOR_ADDED, Outcome::Success, &l)
             .factor(f.kind.amr())
             .detail("factor_id", f.id.clone())
@@ -249,7 +274,7 @@ async fn load(app: &AppState, handle: &str) -> Result<Loaded, EnrollError> {
     let flow = app.store.flow(&token::digest(handle), now(app)).await?.ok_or(EnrollError::Expired)?;
     let expected = match flow.kind {
         FlowKind::Enrollment => AccountStatus::Invited,
-        FlowKind::AddFactor => AccountStatus::Active,
+        FlowKind::AddFactor | FlowKind::Recovery => AccountStatus::Active,
         FlowKind::Login => return Err(EnrollError::Expired),
     };
     let st: EnrollState = serde_json::from_value(flow.state.clone()).map_err(|_| EnrollError::Expired)?;
@@ -309,8 +334,9 @@ pub async fn set_passphrase(
 }
 
 /// A new authenticator-app secret, shown as a QR code; it counts once a code confirms it.
-pub async fn totp_begin(app: &AppState, handle: &str) -> Result<TotpSetup, EnrollError> {
+pub async fn totp_begin(app: &AppState, ctx: &ClientContext, handle: &str) -> Result<TotpSetup, EnrollError> {
     let mut l = load(app, handle).await?;
+    proofing_gate(app, ctx, &l).await?;
     let params = app.auth.totp;
     let secret = totp::generate_secret().map_err(|_| EnrollError::Unavailable)?;
     let factor_id = token::random_id().map_err(|_| EnrollError::Unavailable)?;
@@ -366,6 +392,10 @@ pub async fn totp_confirm(
     pending.counter = i64::try_from(step).ok();
     l.st.totp_pending = None;
     l.st.second.retain(|p| p.kind != FactorKind::Totp);
+    if l.flow.kind == FlowKind::Recovery {
+        // A recovery link replaces one factor: the last one proven is the one kept.
+        l.st.second.clear();
+    }
     let factor_id = pending.factor_id.clone();
     l.st.second.push(pending);
     save(app, &mut l).await?;
@@ -376,9 +406,14 @@ pub async fn totp_confirm(
     Ok(status(handle, &l))
 }
 
-pub async fn webauthn_begin(app: &AppState, handle: &str) -> Result<CreationChallengeResponse, EnrollError> {
+pub async fn webauthn_begin(
+    app: &AppState,
+    ctx: &ClientContext,
+    handle: &str,
+) -> Result<CreationChallengeResponse, EnrollError> {
     let rp = app.auth.rp().ok_or(EnrollError::NoWebauthn)?;
     let mut l = load(app, handle).await?;
+    proofing_gate(app, ctx, &l).await?;
     // Keys the account already has (after a passphrase reset) are excluded, so the
     // authenticator says so instead of making a duplicate the store would refuse.
     let existing: Vec<_> = super::factor_check::passkeys(&app.keyring.get(), &app.store.factors_of(&l.user.id).await?)
@@ -420,6 +455,9 @@ pub async fn webauthn_finish(
         .factor(if synced { "swk" } else { "hwk" })
         .detail("factor_id", proven.factor_id.clone())
         .detail("aaguid", proven.params.get("aaguid").cloned().unwrap_or_default());
+    if l.flow.kind == FlowKind::Recovery {
+        l.st.second.clear();
+    }
     l.st.second.push(proven);
     save(app, &mut l).await?;
     record(app, e).await?;
@@ -482,6 +520,7 @@ pub async fn finish(app: &AppState, ctx: &ClientContext, handle: &str) -> Result
     let Some(second) = l.st.second.first().cloned() else {
         return Err(EnrollError::OutOfOrder("add an authenticator app or a security key first"));
     };
+    proofing_gate(app, ctx, &l).await?;
     let t = now(app);
     let codes = tokio::task::spawn_blocking(recovery_codes::generate)
         .await
@@ -490,18 +529,17 @@ pub async fn finish(app: &AppState, ctx: &ClientContext, handle: &str) -> Result
     let new_id = || token::random_id().map_err(|_| EnrollError::Unavailable);
     let mut factors = Vec::new();
     if let Some(phc) = &l.st.passphrase_phc {
-        factors.push(Factor::new(new_id()?, l.user.id.clone(), FactorKind::Passphrase, "Passphrase", phc.clone(), t));
+        let mut pwd = Factor::new(new_id()?, l.user.id.clone(), FactorKind::Passphrase, "Passphrase", phc.clone(), t);
+        pwd.enrolled_by = Some(EnrolledBy::EnrollmentLink.to_string());
+        factors.push(pwd);
     }
     for p in &l.st.second {
-        let mut f = Factor::new(p.factor_id.clone(), l.user.id.clone(), p.kind, &p.label, p.sealed.clone(), t);
-        f.params = p.params.clone();
-        f.counter = p.counter;
-        f.credential_id = p.credential_id.clone();
-        factors.push(f);
+        factors.push(p.factor(&l.user.id, EnrolledBy::EnrollmentLink, t));
     }
     let slots = serde_json::to_string(&codes.hashes).map_err(|_| EnrollError::Unavailable)?;
     let mut rc = Factor::new(new_id()?, l.user.id.clone(), FactorKind::RecoveryCodes, "Recovery codes", slots, t);
     rc.params = serde_json::json!({"remaining": codes.codes.len()});
+    rc.enrolled_by = Some(EnrolledBy::EnrollmentLink.to_string());
     factors.push(rc);
     let link: [u8; 32] =
         hex::decode(&l.st.link_digest).ok().and_then(|v| v.try_into().ok()).ok_or(EnrollError::Link)?;
@@ -533,4 +571,107 @@ pub async fn finish(app: &AppState, ctx: &ClientContext, handle: &str) -> Result
         signed_in: SignedIn { session, token: session_token, user, recovery_codes_left: None },
         recovery_codes: codes.codes,
     })
+}
+
+/// L1: refuses (and records the refusal) when a role the person holds requires identity
+/// proofing and none is recorded. Enforced only while an approved policy is in force: the
+/// first administrator enrolls before there is anyone to vouch for them, and before a
+/// policy is approved Wardgate invents no rules of its own.
+async fn proofing_gate(app: &AppState, ctx: &ClientContext, l: &Loaded) -> Result<(), EnrollError> {
+    let Some(active) = app.access.current() else { return Ok(()) };
+    let t = now(app);
+    let Some(role) = crate::lifecycle::proofing::missing(&*app.store, &active.policy, &l.user, t).await? else {
+        return Ok(());
+    };
+    let e = event(app, ctx, types::PROOFING_REQUIRED, Outcome::Denied, l)
+        .reason(format!("role {role} requires identity proofing before a second factor is enrolled"))
+        .detail("role", role.clone())
+        .detail("flow", l.flow.kind.as_str())
+        .detail("policy_version", active.number);
+    record(app, e).await?;
+    Err(EnrollError::ProofingRequired(role))
+}
+
+/// Opens a help-desk recovery link (L3): a flow that enrolls one authenticator app or
+/// security key for the account, and nothing else — no passphrase, no session. An unknown,
+/// used or expired link is refused and recorded.
+pub async fn begin_recovery(app: &AppState, ctx: &ClientContext, link: &str) -> Result<Status, EnrollError> {
+    let t = now(app);
+    let refused = |why: &str| {
+        AuditEvent::known(t, types::RECOVERY_LINK_REFUSED, Outcome::Denied)
+            .client_ip(ctx.ip)
+            .user_agent(ctx.user_agent.clone())
+            .correlation_id(ctx.request_id.clone())
+            .reason(why.to_owned())
+    };
+    let digest = token::digest(link);
+    let request = if link.len() == 43 { app.store.recovery_by_link(&digest, t).await? } else { None };
+    let Some(request) = request else {
+        record(app, refused("unknown, used or expired recovery link")).await?;
+        return Err(EnrollError::RecoveryLink);
+    };
+    let user = app.store.user_by_id(&request.user_id).await?.filter(|u| u.status == AccountStatus::Active);
+    let Some(user) = user else {
+        record(app, refused("the account is no longer active").subject(request.username.as_str())).await?;
+        return Err(EnrollError::RecoveryLink);
+    };
+    let link_expires = match request.status {
+        wardgate_core::lifecycle::RecoveryStatus::Approved { link_expires_at, .. } => link_expires_at,
+        _ => return Err(EnrollError::RecoveryLink),
+    };
+    let st = EnrollState {
+        correlation_id: token::random_id().map_err(|_| EnrollError::Unavailable)?,
+        link_digest: hex::encode(digest),
+        has_passphrase: true,
+        recovery_id: Some(request.id.clone()),
+        ..Default::default()
+    };
+    let handle = token::generate().map_err(|_| EnrollError::Unavailable)?;
+    let flow = Flow {
+        id_digest: token::digest(&handle),
+        kind: FlowKind::Recovery,
+        user_id: Some(user.id.clone()),
+        state: serde_json::to_value(&st).map_err(|_| EnrollError::Unavailable)?,
+        version: 0,
+        created_at: t,
+        expires_at: (t + ENROLLMENT_TTL).min(link_expires),
+    };
+    app.store.insert_flow(&flow).await?;
+    let l = Loaded { flow, st, user };
+    proofing_gate(app, ctx, &l).await?;
+    let e = event(app, ctx, types::ENROLLMENT_STARTED, Outcome::Success, &l)
+        .detail("via", "recovery")
+        .detail("recovery_id", request.id);
+    record(app, e).await?;
+    Ok(status(&handle, &l))
+}
+
+/// Stores the one factor proven through a recovery link and spends the link, in one
+/// transaction; the person then signs in with it as usual. Returns the factor's label.
+pub async fn finish_recovery(app: &AppState, ctx: &ClientContext, handle: &str) -> Result<String, EnrollError> {
+    let l = load(app, handle).await?;
+    if l.flow.kind != FlowKind::Recovery {
+        return Err(EnrollError::OutOfOrder("this is not a recovery"));
+    }
+    let (Some(p), Some(recovery_id)) = (l.st.second.last(), l.st.recovery_id.clone()) else {
+        return Err(EnrollError::OutOfOrder("add an authenticator app or a security key first"));
+    };
+    proofing_gate(app, ctx, &l).await?;
+    let t = now(app);
+    let f = p.factor(&l.user.id, EnrolledBy::Recovery(recovery_id.clone()), t);
+    let link: [u8; 32] =
+        hex::decode(&l.st.link_digest).ok().and_then(|v| v.try_into().ok()).ok_or(EnrollError::RecoveryLink)?;
+    let e = event(app, ctx, types::RECOVERY_COMPLETED, Outcome::Success, &l)
+        .factor(f.kind.amr())
+        .detail("recovery_id", recovery_id)
+        .detail("factor_id", f.id.clone())
+        .detail("kind", f.kind.as_str())
+        .detail("label", f.label.clone());
+    match app.store.complete_recovery(&link, t, &f, &e).await {
+        Ok(()) => {}
+        Err(StoreError::EnrollmentInvalid) => return Err(EnrollError::RecoveryLink),
+        Err(e) => return Err(e.into()),
+    }
+    app.store.delete_flow(&l.flow.id_digest).await?;
+    Ok(f.label)
 }

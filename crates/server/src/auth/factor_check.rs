@@ -28,6 +28,10 @@ pub enum CheckError {
     Store(#[from] StoreError),
     #[error("factor secret cannot be opened: {0}")]
     Secret(String),
+    /// The response was right, but for a factor past its expiry (L2): refused, and not
+    /// counted as a guess — whoever sent it holds the factor.
+    #[error("factor expired")]
+    Expired { factor_id: String, at: OffsetDateTime },
 }
 
 /// Which factor passed, for the audit record.
@@ -50,12 +54,18 @@ pub async fn totp(
     now: OffsetDateTime,
 ) -> Result<Passed, CheckError> {
     let mut replayed = false;
+    let mut expired = None;
     for f in factors.iter().filter(|f| f.kind == FactorKind::Totp) {
         let params = TotpParams::from_json(&f.params).unwrap_or_default();
         let secret =
             keyring.open(&Factor::seal_context(&f.id), &f.secret).map_err(|e| CheckError::Secret(e.to_string()))?;
         let last = f.counter.and_then(|c| u64::try_from(c).ok());
         match totp::verify(params, &secret, code, now, last) {
+            // Checked after the code, so that the refusal names the factor only to whoever
+            // holds it; the counter is left alone, since nothing was accepted.
+            Ok(_) if f.expired_at(now) => {
+                expired = f.expires_at.map(|at| (f.id.clone(), at));
+            }
             Ok(step) => {
                 let step = i64::try_from(step).map_err(|_| CheckError::Rejected)?;
                 // The store's compare-and-set is the real replay check: the in-memory
@@ -75,6 +85,9 @@ pub async fn totp(
             Err(_) => {}
         }
     }
+    if let Some((factor_id, at)) = expired {
+        return Err(CheckError::Expired { factor_id, at });
+    }
     Err(if replayed { CheckError::Replayed } else { CheckError::Rejected })
 }
 
@@ -93,6 +106,9 @@ pub async fn recovery_code(
     let Some(f) = factors.iter().find(|f| f.kind == FactorKind::RecoveryCodes) else {
         return Err(CheckError::Rejected);
     };
+    if let Some(at) = f.expires_at.filter(|_| f.expired_at(now)) {
+        return Err(CheckError::Expired { factor_id: f.id.clone(), at });
+    }
     let slots = slots_of(f);
     let typed = typed.to_owned();
     let check_slots = slots.clone();
@@ -160,6 +176,9 @@ pub async fn webauthn_used(
     now: OffsetDateTime,
     refuse_regression: bool,
 ) -> Result<Passed, CheckError> {
+    if let Some(at) = factor.expires_at.filter(|_| factor.expired_at(now)) {
+        return Err(CheckError::Expired { factor_id: factor.id.clone(), at });
+    }
     let stored = factor.counter.and_then(|c| u32::try_from(c).ok()).unwrap_or(0);
     let presented = result.counter();
     // WebAuthn §6.1.1: a counter that does not increase (when either is non-zero) may

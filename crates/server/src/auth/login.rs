@@ -90,6 +90,10 @@ pub enum LoginError {
     NoWebauthn,
     #[error("the sign-in cannot be completed now")]
     Unavailable,
+    /// L2: the factor was right but is past its expiry. Said plainly: only the holder of the
+    /// factor (after the passphrase, or with the key's own signature) gets this far.
+    #[error("this authenticator expired on {0}; use another one, or ask the help desk to recover your account")]
+    FactorExpired(String),
     /// The access policy allows no session for this person from here.
     #[error("the access policy does not allow signing in from this network or device")]
     PolicyDenied,
@@ -512,6 +516,9 @@ async fn second_code(
             failed(app, ctx, &l, amr, None, "one-time code replayed").await?;
             return Err(LoginError::Replayed);
         }
+        Err(CheckError::Expired { factor_id, at }) => {
+            return Err(expired(app, ctx, &l, amr, &factor_id, at).await?);
+        }
         Err(CheckError::Rejected) => {
             let what = if recovery { "wrong recovery code" } else { "wrong one-time code" };
             failed(app, ctx, &l, amr, None, what).await?;
@@ -639,6 +646,7 @@ async fn webauthn_passed(
             }
             Ok(p)
         }
+        Err(CheckError::Expired { factor_id, at }) => Err(expired(app, ctx, l, "hwk", &factor_id, at).await?),
         Err(CheckError::CounterRegression { stored, presented, .. }) => {
             let e = event(app, ctx, types::AUTH_WEBAUTHN_COUNTER_REGRESSION, Outcome::Denied, &l.st)
                 .reason("signature counter did not increase: the key may have been cloned; refused by policy")
@@ -654,6 +662,25 @@ async fn webauthn_passed(
             Err(LoginError::Unavailable)
         }
     }
+}
+
+/// Records a refused, expired factor and returns the error to answer with.
+async fn expired(
+    app: &AppState,
+    ctx: &ClientContext,
+    l: &Loaded,
+    amr: &str,
+    factor_id: &str,
+    at: OffsetDateTime,
+) -> Result<LoginError, LoginError> {
+    let when = wardgate_core::audit::record::format_ts(at);
+    let e = event(app, ctx, types::AUTH_FACTOR_EXPIRED, Outcome::Denied, &l.st)
+        .factor(amr)
+        .reason("the factor is past its expiry")
+        .detail("factor_id", factor_id.to_owned())
+        .detail("expired_at", when.clone());
+    record(app, e).await?;
+    Ok(LoginError::FactorExpired(when))
 }
 
 async fn audit_passed(app: &AppState, ctx: &ClientContext, l: &Loaded, p: &Passed) -> Result<(), LoginError> {

@@ -109,8 +109,10 @@ pub fn aaguid_allowed(policy: &BTreeMap<String, Vec<String>>, roles: &[String], 
         .all(|allowed| allowed.iter().any(|a| Uuid::parse_str(a).is_ok_and(|u| u == aaguid)))
 }
 
-/// Names of authenticator models people meet in hospitals, for the account page. Unknown
-/// models show their AAGUID.
+/// Names of authenticator models people meet in hospitals, for the account page and the
+/// factor inventory. Unknown models show their AAGUID. Source: the FIDO Alliance Metadata
+/// Service (MDS3) entries and the vendors' published AAGUID lists (Yubico, Microsoft,
+/// Apple, Google); an AAGUID is the authenticator's claim, not an attestation.
 pub fn model_name(aaguid: Uuid) -> Option<&'static str> {
     match aaguid.to_string().as_str() {
         "00000000-0000-0000-0000-000000000000" => None,

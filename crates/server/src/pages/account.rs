@@ -438,3 +438,32 @@ pub async fn breakglass(
         }
     }
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceFactorForm {
+    csrf: String,
+    id: String,
+    code: String,
+}
+
+/// `POST /account/factors/replace`: a lost factor is removed after a step-up with another
+/// one, and the page continues into adding its replacement.
+pub async fn replace_factor(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<ReplaceFactorForm>,
+) -> Response {
+    let cur = match signed_in_form(&app, &headers, &ctx, &f.csrf).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if let Err(limited) = app.login_limit.check(ctx.ip) {
+        return limited.into_response();
+    }
+    match crate::api::me::replace_own_factor(&app, &cur, &ctx, &f.id, &f.code).await {
+        Ok(s) => with_cookies(see_other("/enroll/steps"), crate::auth::session::set_cookie(FLOW_COOKIE, &s.flow)),
+        Err(p) => crate::pages::message(p.title, p.detail.as_deref().unwrap_or(p.title), p.status_code()),
+    }
+}

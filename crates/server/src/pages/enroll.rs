@@ -24,6 +24,7 @@ struct EnrollPage<'a> {
     second_factors: &'a [String],
     can_finish: bool,
     adding: bool,
+    recovering: bool,
     totp: Option<&'a TotpSetup>,
     min_length: usize,
     error: Option<String>,
@@ -71,6 +72,7 @@ fn page(app: &AppState, headers: &HeaderMap, s: &Status, totp: Option<&TotpSetup
         second_factors: &s.second_factors,
         can_finish: s.can_finish,
         adding: s.adding,
+        recovering: s.recovering,
         totp,
         min_length: app.auth.passphrases.min_chars,
         error,
@@ -134,12 +136,17 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-pub async fn totp(State(app): State<AppState>, headers: HeaderMap, ApiForm(f): ApiForm<CsrfForm>) -> Response {
+pub async fn totp(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<CsrfForm>,
+) -> Response {
     if !form_token_ok(&headers, &f.csrf) {
         return csrf_refused();
     }
     let h = handle(&headers);
-    match enroll::totp_begin(&app, &h).await {
+    match enroll::totp_begin(&app, &ctx, &h).await {
         Ok(setup) => match enroll::current(&app, &h).await {
             Ok(s) => page(&app, &headers, &s, Some(&setup), None),
             Err(e) => again(&app, &headers, e).await,
@@ -194,6 +201,49 @@ pub async fn finish(
                 set_cookie(SESSION_COOKIE, &done.signed_in.token).into_iter().chain([clear_cookie(FLOW_COOKIE)]),
             )
         }
+        Err(e) => again(&app, &headers, e).await,
+    }
+}
+
+fn recovery_refused(e: &EnrollError) -> Response {
+    super::message("This recovery link cannot be used", &e.to_string(), StatusCode::GONE)
+}
+
+/// The link a help-desk supervisor handed over (L3): opens a flow that enrolls one new
+/// authenticator app or security key, through the usual enrollment page.
+pub async fn open_recovery(State(app): State<AppState>, ctx: ClientContext, Query(q): Query<LinkQuery>) -> Response {
+    if let Err(limited) = app.login_limit.check(ctx.ip) {
+        return limited.into_response();
+    }
+    match enroll::begin_recovery(&app, &ctx, &q.token).await {
+        Ok(s) => with_cookies(see_other("/enroll/steps"), set_cookie(FLOW_COOKIE, &s.flow)),
+        Err(e @ (EnrollError::RecoveryLink | EnrollError::Link | EnrollError::Expired)) => recovery_refused(&e),
+        Err(e @ EnrollError::ProofingRequired(_)) => {
+            super::message("Identity verification needed", &e.to_string(), StatusCode::FORBIDDEN)
+        }
+        Err(e) => crate::api::enroll_problem(&e),
+    }
+}
+
+pub async fn finish_recovery(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    headers: HeaderMap,
+    ApiForm(f): ApiForm<CsrfForm>,
+) -> Response {
+    if !form_token_ok(&headers, &f.csrf) {
+        return csrf_refused();
+    }
+    match enroll::finish_recovery(&app, &ctx, &handle(&headers)).await {
+        Ok(label) => with_cookies(
+            super::message(
+                "Your new factor is saved",
+                &format!("{label} is now part of your account. Sign in with your passphrase and it."),
+                StatusCode::OK,
+            ),
+            [clear_cookie(FLOW_COOKIE)],
+        ),
+        Err(e @ EnrollError::RecoveryLink) => recovery_refused(&e),
         Err(e) => again(&app, &headers, e).await,
     }
 }

@@ -153,9 +153,10 @@ fn message(e: &LoginError, app: &AppState) -> (StatusCode, String) {
             ),
         ),
         LoginError::Malformed(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
-        LoginError::NoSecondFactor | LoginError::NoWebauthn | LoginError::PolicyDenied => {
-            (StatusCode::FORBIDDEN, e.to_string())
-        }
+        LoginError::NoSecondFactor
+        | LoginError::NoWebauthn
+        | LoginError::PolicyDenied
+        | LoginError::FactorExpired(_) => (StatusCode::FORBIDDEN, e.to_string()),
         LoginError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         _ => (StatusCode::GONE, "This sign-in has expired. Start again.".into()),
     }

@@ -6,6 +6,7 @@ mod browser;
 mod gateway;
 mod governance;
 mod http;
+mod lifecycle;
 mod login;
 mod oidc;
 mod openapi;

@@ -19,6 +19,7 @@ mod harness;
 mod access;
 mod accounts;
 mod governance;
+mod lifecycle;
 mod logout;
 mod oidc;
 mod policy;
