@@ -283,7 +283,10 @@ async fn an_hr_connector_manages_users_and_groups_with_filters_pages_etags_and_p
         )
         .await;
     assert_eq!(e["scimType"], "invalidValue");
-    assert_eq!(count(scim.get(&format!("/Groups?filter={}", enc(r#"displayName eq "ICU NURSES""#))).await), 1);
+    let found = scim.get(&format!("/Groups?filter={}", enc(r#"displayName eq "ICU NURSES""#))).await;
+    assert_eq!(count(found.clone()), 1);
+    // The list names the members as a single read does.
+    assert_eq!(found["Resources"][0]["members"][0]["value"], id.as_str());
     assert_eq!(scim.get(&path).await["groups"][0]["value"], gid.as_str());
     let renamed =
         scim.patch(&format!("/Groups/{gid}"), json!([{"op": "replace", "path": "displayName", "value": "ICU"}])).await;
