@@ -67,16 +67,25 @@ pub async fn list(
         None => None,
     };
     let factors = store.factor_inventory(user.as_ref().map(|u| u.id.as_str()), expiring.map(|d| now + d)).await?;
+    // Usernames by id: the one person asked for, or the whole directory in pages (an
+    // inventory of everyone would otherwise read one account per person).
     let mut names: HashMap<String, String> = HashMap::new();
-    let mut rows = Vec::with_capacity(factors.len());
-    for f in &factors {
-        if !names.contains_key(&f.user_id) {
-            let name = store.user_by_id(&f.user_id).await?.map(|u| u.username.to_string()).unwrap_or_default();
-            names.insert(f.user_id.clone(), name);
+    match &user {
+        Some(u) => {
+            names.insert(u.id.clone(), u.username.to_string());
         }
-        let name = names.get(&f.user_id).cloned().unwrap_or_default();
-        rows.push((name, f));
+        None => {
+            let mut after: Option<String> = None;
+            loop {
+                let page = store.list_users(after.as_deref(), 500).await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.username.to_string());
+                names.extend(page.into_iter().map(|u| (u.id, u.username.to_string())));
+            }
+        }
     }
+    let mut rows: Vec<(String, &Factor)> =
+        factors.iter().map(|f| (names.get(&f.user_id).cloned().unwrap_or_default(), f)).collect();
     rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.created_at.cmp(&b.1.created_at)));
     Ok(rows.into_iter().map(|(name, f)| json(&name, f, now)).collect())
 }

@@ -359,6 +359,7 @@ async fn a_factor_past_its_expiry_is_refused_at_sign_in_and_listed_as_expiring()
     let rows = expiring["factors"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{expiring}");
     assert_eq!((rows[0]["id"].as_str(), rows[0]["expired"].as_bool()), (Some(id), Some(false)));
+    assert_eq!(rows[0]["username"], "rita", "everyone's inventory names each factor's owner");
     assert!(!serde_json::to_string(&all).unwrap().contains("secret"), "no secret in any listing");
 
     advance(Duration::hours(3));
