@@ -12,6 +12,9 @@ use time::{Duration, OffsetDateTime};
 pub const LOGIN_TTL: Duration = Duration::minutes(5);
 /// How long an enrollment may take in all.
 pub const ENROLLMENT_TTL: Duration = Duration::minutes(30);
+/// How long a signed-in person has to answer a step-up challenge (a security key's
+/// assertion) before an account change that a session alone may not make.
+pub const STEP_UP_TTL: Duration = Duration::minutes(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowKind {
@@ -21,6 +24,9 @@ pub enum FlowKind {
     AddFactor,
     /// Enrolling one replacement second factor through an approved recovery link (L3).
     Recovery,
+    /// A security-key challenge issued inside a signed-in session, answered before an
+    /// account change that needs fresh proof of a second factor (replacing a lost one).
+    StepUp,
 }
 
 impl FlowKind {
@@ -30,11 +36,14 @@ impl FlowKind {
             FlowKind::Enrollment => "enrollment",
             FlowKind::AddFactor => "add_factor",
             FlowKind::Recovery => "recovery",
+            FlowKind::StepUp => "step_up",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Login, Self::Enrollment, Self::AddFactor, Self::Recovery].into_iter().find(|k| k.as_str() == s)
+        [Self::Login, Self::Enrollment, Self::AddFactor, Self::Recovery, Self::StepUp]
+            .into_iter()
+            .find(|k| k.as_str() == s)
     }
 }
 

@@ -13,11 +13,15 @@
     return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   };
 
-  async function post(path, body) {
+  // `csrf` only inside a session (the account page): the session's token, which the API
+  // asks for on every change.
+  async function post(path, body, csrf) {
+    const headers = { "Content-Type": "application/json" };
+    if (csrf) headers["X-CSRF-Token"] = csrf;
     const resp = await fetch(path, {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json" },
+      headers,
       body: JSON.stringify(body || {}),
     });
     const data = resp.status === 204 ? {} : await resp.json();
@@ -88,7 +92,18 @@
     window.location.assign("/enroll/steps");
   }
 
-  const actions = { login, second, register };
+  // Replacing a lost factor: another key of the person's confirms it (the server offers
+  // only those), then the page continues into adding the replacement.
+  async function replace(button) {
+    const path = `/api/v1/me/factors/${encodeURIComponent(button.dataset.factor)}/replace`;
+    const csrf = button.dataset.csrf;
+    const challenge = await post(`${path}/challenge`, {}, csrf);
+    const credential = await assertion(challenge);
+    await post(path, { flow: challenge.flow, credential }, csrf);
+    window.location.assign("/enroll/steps");
+  }
+
+  const actions = { login, second, register, replace };
   document.querySelectorAll("[data-webauthn]").forEach((button) => {
     if (!window.PublicKeyCredential) {
       button.disabled = true;

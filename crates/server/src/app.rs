@@ -131,6 +131,7 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
         .route("/api/v1/me/factors/save", post(api::me::save_factors))
         .route("/api/v1/me/factors/{id}", axum::routing::delete(api::me::remove_factor))
         .route("/api/v1/me/factors/{id}/replace", post(api::me::replace_factor))
+        .route("/api/v1/me/factors/{id}/replace/challenge", post(api::me::replace_challenge))
         .route("/account/factors/add", post(pages::account::add_factor))
         .route("/account/factors/save", post(pages::account::save_factors))
         .route("/account/factors/remove", post(pages::account::remove_factor))

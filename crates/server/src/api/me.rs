@@ -9,10 +9,13 @@ use wardgate_core::audit::record::format_ts;
 use wardgate_core::audit::{AuditEvent, Outcome};
 use wardgate_core::factors::recovery_codes;
 use wardgate_core::identity::{Factor, FactorKind};
+use wardgate_core::login::FactorUsed;
 use wardgate_store::StoreError;
 
 use super::login::session_json;
 use crate::app::AppState;
+use crate::auth::factor_check::{CheckError, Passed};
+use crate::auth::reauth::{self, Proof, Purpose, Refused};
 use crate::auth::session::{Current, SESSION_COOKIE, SignedIn, clear_cookie};
 use crate::context::ClientContext;
 use crate::problem::Problem;
@@ -370,6 +373,69 @@ pub struct ReplaceFactor {
     /// the fresh step-up that proves the one asking still holds a working second factor.
     #[serde(default)]
     code: String,
+    /// Or the answer of another security key or passkey to the challenge from
+    /// `…/replace/challenge`: the challenge's handle and the assertion.
+    #[serde(default)]
+    flow: Option<String>,
+    #[serde(default)]
+    credential: Option<Box<webauthn_rs::prelude::PublicKeyCredential>>,
+}
+
+impl ReplaceFactor {
+    fn proof(self) -> Result<Proof, Problem> {
+        match (self.flow, self.credential) {
+            (Some(flow), Some(credential)) if self.code.trim().is_empty() => Ok(Proof::Webauthn { flow, credential }),
+            (None, None) => Ok(Proof::Code(self.code)),
+            _ => Err(Problem::invalid_field(
+                "give either code, or flow and credential (the answer to the security key challenge)",
+            )),
+        }
+    }
+}
+
+/// What a step-up for a replacement is about: this one factor.
+fn replacing(factor_id: &str) -> Purpose {
+    Purpose { action: "replace_factor".into(), factor_id: factor_id.to_owned() }
+}
+
+/// The factor being replaced, if it is one that can be: an authenticator app or a key.
+fn lost_factor(factors: &[Factor], lost_id: &str) -> Result<Factor, Problem> {
+    let Some(lost) = factors.iter().find(|f| f.id == lost_id) else { return Err(Problem::not_found()) };
+    if !matches!(lost.kind, FactorKind::Totp | FactorKind::Webauthn) {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "factor-required",
+            "Only an authenticator app or security key can be replaced",
+        )
+        .detail("change the passphrase or make new recovery codes instead"));
+    }
+    Ok(lost.clone())
+}
+
+/// `POST /api/v1/me/factors/{id}/replace/challenge`: a security-key challenge that only the
+/// person's other keys and passkeys can answer, for replacing factor `id`.
+pub async fn replace_challenge(
+    State(app): State<AppState>,
+    ctx: ClientContext,
+    SignedIn(cur): SignedIn,
+    Path(id): Path<String>,
+) -> Response {
+    if let Err(limited) = app.login_limit.check(ctx.ip) {
+        return limited.into_response();
+    }
+    let factors = match app.store.factors_of(&cur.user.id).await {
+        Ok(f) => f,
+        Err(e) => return unavailable(e),
+    };
+    let lost = match lost_factor(&factors, &id) {
+        Ok(l) => l,
+        Err(p) => return p.into_response(),
+    };
+    let keys = reauth::candidate_keys(&factors, &lost.id, (app.clock)());
+    match reauth::challenge(&app, &cur, replacing(&lost.id), &keys).await {
+        Ok(c) => axum::Json(c).into_response(),
+        Err(p) => p.into_response(),
+    }
 }
 
 /// Self-service replacement of a lost factor (L3): only after a fresh step-up with another
@@ -382,7 +448,7 @@ pub(crate) async fn replace_own_factor(
     cur: &Current,
     ctx: &ClientContext,
     lost_id: &str,
-    code: &str,
+    proof: Proof,
 ) -> Result<crate::auth::enroll::Status, Problem> {
     let unavailable = |e: StoreError| {
         tracing::error!(error = %e, "account: store failed");
@@ -391,15 +457,7 @@ pub(crate) async fn replace_own_factor(
     let now = (app.clock)();
     let factors = app.store.factors_of(&cur.user.id).await.map_err(unavailable)?;
     let second = |k: FactorKind| matches!(k, FactorKind::Totp | FactorKind::Webauthn);
-    let Some(lost) = factors.iter().find(|f| f.id == lost_id) else { return Err(Problem::not_found()) };
-    if !second(lost.kind) {
-        return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "factor-required",
-            "Only an authenticator app or security key can be replaced",
-        )
-        .detail("change the passphrase or make new recovery codes instead"));
-    }
+    let lost = lost_factor(&factors, lost_id)?;
     let remaining: Vec<Factor> =
         factors.iter().filter(|f| f.id != lost.id && second(f.kind) && !f.expired_at(now)).cloned().collect();
     let refuse = |why: &str| {
@@ -422,20 +480,35 @@ pub(crate) async fn replace_own_factor(
         return Err(Problem::new(StatusCode::TOO_MANY_REQUESTS, "login-throttled", "Too many attempts")
             .detail("too many wrong codes; wait a few minutes and try again"));
     }
-    let checked = if code.trim().is_empty() {
-        Err("no code from another factor was given")
-    } else {
-        match crate::auth::factor_check::totp(&*app.store, &app.keyring.get(), &remaining, code.trim(), now).await {
-            Ok(p) => Ok(p),
-            Err(crate::auth::factor_check::CheckError::Replayed) => Err("the code was already used"),
-            Err(crate::auth::factor_check::CheckError::Store(e)) => return Err(unavailable(e)),
-            Err(_) => Err("the code is not one of another working authenticator app or token"),
+    let checked: Result<Passed, Refused> = match proof {
+        Proof::Code(code) if code.trim().is_empty() => Err(Refused {
+            why: "no code or security key of another factor was given".into(),
+            counts: false,
+            factor_id: None,
+        }),
+        Proof::Code(code) => {
+            match crate::auth::factor_check::totp(&*app.store, &app.keyring.get(), &remaining, code.trim(), now).await {
+                Ok(p) => Ok(p),
+                Err(e) => {
+                    let (why, counts) = match e {
+                        CheckError::Replayed => ("the code was already used", true),
+                        CheckError::Store(e) => return Err(unavailable(e)),
+                        CheckError::Malformed(_) => ("the code is not a 6 or 8 digit code", false),
+                        _ => ("the code is not one of another working authenticator app or token", true),
+                    };
+                    Err(Refused { why: why.into(), counts, factor_id: None })
+                }
+            }
+        }
+        Proof::Webauthn { flow, credential } => {
+            let keys = reauth::candidate_keys(&factors, &lost.id, now);
+            reauth::verify_webauthn(app, cur, &replacing(&lost.id), &flow, &credential, &keys).await?
         }
     };
     let passed = match checked {
         Ok(p) => p,
-        Err(why) => {
-            if !code.trim().is_empty() {
+        Err(r) => {
+            if r.counts {
                 let next = fresh.attempts.failed(&app.auth.lockout, now);
                 let locks = next.locked_until.is_some() && next.locked_until != fresh.attempts.locked_until;
                 let lock = locks.then(|| {
@@ -445,15 +518,25 @@ pub(crate) async fn replace_own_factor(
                 // Compare-and-set: a concurrent failure elsewhere wins, and is counted there.
                 let _ = app.store.set_attempts(&fresh.id, &fresh.attempts, &next, lock.as_ref()).await;
             }
-            app.audit
-                .append(refuse(why))
-                .await
-                .map_err(|_| Problem::unavailable("the refusal could not be recorded"))?;
+            let mut e = refuse(&r.why);
+            if let Some(id) = &r.factor_id {
+                e = e.detail("step_up_factor_id", id.clone());
+            }
+            app.audit.append(e).await.map_err(|_| Problem::unavailable("the refusal could not be recorded"))?;
             return Err(step_up(&format!(
-                "{why}: type a current code from another authenticator app or hardware token of yours; if you have none left, call the help desk"
+                "{}: use another authenticator app or security key of yours; if you have none left, call the help desk",
+                r.why
             )));
         }
     };
+    if let Some((stored, presented)) = passed.counter_regression {
+        let e = event(app, cur, ctx, types::AUTH_WEBAUTHN_COUNTER_REGRESSION)
+            .reason("signature counter did not increase: the key may have been cloned")
+            .detail("factor_id", passed.factor_id.clone())
+            .detail("stored_counter", stored)
+            .detail("presented_counter", presented);
+        app.audit.append(e).await.map_err(|_| Problem::unavailable("the step-up could not be recorded"))?;
+    }
     // Checked before anything is removed: a person who may not enroll a new factor keeps
     // the one they have.
     if let Some(active) = app.access.current()
@@ -472,7 +555,11 @@ pub(crate) async fn replace_own_factor(
     let e = event(app, cur, ctx, types::ACCOUNT_FACTOR_REPLACED)
         .reason("reported lost by the person; replaced after a step-up with another factor")
         .factor(lost.kind.amr())
-        .factor("otp")
+        .factor(match passed.used {
+            FactorUsed::Webauthn { hardware_bound: false, .. } => "swk",
+            FactorUsed::Webauthn { .. } => "hwk",
+            _ => "otp",
+        })
         .detail("factor_id", lost.id.clone())
         .detail("kind", lost.kind.as_str())
         .detail("label", lost.label.clone())
@@ -498,7 +585,11 @@ pub async fn replace_factor(
     if let Err(limited) = app.login_limit.check(ctx.ip) {
         return limited.into_response();
     }
-    match replace_own_factor(&app, &cur, &ctx, &id, &b.code).await {
+    let proof = match b.proof() {
+        Ok(p) => p,
+        Err(p) => return p.into_response(),
+    };
+    match replace_own_factor(&app, &cur, &ctx, &id, proof).await {
         Ok(s) => {
             let mut resp = axum::Json(&s).into_response();
             if let Some(c) = crate::auth::session::set_cookie(crate::auth::session::FLOW_COOKIE, &s.flow) {

@@ -275,7 +275,7 @@ async fn load(app: &AppState, handle: &str) -> Result<Loaded, EnrollError> {
     let expected = match flow.kind {
         FlowKind::Enrollment => AccountStatus::Invited,
         FlowKind::AddFactor | FlowKind::Recovery => AccountStatus::Active,
-        FlowKind::Login => return Err(EnrollError::Expired),
+        FlowKind::Login | FlowKind::StepUp => return Err(EnrollError::Expired),
     };
     let st: EnrollState = serde_json::from_value(flow.state.clone()).map_err(|_| EnrollError::Expired)?;
     let user_id = flow.user_id.clone().ok_or(EnrollError::Expired)?;

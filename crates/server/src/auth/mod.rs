@@ -6,6 +6,7 @@
 pub mod enroll;
 pub mod factor_check;
 pub mod login;
+pub mod reauth;
 pub mod session;
 pub mod webauthn;
 

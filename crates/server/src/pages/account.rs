@@ -20,6 +20,10 @@ struct FactorRow {
     id: String,
     /// An authenticator app or security key that is not the last one.
     removable: bool,
+    /// Another unexpired authenticator app or token can confirm its replacement.
+    code_step_up: bool,
+    /// Another unexpired security key or passkey can confirm its replacement.
+    key_step_up: bool,
     label: String,
     details: String,
     created: String,
@@ -185,6 +189,9 @@ pub async fn page(
         rows.push(FactorRow {
             id: f.id.clone(),
             removable: second(f.kind) && factors.iter().filter(|o| second(o.kind)).count() > 1,
+            code_step_up: factors.iter().any(|o| o.id != f.id && o.kind == FactorKind::Totp && !o.expired_at(now)),
+            key_step_up: app.auth.rp().is_some()
+                && !crate::auth::reauth::candidate_keys(&factors, &f.id, now).is_empty(),
             label: f.label.clone(),
             details: details.join(" · "),
             created: show_time(f.created_at),
@@ -462,7 +469,7 @@ pub async fn replace_factor(
     if let Err(limited) = app.login_limit.check(ctx.ip) {
         return limited.into_response();
     }
-    match crate::api::me::replace_own_factor(&app, &cur, &ctx, &f.id, &f.code).await {
+    match crate::api::me::replace_own_factor(&app, &cur, &ctx, &f.id, crate::auth::reauth::Proof::Code(f.code)).await {
         Ok(s) => with_cookies(see_other("/enroll/steps"), crate::auth::session::set_cookie(FLOW_COOKIE, &s.flow)),
         Err(p) => crate::pages::message(p.title, p.detail.as_deref().unwrap_or(p.title), p.status_code()),
     }

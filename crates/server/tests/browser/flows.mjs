@@ -11,7 +11,10 @@
 //      key, and the browser lands on the application's callback with a code (issue 4
 //      step-up); the application (in browser.rs) redeems it;
 //   4. when a second server that refuses copied keys is given, its first administrator does
-//      as in 1, and the copy's sign-in is refused.
+//      as in 1, and the copy's sign-in is refused;
+//   5. after 3, the user reports the authenticator app lost and replaces it on the account
+//      page, confirming with the security key (a challenge only that key may answer); the
+//      lost app's code is then refused at sign-in and the new app's accepted (issue 8).
 // Run by crates/server/tests/browser.rs, which starts the server and checks the audit log
 // afterwards. Inputs come from the environment:
 //   WARDGATE_BASE_URL       http://localhost:PORT (WebAuthn refuses IP addresses as RP ids)
@@ -585,8 +588,107 @@ async function stepUpScenario() {
   await heading(page, "Your account");
   const stepped = await lead(page);
   check(/Signed in at aal3 with .*\bhwk\b/.test(stepped), `after the step-up: "${stepped}", expected aal3 with hwk`);
-  await context.close();
+  // Still signed in, with the key at hand: the replacement scenario goes on from here.
+  keyHolder = { context, page, secret, cdp, authenticatorId };
   return `${aal2}\n    after the application asked for aal3: ${stepped}`;
+}
+
+// --- scenario 5: the same user loses the authenticator app and replaces it, confirming
+// with the security key (issue 8, L3 self-service with a WebAuthn step-up)
+
+// Set by the step-up scenario when it ends signed in with the key still plugged in.
+let keyHolder = null;
+
+async function replaceScenario(browser) {
+  check(keyHolder !== null, "skipped: the step-up scenario did not end signed in");
+  const { context, page, secret: lostSecret, cdp, authenticatorId } = keyHolder;
+
+  say("user: the authenticator app is lost; replace it, confirming with the security key");
+  await page.goto(`${BASE}/account`);
+  await heading(page, "Your account");
+  const before = await factorRows(page);
+  const appRow = page
+    .locator("#factors tbody tr")
+    .filter({ has: page.locator("td:first-child", { hasText: /^Authenticator app$/ }) });
+  check((await appRow.count()) === 1, `the account page lists ${await appRow.count()} authenticator apps, expected 1`);
+  await appRow.getByText("Lost it? Replace").click();
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  check(credentials.length === 1, `the authenticator holds ${credentials.length} credentials, expected 1`);
+  const keyId = Buffer.from(credentials[0].credentialId, "base64").toString("base64url");
+  const signsBefore = credentials[0].signCount;
+  // The challenge the page gets: only the person's other keys may answer it.
+  const challengeSeen = page.waitForResponse((r) => /\/replace\/challenge$/.test(new URL(r.url()).pathname));
+  await appRow.getByRole("button", { name: "Confirm with another security key and replace" }).click();
+  const challenge = await (await challengeSeen).json();
+  const allowed = (challenge.publicKey?.allowCredentials || []).map((c) => c.id);
+  check(
+    allowed.length === 1 && allowed[0] === keyId,
+    `the challenge allows ${JSON.stringify(allowed)}, expected only the security key ${keyId}`,
+  );
+  const refusal = page.locator("#webauthn-error:not(.hidden)");
+  const refused = await Promise.race([
+    page.waitForURL((u) => u.pathname === "/enroll/steps", { timeout: TIMEOUT_MS }).then(() => null),
+    refusal.waitFor({ timeout: TIMEOUT_MS }).then(async () => (await refusal.innerText()).trim()),
+  ]);
+  check(refused === null, `the security key was refused for the replacement: "${refused}"`);
+  const { credentials: used } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  check(used[0].signCount > signsBefore, "the replacement went ahead without the security key signing");
+
+  say("user: add the replacement authenticator app");
+  await heading(page, "Add a factor");
+  await noErrorShown(page);
+  await page.getByRole("button", { name: "Use an authenticator app instead" }).click();
+  await page.locator(".qr svg").waitFor();
+  const secret = base32Decode(await page.locator("code.secret").innerText());
+  check(!secret.equals(lostSecret), "the replacement app was given the lost app's secret");
+  const enrolledStep = currentStep();
+  await page.getByLabel("Authentication code", { exact: true }).fill(totp(secret, enrolledStep));
+  await page.getByRole("button", { name: "Confirm app" }).click();
+  await at(page, "/enroll/steps");
+  await noErrorShown(page);
+  await sees(page, "Added:");
+  await page.getByRole("button", { name: "Save and return to your account" }).click();
+  await at(page, "/account");
+  await noErrorShown(page);
+  await sees(page, "The new factor is saved");
+  const after = await factorRows(page);
+  check(
+    after.length === before.length && after.filter((r) => /^Authenticator app/.test(r)).length === 1,
+    `after the replacement the account page should list one app, as before; before: ${JSON.stringify(before)}, after: ${JSON.stringify(after)}`,
+  );
+
+  // On another workstation, so that the session the key made stays for the auditor's checks.
+  say("user: elsewhere, the lost app no longer signs in; the new one does");
+  await context.close();
+  const { context: elsewhere, page: other } = await openPage(browser);
+  await other.goto(`${BASE}/`);
+  await signInWith(other, lostSecret, secret, enrolledStep);
+  const lead2 = await lead(other);
+  check(/Signed in at aal2 with .*\bpwd\b.*\botp\b/.test(lead2), `with the new app: "${lead2}", expected aal2 with pwd, otp`);
+  await elsewhere.close();
+  return "replaced the app after the key's step-up; the lost app's code is refused, the new app's accepted";
+}
+
+// Passphrase, then the lost app's code (refused), then the new app's.
+async function signInWith(page, lostSecret, secret, enrolledStep) {
+  await page.getByLabel("Username", { exact: true }).fill(USER);
+  await page.getByLabel("Passphrase", { exact: true }).fill(PASSPHRASE);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await at(page, "/login/verify");
+  const lostStep = currentStep();
+  await page.getByLabel("Authentication code", { exact: true }).fill(totp(lostSecret, lostStep));
+  await page.getByRole("button", { name: "Verify" }).click();
+  await sees(page, "That was not accepted. Check the code and try again.");
+  const codeStep = await stepAfter(enrolledStep);
+  await page.getByLabel("Authentication code", { exact: true }).fill(totp(secret, codeStep));
+  await page.getByRole("button", { name: "Verify" }).click();
+  try {
+    await at(page, "/account");
+  } catch (e) {
+    await noErrorShown(page);
+    throw e;
+  }
+  await heading(page, "Your account");
 }
 
 // --- main
@@ -648,6 +750,7 @@ try {
   await scenario(ADMIN, () => passkeyScenario(browser, DEFAULT_SERVER));
   await scenario(USER, () => totpScenario(browser));
   if (OIDC) await scenario(`${USER} (step-up)`, () => stepUpScenario());
+  if (OIDC) await scenario(`${USER} (replaces a lost app)`, () => replaceScenario(browser));
   if (REFUSING_SERVER) await scenario(`${ADMIN} (refusing copies)`, () => passkeyScenario(browser, REFUSING_SERVER));
 } finally {
   browser.off("disconnected", disconnected);

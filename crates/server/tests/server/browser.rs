@@ -7,7 +7,9 @@
 //! security key on the account page, signs in again at aal2, and an application asks for
 //! `acr_values=urn:wardgate:aal3` (issue 4's step-up): the browser is asked for the key
 //! alone, the code it brings back is redeemed here, and the ID token must carry the new
-//! `acr`, `amr` and `auth_time`. The audit logs must then tell the same story.
+//! `acr`, `amr` and `auth_time`. Last, that person reports the authenticator app lost and
+//! replaces it on the account page, confirming with the key (issue 8's self-service recovery
+//! with a WebAuthn step-up). The audit logs must then tell the same story.
 //!
 //! Needs Debian's `chromium`, Node.js and `npm ci --prefix crates/server/tests/browser`
 //! (`scripts/test` does both). Without them the test says what is missing and passes,
@@ -339,11 +341,11 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
     let user = logins(&audit, "jdoe");
     assert_eq!(
         user.len(),
-        3,
-        "three sign-ins after enrollment (passphrase + code twice, then the key at the step-up):\n{}",
+        4,
+        "four sign-ins after enrollment (passphrase + code twice, the key at the step-up, then passphrase + the replacement app's code):\n{}",
         auth_records(&audit)
     );
-    for login in &user[..2] {
+    for login in [user[0], user[1], user[3]] {
         assert!(has(login, "pwd") && has(login, "otp"), "{login}");
         assert_eq!(login["details"]["aal"], "aal2", "{login}");
     }
@@ -361,6 +363,7 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
     assert!(audit.iter().filter(|r| r["type"] == "auth.session.ended").count() >= 2, "two sign-outs audited");
 
     step_up(&audit, &app, redeemed, &jdoe_sessions, user[1], user[2]);
+    replacement(&audit, user[2], user[3]);
 
     // With `auth.webauthn_refuse_counter_regression`, the copy is refused: no session.
     let audit = audit_of(refusing).await;
@@ -416,12 +419,11 @@ fn step_up(
         "the ID token's session is the key's sign-in's: {key_login}"
     );
     assert_eq!(claims["sub"], key_login["details"]["user_id"], "{key_login}");
-    let added: Vec<&Value> =
-        audit.iter().filter(|r| r["type"] == "account.factor.added" && r["subject"] == "jdoe").collect();
-    assert!(
-        added.len() == 1 && added[0]["details"]["kind"] == "webauthn",
-        "one security key added on the account page: {added:?}"
-    );
+    let added: Vec<&Value> = audit
+        .iter()
+        .filter(|r| r["type"] == "account.factor.added" && r["subject"] == "jdoe" && r["details"]["kind"] == "webauthn")
+        .collect();
+    assert!(added.len() == 1, "one security key added on the account page: {added:?}");
     assert_eq!(factor_of(audit, key_login), added[0]["details"]["factor_id"], "the step-up used the key just added");
 
     // auth_time is the key's sign-in, after the aal2 one (to the second the claim has).
@@ -456,5 +458,41 @@ fn step_up(
             && r["details"]["acr"] == "urn:wardgate:aal3"
             && has(r, "hwk")),
         "no oidc.grant.issued at aal3 under the key's sign-in ({corr}): {granted:?}"
+    );
+}
+
+/// Issue 8's self-service replacement with a security key, as the auditor sees it: the lost
+/// app was removed after the key (the one from the step-up) signed a challenge, the new app
+/// was added after that, the lost app's code was refused, and the new app signed in.
+fn replacement(audit: &[Value], key_login: &Value, new_app_login: &Value) {
+    let position = |pred: &dyn Fn(&Value) -> bool| audit.iter().position(pred);
+    let replaced_at = position(&|r| r["type"] == "account.factor.replaced" && r["subject"] == "jdoe")
+        .unwrap_or_else(|| panic!("no account.factor.replaced for jdoe"));
+    let replaced = &audit[replaced_at];
+    assert_eq!(replaced["details"]["kind"], "totp", "the app was the factor replaced: {replaced}");
+    assert_eq!(
+        replaced["details"]["step_up_factor_id"],
+        factor_of(audit, key_login),
+        "the replacement was confirmed by the security key: {replaced}"
+    );
+    assert!(has(replaced, "hwk") && !has(replaced, "pwd"), "the step-up factor is on record: {replaced}");
+    let lost = &replaced["details"]["factor_id"];
+    let added = audit[replaced_at..]
+        .iter()
+        .find(|r| r["type"] == "account.factor.added" && r["subject"] == "jdoe" && r["details"]["kind"] == "totp")
+        .unwrap_or_else(|| panic!("no authenticator app added after the replacement: {replaced}"));
+    let new_app = &added["details"]["factor_id"];
+    assert_ne!(new_app, lost, "{added}");
+    assert!(
+        audit[replaced_at..].iter().any(|r| r["type"] == "auth.factor.failed" && r["subject"] == "jdoe"),
+        "the lost app's code after the replacement is not audited as refused:\n{}",
+        auth_records(audit)
+    );
+    let corr = &new_app_login["correlation_id"];
+    assert!(
+        audit.iter().any(|r| r["type"] == "auth.factor.passed"
+            && r["correlation_id"] == *corr
+            && r["details"]["factor_id"] == *new_app),
+        "the last sign-in did not use the new app {new_app}: {new_app_login}"
     );
 }

@@ -325,6 +325,57 @@ async fn self_service_replacement_needs_a_fresh_step_up_with_another_factor() {
     assert_eq!(replaced["details"]["step_up_factor_id"], kept.as_str());
 }
 
+/// The security-key path of the same step-up, as far as it goes without an authenticator
+/// (the browser test answers a real challenge): a challenge is offered only when another
+/// key exists, for a factor that can be replaced, and an answer to a challenge this server
+/// never issued is refused and recorded without removing anything.
+#[tokio::test]
+async fn a_security_key_step_up_needs_another_key_and_a_challenge_of_this_session() {
+    let h = start_with(|_| {}).await;
+    let enrolled = h.enroll_admin("rita").await;
+    let rita = enrolled.session;
+    let (_, lost, _) = second_app(&h, &rita).await;
+    let challenge = format!("/api/v1/me/factors/{lost}/replace/challenge");
+
+    let (status, p) = problem(post(&h, &rita, &challenge, json!({})).await).await;
+    assert_eq!((status, p["type"].as_str()), (StatusCode::CONFLICT, Some("urn:wardgate:problem:no-security-key")));
+    let (status, _) =
+        problem(post(&h, &rita, "/api/v1/me/factors/no-such-factor/replace/challenge", json!({})).await).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let me = get(&h, &rita, "/api/v1/me").await;
+    let codes = me["factors"].as_array().unwrap().iter().find(|f| f["kind"] == "recovery_codes").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, p) =
+        problem(post(&h, &rita, &format!("/api/v1/me/factors/{codes}/replace/challenge"), json!({})).await).await;
+    assert_eq!((status, p["type"].as_str()), (StatusCode::CONFLICT, Some("urn:wardgate:problem:factor-required")));
+    // The CSRF token is required like on any change.
+    let resp = h.http.post(h.url(&challenge)).header("cookie", &rita.cookie).json(&json!({})).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+
+    let path = format!("/api/v1/me/factors/{lost}/replace");
+    let credential = json!({
+        "id": "AAAA", "rawId": "AAAA", "type": "public-key", "extensions": {},
+        "response": {"authenticatorData": "AAAA", "clientDataJSON": "AAAA", "signature": "AAAA", "userHandle": null}
+    });
+    let forged = json!({"flow": "x".repeat(43), "credential": credential});
+    let (status, p) = problem(post(&h, &rita, &path, forged).await).await;
+    assert_eq!((status, p["type"].as_str()), (StatusCode::UNAUTHORIZED, Some("urn:wardgate:problem:step-up-required")));
+    assert!(p["detail"].as_str().unwrap().contains("challenge expired or was already used"), "{p}");
+    // A code and a key answer at once is a malformed request, not a guess.
+    let both = json!({"code": "123456", "flow": "x".repeat(43), "credential": credential});
+    let (status, _) = problem(post(&h, &rita, &path, both).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    let me = get(&h, &rita, "/api/v1/me").await;
+    assert!(me["factors"].as_array().unwrap().iter().any(|f| f["id"] == lost.as_str()), "nothing removed");
+    let audit = h.audit().await;
+    let refused: Vec<_> = audit.iter().filter(|r| r["type"] == "account.factor.replace_refused").collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(refused[0]["reason"].as_str().unwrap().contains("challenge"), "{}", refused[0]);
+}
+
 #[tokio::test]
 async fn a_factor_past_its_expiry_is_refused_at_sign_in_and_listed_as_expiring() {
     let h = start_with(|_| {}).await;
