@@ -787,13 +787,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Atomically: the link is approved, unused, unexpired at `now` and belongs to
     /// `factor.user_id` → the request becomes `used` (naming the factor), the factor is
-    /// stored and `event` appended. Otherwise [`StoreError::EnrollmentInvalid`] and nothing
-    /// changes, so a link works once.
+    /// stored, the factors named in `retire` are removed (only those of the same account:
+    /// the ones the person lost) and `event` appended. Otherwise
+    /// [`StoreError::EnrollmentInvalid`] and nothing changes, so a link works once.
     async fn complete_recovery(
         &self,
         digest: &[u8; 32],
         now: OffsetDateTime,
         factor: &Factor,
+        retire: &[String],
         event: &AuditEvent,
     ) -> Result<(), StoreError>;
 }

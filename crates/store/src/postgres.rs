@@ -2991,6 +2991,7 @@ impl Store for PostgresStore {
         digest: &[u8; 32],
         now: OffsetDateTime,
         factor: &Factor,
+        retire: &[String],
         event: &AuditEvent,
     ) -> Result<(), StoreError> {
         let (mut tx, head) = self.begin_chain().await?;
@@ -3008,6 +3009,14 @@ impl Store for PostgresStore {
                 return Err(StoreError::EnrollmentInvalid);
             }
             insert_factor(&mut tx, factor).await?;
+            for id in retire.iter().filter(|id| **id != factor.id) {
+                sqlx::query("DELETE FROM factors WHERE id = $1 AND user_id = $2")
+                    .bind(id)
+                    .bind(&factor.user_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
             append_after(&mut tx, &self.node, head, std::slice::from_ref(event)).await?;
             bump_revision(&mut tx).await
         }

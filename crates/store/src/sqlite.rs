@@ -3350,6 +3350,7 @@ impl Store for SqliteStore {
         digest: &[u8; 32],
         now: OffsetDateTime,
         factor: &Factor,
+        retire: &[String],
         event: &AuditEvent,
     ) -> Result<(), StoreError> {
         let (_guard, mut tx) = self.write().await?;
@@ -3367,6 +3368,14 @@ impl Store for SqliteStore {
                 return Err(StoreError::EnrollmentInvalid);
             }
             insert_factor(&mut tx, factor).await?;
+            for id in retire.iter().filter(|id| **id != factor.id) {
+                sqlx::query("DELETE FROM factors WHERE id = $1 AND user_id = $2")
+                    .bind(id)
+                    .bind(&factor.user_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(err)?;
+            }
             append_in(&mut tx, &self.node, std::slice::from_ref(event)).await?;
             bump_revision(&mut tx).await
         }

@@ -661,17 +661,34 @@ pub async fn finish_recovery(app: &AppState, ctx: &ClientContext, handle: &str) 
     let f = p.factor(&l.user.id, EnrolledBy::Recovery(recovery_id.clone()), t);
     let link: [u8; 32] =
         hex::decode(&l.st.link_digest).ok().and_then(|v| v.try_into().ok()).ok_or(EnrollError::RecoveryLink)?;
+    // The help-desk path is for a person with no working second factor: every authenticator
+    // app and key they had is lost or broken, and one that was lost may be in someone
+    // else's hands. They go with the link, in the same transaction.
+    let retire: Vec<String> = app
+        .store
+        .factors_of(&l.user.id)
+        .await?
+        .into_iter()
+        .filter(|o| matches!(o.kind, FactorKind::Totp | FactorKind::Webauthn))
+        .map(|o| o.id)
+        .collect();
     let e = event(app, ctx, types::RECOVERY_COMPLETED, Outcome::Success, &l)
         .factor(f.kind.amr())
-        .detail("recovery_id", recovery_id)
+        .detail("recovery_id", recovery_id.clone())
         .detail("factor_id", f.id.clone())
         .detail("kind", f.kind.as_str())
-        .detail("label", f.label.clone());
-    match app.store.complete_recovery(&link, t, &f, &e).await {
+        .detail("label", f.label.clone())
+        .detail("retired_factor_ids", retire.clone());
+    match app.store.complete_recovery(&link, t, &f, &retire, &e).await {
         Ok(()) => {}
         Err(StoreError::EnrollmentInvalid) => return Err(EnrollError::RecoveryLink),
         Err(e) => return Err(e.into()),
     }
     app.store.delete_flow(&l.flow.id_digest).await?;
+    // Sessions made before the recovery may have been made with a lost factor.
+    let e = event(app, ctx, types::AUTH_SESSIONS_REVOKED_ALL, Outcome::Success, &l)
+        .reason("help-desk recovery: the lost factors were retired")
+        .detail("recovery_id", recovery_id);
+    super::session::revoke(app, &l.user.id, None, &e, "help-desk recovery").await?;
     Ok(f.label)
 }

@@ -176,6 +176,13 @@ async fn help_desk_recovery_needs_two_other_people_and_its_link_enrolls_one_fact
     assert!(page.text().await.unwrap().contains("recovery link cannot be used"));
     assert_eq!(get(&h, &hank, "/api/v1/recovery").await["requests"][0]["status"], "used");
 
+    // The lost app is retired with the link, and the sessions made before it are ended.
+    let resp = call(&h, &nina, reqwest::Method::GET, "/api/v1/me", None).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "a session from before the recovery is over");
+    advance(Duration::seconds(30));
+    let resp = h.login_totp("nina", &nina_secret, 1).await;
+    assert_ne!(resp.status(), StatusCode::OK, "the lost app no longer signs in");
+
     // The new factor signs in as usual.
     advance(Duration::seconds(30));
     let resp = h.login_totp("nina", &new_secret, 1).await;
@@ -200,6 +207,13 @@ async fn help_desk_recovery_needs_two_other_people_and_its_link_enrolls_one_fact
     let done = audit.iter().find(|r| r["type"] == "recovery.completed").unwrap();
     assert_eq!(done["subject"], "nina");
     assert_eq!(done["details"]["recovery_id"], id.as_str());
+    assert_eq!(done["details"]["retired_factor_ids"].as_array().map(Vec::len), Some(1), "the lost app: {done}");
+    assert!(
+        audit.iter().any(|r| r["type"] == "auth.session.revoked_all"
+            && r["subject"] == "nina"
+            && r["details"]["recovery_id"] == id.as_str()),
+        "the recovery ended nina's sessions on record"
+    );
     let body = serde_json::to_string(&audit).unwrap();
     assert!(!body.contains(&token) && !body.contains(&late_token), "links are never recorded");
 }

@@ -159,12 +159,19 @@ async fn a_recovery_request_is_approved_and_its_link_spent_once(env: &Env) {
     // Not for another account's factor.
     let stray = Factor { user_id: "u-omar".into(), id: "f-stray".into(), ..new.clone() };
     let before = snapshot(s).await;
-    let r = s.complete_recovery(&link, at(120), &stray, &typed_ev("recovery.completed")).await;
+    let r = s.complete_recovery(&link, at(120), &stray, &[], &typed_ev("recovery.completed")).await;
     assert!(matches!(r, Err(StoreError::EnrollmentInvalid)), "{r:?}");
     assert_eq!(snapshot(s).await, before);
-    s.complete_recovery(&link, at(120), &new, &typed_ev("recovery.completed")).await.unwrap();
+    // The factors the person lost go in the same transaction; another account's never.
+    let lost = factor("f-lost", "u-nina", FactorKind::Totp, "wg1.sealed.l", 5);
+    s.add_factor(&lost, &typed_ev("account.factor.added")).await.unwrap();
+    let omar = factor("f-omar", "u-omar", FactorKind::Totp, "wg1.sealed.o", 5);
+    s.add_factor(&omar, &typed_ev("account.factor.added")).await.unwrap();
+    let retire = ["f-lost".to_owned(), "f-omar".to_owned()];
+    s.complete_recovery(&link, at(120), &new, &retire, &typed_ev("recovery.completed")).await.unwrap();
     assert_eq!(last_type(s).await, "recovery.completed");
     assert_eq!(s.factors_of("u-nina").await.unwrap(), [new.clone()]);
+    assert_eq!(s.factors_of("u-omar").await.unwrap(), [omar]);
     let used = s.recovery_request("r1").await.unwrap().unwrap();
     assert_eq!(
         used.status,
@@ -180,7 +187,7 @@ async fn a_recovery_request_is_approved_and_its_link_spent_once(env: &Env) {
     assert_eq!(s.recovery_by_link(&link, at(130)).await.unwrap(), None);
     let again = Factor { id: "f-again".into(), ..new };
     let before = snapshot(s).await;
-    let r = s.complete_recovery(&link, at(130), &again, &typed_ev("recovery.completed")).await;
+    let r = s.complete_recovery(&link, at(130), &again, &[], &typed_ev("recovery.completed")).await;
     assert!(matches!(r, Err(StoreError::EnrollmentInvalid)), "{r:?}");
     assert_eq!(snapshot(s).await, before);
     assert_eq!(s.factors_of("u-nina").await.unwrap().len(), 1);
@@ -196,7 +203,7 @@ async fn an_expired_or_denied_recovery_link_enrolls_nothing(env: &Env) {
     // At its expiry instant the link is already dead.
     assert_eq!(s.recovery_by_link(&link, at(910)).await.unwrap(), None);
     let f = factor("f-late", "u-nina", FactorKind::Totp, "wg1.l", 910);
-    let r = s.complete_recovery(&link, at(910), &f, &typed_ev("recovery.completed")).await;
+    let r = s.complete_recovery(&link, at(910), &f, &[], &typed_ev("recovery.completed")).await;
     assert!(matches!(r, Err(StoreError::EnrollmentInvalid)), "{r:?}");
     assert!(s.factors_of("u-nina").await.unwrap().is_empty());
 
