@@ -15,6 +15,7 @@ use wardgate_core::factors::pskc::{self, PskcError};
 use wardgate_core::factors::totp::TotpParams;
 use wardgate_core::identity::{AccountStatus, Factor, FactorKind, InvalidUsername, User, Username, valid_role};
 use wardgate_core::lockout::Attempts;
+use wardgate_core::policy::Policy;
 use wardgate_core::secrets::Keyring;
 use wardgate_core::session::{Session, SessionState};
 use wardgate_core::settings::AuthSettings;
@@ -81,6 +82,10 @@ pub enum AccountError {
     SerialAssignedTwice(String),
     #[error("hardware token {serial} is already imported for {username}; remove it there first")]
     SerialTaken { serial: String, username: String },
+    #[error(
+        "{username} holds role {role}, which requires identity proofing before a factor is issued; record it first with `wardgate user proof {username} …`"
+    )]
+    ProofingRequired { username: String, role: String },
     #[error("cannot seal the token secret: {0}")]
     Sealing(String),
     #[error("the account changed concurrently too often; try again")]
@@ -129,6 +134,7 @@ impl AccountError {
             | LastAdmin(_)
             | NotAdmin { .. }
             | SerialTaken { .. }
+            | ProofingRequired { .. }
             | Busy => ErrorKind::Conflict,
             Sealing(_) | Random | Store(_) => ErrorKind::Unavailable,
         }
@@ -664,6 +670,15 @@ impl<'a> Accounts<'a> {
             plan.push((t, params, user));
         }
         self.refuse_imported_serials(assignments).await?;
+        // L1 as at enrollment: a token is a second factor issued to a person, so a role that
+        // requires proofing requires it here too (only under an approved policy).
+        if let Some(policy) = self.store.active_policy().await?.and_then(|v| Policy::parse(&v.source).ok()) {
+            for (_, _, user) in &plan {
+                if let Some(role) = crate::lifecycle::proofing::missing(self.store, &policy, user, self.now).await? {
+                    return Err(AccountError::ProofingRequired { username: user.username.to_string(), role });
+                }
+            }
+        }
 
         let mut imported = Vec::new();
         for (t, params, user) in plan {

@@ -96,3 +96,49 @@ fn proofing_inventory_and_help_desk_recovery_from_the_command_line() {
 
     ok(&data, &["audit", "verify"]);
 }
+
+/// L1 for hardware tokens: under an approved policy whose role requires proofing, a token
+/// is not issued to a holder of that role until someone has verified who they are.
+#[test]
+fn a_hardware_token_waits_for_identity_proofing_when_the_role_requires_it() {
+    use crate::users::{FIXTURE, PSK, wardgate_as};
+    let (dir, data) = installation();
+    ok(&data, &["user", "add", "nina", "--role", "prescriber"]);
+    ok(&data, &["user", "add", "hank", "--role", "helpdesk"]);
+    sql(&data, "UPDATE users SET status = 'active'");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        r#"
+[roles.prescriber]
+permissions = ["ephi.read"]
+require_proofing = true
+
+[roles.helpdesk]
+permissions = ["proofing.record"]
+
+[[rule]]
+name = "sign-in"
+actions = ["login"]
+require = "aal2"
+"#,
+    )
+    .unwrap();
+    let policy = policy.to_str().unwrap();
+    assert!(
+        wardgate_as("alice", &data, &["policy", "propose", policy, "--reason", "prescribers are proofed"])
+            .status
+            .success()
+    );
+    assert!(wardgate_as("bob", &data, &["policy", "approve", "1"]).status.success());
+
+    let import = ["user", "import-token", FIXTURE, "--pre-shared-key", PSK, "--assign", "987654321=nina"];
+    let err = refused(&data, &import);
+    assert!(err.contains("nina holds role prescriber, which requires identity proofing"), "{err}");
+    let shown = json(&ok(&data, &["user", "show", "nina", "--json"]));
+    assert!(shown["factors"].as_array().unwrap().is_empty(), "nothing issued: {shown}");
+
+    ok(&data, &proof("HR-77", "in-person", "hank"));
+    let out = ok(&data, &import);
+    assert!(out.contains("987654321 for nina"), "{out}");
+}

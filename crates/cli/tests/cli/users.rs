@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_wardgate");
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokens.pskc");
+pub(crate) const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tokens.pskc");
 /// The pre-shared key of RFC 6030 §6.1, which the fixture is encrypted under.
-const PSK: &str = "12345678901234567890123456789012";
+pub(crate) const PSK: &str = "12345678901234567890123456789012";
 const OPERATOR: &str = "nightshift";
 
 pub(crate) fn wardgate(data: &Path, args: &[&str]) -> Output {
