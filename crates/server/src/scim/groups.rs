@@ -141,6 +141,7 @@ pub async fn replace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ScimError> {
+    let _one_at_a_time = super::WRITES.lock().await;
     let g = load(&app, &id).await?;
     check_if_match(&headers, &render(&app, &g, &live_users(&app, &g.members).await?))?;
     let body = parse_body(&body)?;
@@ -154,6 +155,7 @@ pub async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ScimError> {
+    let _one_at_a_time = super::WRITES.lock().await;
     let g = load(&app, &id).await?;
     let mut current = render(&app, &g, &live_users(&app, &g.members).await?);
     check_if_match(&headers, &current)?;
@@ -193,6 +195,7 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
+    let _one_at_a_time = super::WRITES.lock().await;
     let g = load(&app, &id).await?;
     check_if_match(&headers, &render(&app, &g, &live_users(&app, &g.members).await?))?;
     let now = (app.clock)();

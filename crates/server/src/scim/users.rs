@@ -157,6 +157,7 @@ pub async fn replace(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ScimError> {
+    let _one_at_a_time = super::WRITES.lock().await;
     let loaded = load(&app, &id).await?;
     let groups = app.store.scim_groups().await?;
     check_if_match(&headers, &render(&app, &loaded, &groups))?;
@@ -171,6 +172,7 @@ pub async fn patch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ScimError> {
+    let _one_at_a_time = super::WRITES.lock().await;
     let loaded = load(&app, &id).await?;
     let groups = app.store.scim_groups().await?;
     let mut current = render(&app, &loaded, &groups);
@@ -237,6 +239,7 @@ pub async fn delete(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ScimError> {
+    let _one_at_a_time = super::WRITES.lock().await;
     let loaded = load(&app, &id).await?;
     let groups = app.store.scim_groups().await?;
     check_if_match(&headers, &render(&app, &loaded, &groups))?;

@@ -221,6 +221,20 @@ async fn an_hr_connector_manages_users_and_groups_with_filters_pages_etags_and_p
     let (etag2, after) = scim.expect(M::PUT, &path, Some(replaced), etag.as_deref(), StatusCode::OK).await;
     assert_eq!(after["title"], "Charge Nurse");
     assert_ne!(etag2, etag, "a change gives a new version");
+    // Retries racing with the same version: one change is applied, the rest see it and
+    // get 412 instead of overwriting it.
+    let racing = (0..8).map(|i| {
+        let mut body = after.clone();
+        body["title"] = json!(format!("Ward clerk {i}"));
+        scim.send(M::PUT, &path, Some(body), etag2.as_deref())
+    });
+    let statuses: Vec<StatusCode> =
+        futures_util::future::join_all(racing).await.into_iter().map(|r| r.status()).collect();
+    let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let lost = statuses.iter().filter(|s| **s == StatusCode::PRECONDITION_FAILED).count();
+    assert_eq!((won, lost), (1, 7), "{statuses:?}");
+    let (_, after) = scim.expect(M::GET, &path, None, None, StatusCode::OK).await;
+    assert!(after["title"].as_str().unwrap().starts_with("Ward clerk"), "{after}");
     scim.expect(M::DELETE, &path, None, etag.as_deref(), StatusCode::PRECONDITION_FAILED).await;
     // userName is permanent.
     let (_, e) =
