@@ -83,9 +83,33 @@ pub(crate) fn conflict(e: sqlx::Error, classify: fn(sqlx::Error) -> StoreError) 
     }
 }
 
-/// Commits on success; on failure rolls back now rather than leaving the rollback to the
-/// pool, so the write lock is released before the caller sees the error.
+/// Committed changes made through any store in this process; see [`crate::changes`].
+static CHANGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub(crate) fn changes() -> u64 {
+    CHANGES.load(std::sync::atomic::Ordering::Acquire)
+}
+
+/// Commits on success and counts the change (after the commit, so that whatever is read
+/// after noting the count and before the next change is current); on failure rolls back
+/// now rather than leaving the rollback to the pool, so the write lock is released before
+/// the caller sees the error.
 pub(crate) async fn finish<DB: Database, T>(
+    tx: Transaction<'static, DB>,
+    result: Result<T, StoreError>,
+    classify: fn(sqlx::Error) -> StoreError,
+) -> Result<T, StoreError> {
+    let done = finish_quiet(tx, result, classify).await;
+    if done.is_ok() {
+        CHANGES.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+    done
+}
+
+/// [`finish`] for writes that change no account and no session's validity — activity
+/// times, the audit and token batch — and so must not empty the caches that watch
+/// [`crate::changes`].
+pub(crate) async fn finish_quiet<DB: Database, T>(
     tx: Transaction<'static, DB>,
     result: Result<T, StoreError>,
     classify: fn(sqlx::Error) -> StoreError,

@@ -28,6 +28,17 @@ pub use sqlite::SqliteStore;
 
 use std::sync::Arc;
 
+/// A count of the changes committed through any store in this process, raised after each
+/// commit — except activity times and the audit and token batch, which change no account
+/// and end no session. A node-local cache of accounts or sessions notes it before reading
+/// and treats what it read as stale once it moves: a sign-out, a disabled account or a
+/// removed role on this node is seen by the very next request. Changes made by other
+/// processes (another node, the command line) are not counted; such a cache must also
+/// expire its entries.
+pub fn changes() -> u64 {
+    common::changes()
+}
+
 use wardgate_core::settings::DatabaseLocation;
 
 /// Opens the configured database, creating and migrating it as needed.

@@ -638,7 +638,7 @@ impl Store for PostgresStore {
             Ok((found, head))
         }
         .await;
-        common::finish(tx, r, err).await
+        common::finish_quiet(tx, r, err).await
     }
 
     async fn audit_head(&self) -> Result<ChainHead, StoreError> {

@@ -1017,7 +1017,7 @@ impl Store for SqliteStore {
             Ok((found, head))
         }
         .await;
-        let (found, head) = common::finish(tx, r, err).await?;
+        let (found, head) = common::finish_quiet(tx, r, err).await?;
         *guard = Some(head);
         Ok((found, head))
     }
@@ -1709,7 +1709,7 @@ impl Store for SqliteStore {
             .await
             .map(|_| ())
             .map_err(err);
-        common::finish(tx, r, err).await
+        common::finish_quiet(tx, r, err).await
     }
 
     async fn sessions_of(&self, user_id: &str) -> Result<Vec<Session>, StoreError> {

@@ -8,6 +8,7 @@ pub mod factor_check;
 pub mod login;
 pub mod reauth;
 pub mod session;
+pub mod session_cache;
 pub mod webauthn;
 
 use std::collections::HashMap;
@@ -38,6 +39,8 @@ pub struct Auth {
     /// "locked" exactly like real ones and guessing cannot tell the two apart. Node-local
     /// and bounded: it only needs to mirror what an attacker can observe from one node.
     unknown: Mutex<HashMap<String, Attempts>>,
+    /// Live sessions as this node last read them (see [`session_cache`]).
+    pub(crate) sessions_seen: session_cache::SessionCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,7 @@ impl Auth {
             hash,
             settings: settings.clone(),
             unknown: Mutex::new(HashMap::new()),
+            sessions_seen: session_cache::SessionCache::default(),
         })
     }
 

@@ -93,27 +93,49 @@ pub async fn live(
     digest: &[u8; 32],
     ctx: &ClientContext,
 ) -> Result<Option<(Session, wardgate_core::identity::User)>, Problem> {
-    let (session, user) = match app.store.session_and_user(digest).await {
-        Ok(Some(found)) => found,
-        Ok(None) => return Ok(None),
-        Err(e) => return Err(unavailable(e)),
+    let seen = &app.auth.sessions_seen;
+    let changes = wardgate_store::changes();
+    let (mut session, user, read_at) = match seen.get(digest, changes) {
+        Some((s, u)) => (s, u, None),
+        None => {
+            let read_at = std::time::Instant::now();
+            match app.store.session_and_user(digest).await {
+                Ok(Some((s, u))) => (s, u, Some(read_at)),
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
     };
     let now = (app.clock)();
     match session.state(&app.auth.sessions, now) {
         SessionState::Active => {}
-        SessionState::Revoked => return Ok(None),
+        SessionState::Revoked => {
+            seen.forget(digest);
+            return Ok(None);
+        }
         expired @ (SessionState::IdleExpired | SessionState::LifetimeExpired) => {
+            seen.forget(digest);
             expire(app, &session, expired, ctx.ip).await.map_err(unavailable)?;
             return Ok(None);
         }
     }
     if !user.may_sign_in_at(now) {
+        seen.forget(digest);
         return Ok(None);
     }
-    if now - session.last_seen_at >= TOUCH_EVERY
-        && let Err(e) = app.store.touch_session(digest, now).await
-    {
-        return Err(unavailable(e));
+    if now - session.last_seen_at >= TOUCH_EVERY {
+        if let Err(e) = app.store.touch_session(digest, now).await {
+            return Err(unavailable(e));
+        }
+        session.last_seen_at = now;
+        // A cached entry is not renewed here (that would stretch how long a change made
+        // elsewhere goes unseen): the next request reads the session again.
+        match read_at {
+            Some(at) => seen.put(digest, &session, &user, changes, at),
+            None => seen.forget(digest),
+        }
+    } else if let Some(at) = read_at {
+        seen.put(digest, &session, &user, changes, at);
     }
     Ok(Some((session, user)))
 }

@@ -130,7 +130,11 @@ async fn disabling_ends_sessions_tokens_flows_and_links(env: &Env) {
         s.create_session(&sess, None, &login).await.unwrap();
     }
     s.create_session(&session("s-bob", "u2", 9, 10), None, &login).await.unwrap();
+    // The change count that node-local session caches watch moves after each change that
+    // ends a session (other tests run at once, so only "it moved" can be asserted).
+    let before = wardgate_store::changes();
     s.revoke_session("u1", "s3", T0 + secs(40), &typed_ev("admin.session.revoked")).await.unwrap();
+    assert!(wardgate_store::changes() > before, "a revoked session is a counted change");
     for t in [api_token("t1", "u1", 11, 1), api_token("t2", "u1", 12, 2), api_token("t-bob", "u2", 13, 3)] {
         s.create_api_token(&t, &typed_ev("admin.token.created")).await.unwrap();
     }
@@ -142,7 +146,9 @@ async fn disabling_ends_sessions_tokens_flows_and_links(env: &Env) {
     let disabled_at = T0 + secs(3600);
     let event = AuditEvent::new(disabled_at, "admin.user.disabled", Outcome::Success).unwrap();
     let alice = User { status: AccountStatus::Disabled, ..s.user_by_id("u1").await.unwrap().unwrap() };
+    let before = wardgate_store::changes();
     s.update_user(&alice, &event).await.unwrap();
+    assert!(wardgate_store::changes() > before, "a disabled account is a counted change");
     assert_eq!(s.user_by_id("u1").await.unwrap(), Some(alice));
     assert_eq!(last_type(s).await, "admin.user.disabled");
 
