@@ -17,9 +17,26 @@ use crate::installation::KeyringCell;
 use crate::problem::Problem;
 use crate::{api, bootstrap, context, oidc, ops, pages, telemetry};
 
-/// What handlers share. Cheap to clone.
+/// Everything a request handler needs. Cloned by every extractor of every request, so it
+/// is one reference count, not a copy of the strings and handles inside.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Arc<dyn Store>,
     pub audit: AuditHandle,
     pub keyring: Arc<KeyringCell>,

@@ -139,7 +139,7 @@ impl Node {
         let gateway = Arc::new(crate::gateway::Gateway::new(&settings.gateway, &base_url));
         let proxy = crate::gateway::proxy::Proxy::new(&gateway, &base_url).map_err(NodeError::Proxy)?.map(Arc::new);
         let governance = Arc::new(settings.governance.clone());
-        let state = AppState {
+        let state = AppState::new(crate::app::Shared {
             store: Arc::clone(&inst.store),
             audit: audit.clone(),
             keyring: Arc::clone(&inst.keyring),
@@ -158,7 +158,7 @@ impl Node {
             governance: Arc::clone(&governance),
             scim: Arc::new(settings.scim.clone()),
             scim_limit: crate::ratelimit::Limit::per_minute(6000, 600),
-        };
+        });
         let deliverer_state = state.clone();
         let limits = state.bootstrap_limit.clone();
         let login_limits = state.login_limit.clone();
