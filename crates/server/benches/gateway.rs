@@ -13,6 +13,10 @@
 #[path = "common/mod.rs"]
 mod common;
 
+// The server runs in this process: it gets the allocator the `wardgate` binary has.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 

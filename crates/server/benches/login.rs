@@ -6,6 +6,10 @@
 //! `cargo bench -p wardgate-server --bench login` (env: WARDGATE_BENCH_USERS, default 600;
 //! WARDGATE_BENCH_CONCURRENCY, default 2 × cores).
 
+// The server runs in this process: it gets the allocator the `wardgate` binary has.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

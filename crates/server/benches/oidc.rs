@@ -22,6 +22,10 @@
 //! (refresh chains, 128), WARDGATE_BENCH_NODE (the node binary, `node`). Without Node or
 //! without `npm ci` in `benches/oidc-provider`, only Wardgate is measured.
 
+// The server runs in this process: it gets the allocator the `wardgate` binary has.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::BufRead as _;
