@@ -14,7 +14,11 @@
 //      as in 1, and the copy's sign-in is refused;
 //   5. after 3, the user reports the authenticator app lost and replaces it on the account
 //      page, confirming with the security key (a challenge only that key may answer); the
-//      lost app's code is then refused at sign-in and the new app's accepted (issue 8).
+//      lost app's code is then refused at sign-in and the new app's accepted (issue 8);
+//   6. after 5, the user has lost the phone and the key: the help desk (browser.rs serves
+//      it) opens and approves a recovery; the one-time link enrolls a new security key,
+//      works once, and the user signs in with passphrase and the new key alone — the lost
+//      app and key were retired with the link (issue 8).
 // Run by crates/server/tests/browser.rs, which starts the server and checks the audit log
 // afterwards. Inputs come from the environment:
 //   WARDGATE_BASE_URL       http://localhost:PORT (WebAuthn refuses IP addresses as RP ids)
@@ -669,6 +673,66 @@ async function replaceScenario(browser) {
   return "replaced the app after the key's step-up; the lost app's code is refused, the new app's accepted";
 }
 
+// --- scenario 6: the same user loses the phone and the key; the help desk's recovery link
+// enrolls a new security key, and the lost factors stop counting (issue 8, L3)
+
+async function helpDeskScenario(browser) {
+  say("help desk: open and approve a recovery for the user");
+  const helpdesk = `${new URL(OIDC.redirectUri).origin}/helpdesk/recover/${USER}`;
+  const resp = await fetch(helpdesk);
+  check(resp.ok, `the help desk endpoint answered ${resp.status}`);
+  const link = (await resp.text()).trim();
+  check(/\/recover\?token=/.test(link), `not a recovery link: ${link}`);
+
+  say("user: open the recovery link and register a new security key");
+  const { context, page } = await openPage(browser);
+  const { cdp, authenticatorId } = await securityKey(context, page);
+  await page.goto(link);
+  await at(page, "/enroll/steps");
+  await heading(page, "Replace a lost factor");
+  await noErrorShown(page);
+  await sees(page, "It does not sign you in and works once.");
+  await page.locator("#key-register").click();
+  try {
+    await page.getByText("Added:").waitFor({ timeout: TIMEOUT_MS });
+  } catch (e) {
+    await noErrorShown(page);
+    throw e;
+  }
+  await page.getByRole("button", { name: "Save the new factor" }).click();
+  await heading(page, "Your new factor is saved");
+  const { credentials } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
+  check(credentials.length === 1, `the new key holds ${credentials.length} credentials, expected 1`);
+
+  say("user: the link works once");
+  await page.goto(link);
+  await sees(page, "This recovery link cannot be used");
+
+  say("user: sign in with the passphrase and the new key");
+  await page.goto(`${BASE}/`);
+  await heading(page, "Sign in");
+  await page.getByLabel("Username", { exact: true }).fill(USER);
+  await page.getByLabel("Passphrase", { exact: true }).fill(PASSPHRASE);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await at(page, "/login/verify");
+  // The lost app is gone: the page no longer asks for its code.
+  const codeFields = await page.getByLabel("Authentication code", { exact: true }).count();
+  check(codeFields === 0, "the sign-in still asks for a code of the retired authenticator app");
+  await page.locator("#key-verify").click();
+  const outcome = await passkeyOutcome(page);
+  check(outcome === null, `the new key was refused: "${outcome}"`);
+  const signedIn = await lead(page);
+  check(/Signed in at aal3 with .*\bhwk\b/.test(signedIn), `with the new key: "${signedIn}", expected aal3 with hwk`);
+  const rows = await factorRows(page);
+  const second = rows.filter((r) => /^(Security key|Passkey|Authenticator app)/.test(r));
+  check(
+    second.length === 1 && /^Security key/.test(second[0]),
+    `after the recovery the account should hold only the new key as a second factor: ${JSON.stringify(rows)}`,
+  );
+  await context.close();
+  return signedIn;
+}
+
 // Passphrase, then the lost app's code (refused), then the new app's.
 async function signInWith(page, lostSecret, secret, enrolledStep) {
   await page.getByLabel("Username", { exact: true }).fill(USER);
@@ -751,6 +815,7 @@ try {
   await scenario(USER, () => totpScenario(browser));
   if (OIDC) await scenario(`${USER} (step-up)`, () => stepUpScenario());
   if (OIDC) await scenario(`${USER} (replaces a lost app)`, () => replaceScenario(browser));
+  if (OIDC) await scenario(`${USER} (help-desk recovery)`, () => helpDeskScenario(browser));
   if (REFUSING_SERVER) await scenario(`${ADMIN} (refusing copies)`, () => passkeyScenario(browser, REFUSING_SERVER));
 } finally {
   browser.off("disconnected", disconnected);

@@ -169,7 +169,22 @@ impl App {
             let _ = tx.send(uri.to_string());
             axum::response::Html("<!doctype html><title>Patient chart</title><h1>Patient chart</h1>")
         };
-        let routes = axum::Router::new().route("/callback", axum::routing::get(callback));
+        // The help desk of scenario 6: hank opens a recovery request for the person named,
+        // sue approves it, and the one-time link comes back as the body.
+        let store = std::sync::Arc::clone(&node.store);
+        let base = format!("http://localhost:{}", node.addr.port());
+        let helpdesk = move |axum::extract::Path(username): axum::extract::Path<String>| async move {
+            use wardgate_server::lifecycle::recovery;
+            let now = OffsetDateTime::now_utc();
+            let policy = wardgate_server::roles::catalog(&*store).await.unwrap();
+            let why = "INC-0001 phone and key lost; call-back to the number HR holds";
+            let r = recovery::open(&*store, &policy, "operator:test", &username, "hank", why, now).await.unwrap();
+            let ttl = time::Duration::minutes(15);
+            recovery::approve(&*store, &policy, "operator:test", &r.id, "sue", ttl, &base, now).await.unwrap().link
+        };
+        let routes = axum::Router::new()
+            .route("/callback", axum::routing::get(callback))
+            .route("/helpdesk/recover/{username}", axum::routing::get(helpdesk));
         tokio::spawn(async move { axum::serve(listener, routes).await });
 
         let clients = Clients::new(&*node.store, "operator:test", OffsetDateTime::now_utc());
@@ -279,6 +294,7 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
     let accounts = Accounts::new(&*node.store, "operator:test", OffsetDateTime::now_utc(), &settings.auth);
     let new = NewUser { username: "jdoe".into(), display_name: Some("Jane Doe".into()), ..NewUser::default() };
     let (_, link) = accounts.invite(new, &base).await.unwrap();
+    help_desk(&node, &accounts).await;
     let mut app = App::start(&node).await;
 
     let mut envs = vec![
@@ -298,19 +314,22 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
     let mut flows = tokio::task::spawn_blocking(move || run_flows(envs, &out_dir));
     // The application redeems its code as it arrives (a code lives a minute), while the
     // scenarios after the step-up go on.
+    // The person's sessions are read then too: the help-desk recovery of scenario 6 ends
+    // them later.
     let mut redeemed = None;
+    let mut jdoe_sessions = Vec::new();
     let (ok, output) = loop {
         tokio::select! {
             done = &mut flows => break done.unwrap(),
             Some(callback) = app.callbacks.recv(), if redeemed.is_none() => {
                 let answer = app.redeem(&node, &callback).await;
+                if let Some(id_token) = answer.1["id_token"].as_str() {
+                    let sub = claims_of(id_token)["sub"].as_str().unwrap_or("").to_owned();
+                    jdoe_sessions = node.store.sessions_of(&sub).await.unwrap();
+                }
                 redeemed = Some((callback, answer));
             }
         }
-    };
-    let jdoe_sessions = match redeemed.as_ref().and_then(|(_, (_, t))| t["id_token"].as_str()) {
-        Some(id_token) => node.store.sessions_of(claims_of(id_token)["sub"].as_str().unwrap_or("")).await.unwrap(),
-        None => Vec::new(),
     };
     let audit = audit_of(node).await;
     if !ok {
@@ -341,8 +360,8 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
     let user = logins(&audit, "jdoe");
     assert_eq!(
         user.len(),
-        4,
-        "four sign-ins after enrollment (passphrase + code twice, the key at the step-up, then passphrase + the replacement app's code):\n{}",
+        5,
+        "five sign-ins after enrollment (passphrase + code twice, the key at the step-up, passphrase + the replacement app's code, then passphrase + the key from the recovery link):\n{}",
         auth_records(&audit)
     );
     for login in [user[0], user[1], user[3]] {
@@ -364,6 +383,7 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
 
     step_up(&audit, &app, redeemed, &jdoe_sessions, user[1], user[2]);
     replacement(&audit, user[2], user[3]);
+    recovered(&audit, user[4]);
 
     // With `auth.webauthn_refuse_counter_regression`, the copy is refused: no session.
     let audit = audit_of(refusing).await;
@@ -377,6 +397,30 @@ async fn a_passkey_and_a_passphrase_with_an_app_each_sign_a_person_in_through_th
         audit.iter().any(|r| r["type"] == "auth.factor.failed" && r["correlation_id"] == *corr),
         "the copy's sign-in (correlation id {corr}) has no auth.factor.failed"
     );
+}
+
+/// Two colleagues at the help desk for scenario 6, active without signing in (they act
+/// through `App`'s help-desk endpoint): hank opens recoveries, sue approves them.
+async fn help_desk(node: &Node, accounts: &Accounts<'_>) {
+    let people = [("hank", "helpdesk", false), ("sue", "security-admin", true)];
+    for (name, role, privileged) in people {
+        let new = NewUser {
+            username: name.into(),
+            display_name: Some(name.into()),
+            roles: vec![role.into()],
+            privileged,
+            ..NewUser::default()
+        };
+        let (user, _) = accounts.invite(new, "http://localhost").await.unwrap();
+        let active = wardgate_core::identity::User { status: wardgate_core::identity::AccountStatus::Active, ..user };
+        let e = wardgate_core::audit::AuditEvent::known(
+            OffsetDateTime::now_utc(),
+            wardgate_core::audit::event::types::ADMIN_USER_ENABLED,
+            wardgate_core::audit::Outcome::Success,
+        )
+        .subject(name);
+        node.store.update_user(&active, &e).await.unwrap();
+    }
 }
 
 /// Issue 4's step-up, from the application's side and the auditor's: the code the browser
@@ -495,4 +539,37 @@ fn replacement(audit: &[Value], key_login: &Value, new_app_login: &Value) {
             && r["details"]["factor_id"] == *new_app),
         "the last sign-in did not use the new app {new_app}: {new_app_login}"
     );
+}
+
+/// Issue 8's help-desk recovery, as the auditor sees it: opened by hank, approved by sue,
+/// the link enrolled one security key and retired the two second factors the person had
+/// (the replacement app and the first key), and the next sign-in used the new key.
+fn recovered(audit: &[Value], login: &Value) {
+    let of = |t: &str| audit.iter().filter(move |r| r["type"] == t && r["subject"] == "jdoe").collect::<Vec<_>>();
+    let opened = of("recovery.opened");
+    assert!(opened.len() == 1 && opened[0]["details"]["opened_by"] == "hank", "{opened:?}");
+    let approved = of("recovery.approved");
+    assert!(approved.len() == 1 && approved[0]["details"]["approver"] == "sue", "{approved:?}");
+    let done = of("recovery.completed");
+    assert_eq!(done.len(), 1, "{done:?}");
+    let done = done[0];
+    assert_eq!(done["details"]["kind"], "webauthn", "{done}");
+    let retired = done["details"]["retired_factor_ids"].as_array().map(Vec::len);
+    assert_eq!(retired, Some(2), "the lost app and key are retired with the link: {done}");
+    assert!(audit.iter().any(|r| r["type"] == "recovery.link.refused"), "the link's second use is on record");
+    assert!(has(login, "hwk") && has(login, "pwd") && !has(login, "otp"), "{login}");
+    assert_eq!(login["details"]["aal"], "aal3", "{login}");
+    assert_eq!(passes_with(audit, login, &done["details"]["factor_id"]), 1, "the sign-in used the new key: {login}");
+}
+
+/// How many `auth.factor.passed` records of the sign-in `login` name `factor_id`.
+fn passes_with(audit: &[Value], login: &Value, factor_id: &Value) -> usize {
+    audit
+        .iter()
+        .filter(|r| {
+            r["type"] == "auth.factor.passed"
+                && r["correlation_id"] == login["correlation_id"]
+                && r["details"]["factor_id"] == *factor_id
+        })
+        .count()
 }
