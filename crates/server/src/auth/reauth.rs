@@ -44,6 +44,13 @@ struct Pending {
     webauthn: PasskeyAuthentication,
 }
 
+/// Whether a challenge issued to session `issued_to` for `issued_for` may authorise
+/// `purpose` in session `session_id`: only the same action on the same factor, in the
+/// same session.
+fn binds(issued_to: &str, issued_for: &Purpose, session_id: &str, purpose: &Purpose) -> bool {
+    issued_to == session_id && issued_for == purpose
+}
+
 /// A challenge for the browser, and the handle to send back with its answer.
 #[derive(Serialize)]
 pub struct Challenge {
@@ -52,14 +59,15 @@ pub struct Challenge {
     pub options: RequestChallengeResponse,
 }
 
-/// The security keys and passkeys that may answer a step-up: the person's own, unexpired,
-/// and never the one the action is about.
+/// Whether `f` may answer a step-up about factor `excluded`: a security key or passkey of
+/// the person's, unexpired, and never the one the action is about.
+pub fn may_answer(f: &Factor, excluded: &str, now: OffsetDateTime) -> bool {
+    f.kind == FactorKind::Webauthn && f.id != excluded && !f.expired_at(now)
+}
+
+/// The factors of `factors` that [`may_answer`].
 pub fn candidate_keys(factors: &[Factor], excluded: &str, now: OffsetDateTime) -> Vec<Factor> {
-    factors
-        .iter()
-        .filter(|f| f.kind == FactorKind::Webauthn && f.id != excluded && !f.expired_at(now))
-        .cloned()
-        .collect()
+    factors.iter().filter(|f| may_answer(f, excluded, now)).cloned().collect()
 }
 
 fn unavailable(e: StoreError) -> Problem {
@@ -137,7 +145,7 @@ pub async fn verify_webauthn(
         return stale();
     }
     let Ok(pending) = serde_json::from_value::<Pending>(flow.state.clone()) else { return stale() };
-    if pending.session_id != cur.session.id || &pending.purpose != purpose {
+    if !binds(&pending.session_id, &pending.purpose, &cur.session.id, purpose) {
         return stale();
     }
     // Spent by compare-and-set before the answer is looked at: two requests racing with
@@ -209,5 +217,15 @@ mod tests {
         assert_eq!(ids(candidate_keys(&factors, "lost-key", now)), vec!["spare-key"]);
         assert_eq!(ids(candidate_keys(&factors, "app", now)), vec!["lost-key", "spare-key"]);
         assert!(candidate_keys(&factors[1..2], "spare-key", now).is_empty());
+    }
+
+    #[test]
+    fn a_challenge_answers_only_its_session_action_and_factor() {
+        let replacing = |f: &str| Purpose { action: "replace_factor".into(), factor_id: f.into() };
+        assert!(binds("s1", &replacing("app"), "s1", &replacing("app")));
+        assert!(!binds("s1", &replacing("app"), "s2", &replacing("app")), "another session");
+        assert!(!binds("s1", &replacing("app"), "s1", &replacing("key")), "another factor");
+        let other = Purpose { action: "remove_factor".into(), factor_id: "app".into() };
+        assert!(!binds("s1", &replacing("app"), "s1", &other), "another action");
     }
 }

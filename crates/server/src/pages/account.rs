@@ -191,7 +191,7 @@ pub async fn page(
             removable: second(f.kind) && factors.iter().filter(|o| second(o.kind)).count() > 1,
             code_step_up: factors.iter().any(|o| o.id != f.id && o.kind == FactorKind::Totp && !o.expired_at(now)),
             key_step_up: app.auth.rp().is_some()
-                && !crate::auth::reauth::candidate_keys(&factors, &f.id, now).is_empty(),
+                && factors.iter().any(|o| crate::auth::reauth::may_answer(o, &f.id, now)),
             label: f.label.clone(),
             details: details.join(" · "),
             created: show_time(f.created_at),

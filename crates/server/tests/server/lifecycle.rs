@@ -340,11 +340,12 @@ async fn self_service_replacement_needs_a_fresh_step_up_with_another_factor() {
 }
 
 /// The security-key path of the same step-up, as far as it goes without an authenticator
-/// (the browser test answers a real challenge): a challenge is offered only when another
-/// key exists, for a factor that can be replaced, and an answer to a challenge this server
-/// never issued is refused and recorded without removing anything.
+/// (the browser test answers a real challenge; `reauth`'s unit tests bind a challenge to its
+/// session and factor): a challenge is offered only when another key exists, for a factor
+/// that can be replaced, and an answer to a challenge this server never issued is refused
+/// and recorded without removing anything.
 #[tokio::test]
-async fn a_security_key_step_up_needs_another_key_and_a_challenge_of_this_session() {
+async fn a_security_key_step_up_needs_another_key_and_a_challenge_this_server_issued() {
     let h = start_with(|_| {}).await;
     let enrolled = h.enroll_admin("rita").await;
     let rita = enrolled.session;
