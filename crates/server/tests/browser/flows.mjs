@@ -627,10 +627,23 @@ async function replaceScenario(browser) {
   check(credentials.length === 1, `the authenticator holds ${credentials.length} credentials, expected 1`);
   const keyId = Buffer.from(credentials[0].credentialId, "base64").toString("base64url");
   const signsBefore = credentials[0].signCount;
-  // The challenge the page gets: only the person's other keys may answer it.
-  const challengeSeen = page.waitForResponse((r) => /\/replace\/challenge$/.test(new URL(r.url()).pathname));
+  // The challenge the page gets: only the person's other keys may answer it. The page goes on
+  // to /enroll/steps as soon as the key has answered, which discards response bodies, so the
+  // body is read on its way to the page rather than afterwards.
+  let challengeSeen;
+  let giveUp;
+  const challengeRead = new Promise((resolve, reject) => {
+    challengeSeen = resolve;
+    giveUp = setTimeout(() => reject(new Error("the page never asked for a step-up challenge")), TIMEOUT_MS);
+  }).finally(() => clearTimeout(giveUp));
+  await page.route(/\/replace\/challenge$/, async (route) => {
+    const response = await route.fetch();
+    challengeSeen(await response.json());
+    await route.fulfill({ response });
+  });
   await appRow.getByRole("button", { name: "Confirm with another security key and replace" }).click();
-  const challenge = await (await challengeSeen).json();
+  const challenge = await challengeRead;
+  await page.unroute(/\/replace\/challenge$/);
   const allowed = (challenge.publicKey?.allowCredentials || []).map((c) => c.id);
   check(
     allowed.length === 1 && allowed[0] === keyId,
