@@ -550,6 +550,14 @@ enum Measure {
 }
 
 impl Measure {
+    fn key(self) -> &'static str {
+        match self {
+            Measure::ClientCredentials => "client-credentials",
+            Measure::CodeFlow => "code-flow",
+            Measure::Refresh => "refresh",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Measure::ClientCredentials => "client-credentials grants",
@@ -752,7 +760,11 @@ fn main() {
         // The busiest the rest of the machine was during any measurement, in cores.
         let mut others: f64 = 0.0;
         let mut chains: Vec<Vec<VecDeque<String>>> = vec![Vec::new(); targets.len()];
-        for m in [Measure::ClientCredentials, Measure::CodeFlow, Measure::Refresh] {
+        // `WARDGATE_BENCH_ONLY=refresh` (or `client-credentials`, `code-flow`, comma-separated)
+        // narrows a run to what is being profiled.
+        let only = std::env::var("WARDGATE_BENCH_ONLY").unwrap_or_default();
+        let all = [Measure::ClientCredentials, Measure::CodeFlow, Measure::Refresh];
+        for m in all.into_iter().filter(|m| only.is_empty() || only.split(',').any(|o| o.trim() == m.key())) {
             println!("\n{} per second, closed loop:", m.label());
             let mut rates = Vec::new();
             for (i, t) in targets.iter().enumerate() {

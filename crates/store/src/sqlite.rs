@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Mutex, MutexGuard};
 use wardgate_core::api_token::ApiToken;
 use wardgate_core::audit::record::seal_batch;
-use wardgate_core::audit::{AuditEvent, ChainHead, Checkpoint, StoredRecord};
+use wardgate_core::audit::{AuditEvent, ChainHead, Checkpoint, SealedRecord, StoredRecord};
 use wardgate_core::device::Device;
 use wardgate_core::flow::Flow;
 use wardgate_core::governance::{BreakGlass, Campaign, Decision, Elevation, ElevationStatus, Item, Review, Vendor};
@@ -110,9 +110,11 @@ impl SqliteStore {
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
             // Audit reads stream tens of thousands of rows: a deeper buffer lets SQLite's
-            // worker thread run ahead instead of waking the reader every 50 rows, and
-            // memory-mapped reads save a copy per page (writes still go through the WAL).
-            .connect_with(options.clone().row_buffer_size(1024).pragma("mmap_size", "1073741824"))
+            // worker thread run ahead instead of waking the reader every 50 rows. No
+            // memory map: SQLite here remaps the whole file (munmap, mmap, a page fault per
+            // page touched) on every read that finds it grown, which under a steady stream
+            // of grants and records was every read.
+            .connect_with(options.clone().row_buffer_size(1024))
             .await
             .map_err(|e| at_path(path, e))?;
         let writes = match SqlitePoolOptions::new()
@@ -216,23 +218,8 @@ impl SqliteStore {
         let Some(new_head) = sealed.last().map(|r| r.head()) else { return Ok(head) };
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
         rows.push_inserts(&mut qb);
-        qb.push("INSERT INTO audit_log (seq, ts_us, event_type, body, hash) ");
-        qb.push_values(&sealed, |mut row, r| {
-            row.push_bind(r.seq)
-                .push_bind(r.ts_us)
-                .push_bind(r.event_type.clone())
-                .push_bind(r.body.clone())
-                .push_bind(r.hash.to_vec());
-        });
-        qb.push("; UPDATE audit_head SET seq = CASE WHEN seq = ")
-            .push_bind(head.seq)
-            .push(" AND hash = ")
-            .push_bind(head.hash.to_vec())
-            .push(" THEN ")
-            .push_bind(new_head.seq)
-            .push(" END, hash = ")
-            .push_bind(new_head.hash.to_vec())
-            .push(" WHERE id = 1; COMMIT");
+        push_guarded_append(&mut qb, head, &sealed);
+        qb.push("COMMIT");
         let mut conn = self.writes.acquire().await.map_err(err)?;
         // Records alone come in a few batch sizes, and caching those statements saves the
         // parse; batches with other rows vary with their mix and are not worth a place.
@@ -248,6 +235,31 @@ impl SqliteStore {
             }
         }
     }
+}
+
+/// Appends sealed records after `head` and moves the head to the last of them, guarded: if
+/// the stored head is not `head` (another process appended), the head's `seq` becomes NULL,
+/// a constraint error, and the statement list fails instead of forking the chain. Pushes
+/// nothing when there are no records.
+fn push_guarded_append(qb: &mut QueryBuilder<Sqlite>, head: ChainHead, sealed: &[SealedRecord]) {
+    let Some(new_head) = sealed.last().map(|r| r.head()) else { return };
+    qb.push("INSERT INTO audit_log (seq, ts_us, event_type, body, hash) ");
+    qb.push_values(sealed, |mut row, r| {
+        row.push_bind(r.seq)
+            .push_bind(r.ts_us)
+            .push_bind(r.event_type.clone())
+            .push_bind(r.body.clone())
+            .push_bind(r.hash.to_vec());
+    });
+    qb.push("; UPDATE audit_head SET seq = CASE WHEN seq = ")
+        .push_bind(head.seq)
+        .push(" AND hash = ")
+        .push_bind(head.hash.to_vec())
+        .push(" THEN ")
+        .push_bind(new_head.seq)
+        .push(" END, hash = ")
+        .push_bind(new_head.hash.to_vec())
+        .push(" WHERE id = 1; ");
 }
 
 /// New rows of a batch, written together.
@@ -357,6 +369,114 @@ impl SqliteStore {
             }
         }
         self.append_known_head(head, &rows, &records).await
+    }
+
+    /// One batch of writes as one transaction, in as few round trips to SQLite's worker
+    /// thread as the writes allow, since the whole batch waits on each: `BEGIN` rides with
+    /// the first statement, the batch's refresh tokens are spent and its codes redeemed in
+    /// one statement each, and the new rows, the records and the head (when `known`) go
+    /// with `COMMIT`. What the batch statements leave (replays, unknown and expired tokens
+    /// and codes) goes one by one, which tells them apart. The caller rolls back on error.
+    async fn commit_on(
+        &self,
+        conn: &mut SqliteConnection,
+        known: Option<ChainHead>,
+        writes: &[Write],
+    ) -> Result<(Vec<Written>, ChainHead), StoreError> {
+        let mut records = Vec::with_capacity(writes.len());
+        let mut found = Vec::with_capacity(writes.len());
+        // New rows wait for the end and go in one statement list: nothing later in a batch
+        // can depend on them (a code or refresh token is handed out only after its batch
+        // commits).
+        let mut rows = Rows::default();
+        // Each token and code once: a second presentation in the same batch is a replay,
+        // which the one-by-one path finds after the first has spent it.
+        let mut seen = std::collections::HashSet::new();
+        let presented: Vec<([u8; 32], OffsetDateTime)> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::RotateRefresh { digest, now, .. } if seen.insert(*digest) => Some((*digest, *now)),
+                _ => None,
+            })
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let codes: Vec<(&[u8; 32], OffsetDateTime, &str)> = writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::RedeemIntoGrant { digest, now, grant, .. } if seen.insert(*digest) => {
+                    Some((digest, *now, grant.id.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut begin = Some("BEGIN IMMEDIATE; ");
+        let mut spent = spend_live(&mut *conn, &mut begin, &presented).await?;
+        let mut fresh = redeem_fresh(&mut *conn, &mut begin, &codes).await?;
+        if let Some(b) = begin {
+            sqlx::query(b).execute(&mut *conn).await.map_err(err)?;
+        }
+        for w in writes {
+            if rows.add(w, &mut records)? {
+                found.push(Written::Done);
+                continue;
+            }
+            found.push(match w {
+                Write::Audit(_) | Write::InsertGrant { .. } | Write::InsertCode { .. } => Written::Done,
+                Write::RedeemCode { digest, now, grant_id } => {
+                    Written::Redemption(redeem_code_in(&mut *conn, digest, *now, grant_id).await?)
+                }
+                Write::RedeemIntoGrant { digest, now, grant, refresh, event } => {
+                    common::check_first_refresh(grant, Some(refresh))?;
+                    let redemption = match fresh.remove(digest) {
+                        Some(code) => CodeRedemption::Fresh(code),
+                        None => redeem_code_in(&mut *conn, digest, *now, &grant.id).await?,
+                    };
+                    if matches!(redemption, CodeRedemption::Fresh(_)) {
+                        rows.grants.push(grant.clone());
+                        rows.refresh.push(refresh.clone());
+                        records.push(event.clone());
+                    }
+                    Written::Redemption(redemption)
+                }
+                Write::RotateRefresh { digest, next, now, rotated, reused } => {
+                    let rotation = match spent.remove(digest) {
+                        Some(grant) => Rotation::Rotated(grant),
+                        None => rotate_in(&mut *conn, digest, *now).await?,
+                    };
+                    match &rotation {
+                        Rotation::Rotated(g) => {
+                            rows.refresh.push(RefreshToken { grant_id: g.id.clone(), ..next.clone() });
+                            records.push(rotated.clone());
+                        }
+                        Rotation::Reused(_) => records.push(reused.clone()),
+                        Rotation::Unknown => {}
+                    }
+                    Written::Rotation(rotation)
+                }
+            });
+        }
+        let head = match known {
+            Some(head) if records.len() <= INSERT_CHUNK => head,
+            _ => {
+                // Not known, or too many records for one statement: the slow, sure way.
+                if !rows.is_empty() {
+                    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("");
+                    rows.push_inserts(&mut qb);
+                    qb.build().persistent(false).execute(&mut *conn).await.map_err(|e| common::conflict(e, err))?;
+                }
+                let head = append_in(&mut *conn, &self.node, &records).await?;
+                sqlx::query("COMMIT").execute(&mut *conn).await.map_err(err)?;
+                return Ok((found, head));
+            }
+        };
+        let sealed = seal_batch(&head, &self.node, &records);
+        let new_head = sealed.last().map_or(head, |r| r.head());
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("");
+        rows.push_inserts(&mut qb);
+        push_guarded_append(&mut qb, head, &sealed);
+        qb.push("COMMIT");
+        qb.build().persistent(false).execute(&mut *conn).await.map_err(|e| common::conflict(e, err))?;
+        Ok((found, new_head))
     }
 }
 
@@ -695,13 +815,15 @@ async fn redeem_code_in(
 /// instead of three each, while the whole batch waited on every one.
 async fn spend_live(
     conn: &mut SqliteConnection,
+    begin: &mut Option<&str>,
     presented: &[([u8; 32], OffsetDateTime)],
 ) -> Result<std::collections::HashMap<[u8; 32], Grant>, StoreError> {
     let mut spent = std::collections::HashMap::new();
     if presented.is_empty() {
         return Ok(spent);
     }
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH presented(digest, now_us) AS (");
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(begin.take().unwrap_or(""));
+    qb.push("WITH presented(digest, now_us) AS (");
     qb.push_values(presented, |mut row, (digest, now)| {
         row.push_bind(digest.to_vec()).push_bind(micros(*now));
     });
@@ -737,6 +859,39 @@ async fn spend_live(
         spent.insert(digest, grant);
     }
     Ok(spent)
+}
+
+/// Redeems, in one statement, every presented code of a batch that is unused and unexpired
+/// at its own request's time, for the grant given with it, and returns the redeemed codes
+/// by digest. What it leaves goes one by one through [`redeem_code_in`].
+async fn redeem_fresh(
+    conn: &mut SqliteConnection,
+    begin: &mut Option<&str>,
+    presented: &[(&[u8; 32], OffsetDateTime, &str)],
+) -> Result<std::collections::HashMap<[u8; 32], AuthCode>, StoreError> {
+    let mut fresh = std::collections::HashMap::new();
+    if presented.is_empty() {
+        return Ok(fresh);
+    }
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(begin.take().unwrap_or(""));
+    qb.push("WITH presented(digest, now_us, grant_id) AS (");
+    qb.push_values(presented, |mut row, (digest, now, grant_id)| {
+        row.push_bind(digest.to_vec()).push_bind(micros(*now)).push_bind(grant_id.to_string());
+    });
+    qb.push(
+        ") UPDATE oidc_codes \
+         SET grant_id = (SELECT grant_id FROM presented p WHERE p.digest = oidc_codes.digest) \
+         WHERE grant_id IS NULL AND digest IN (SELECT digest FROM presented) \
+         AND expires_at_us > (SELECT now_us FROM presented p WHERE p.digest = oidc_codes.digest) \
+         RETURNING digest, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, scopes, acr, amr, \
+         auth_time_us, correlation_id, created_at_us, expires_at_us, grant_id",
+    );
+    let rows: Vec<common::CodeRow> = qb.build_query_as().persistent(false).fetch_all(&mut *conn).await.map_err(err)?;
+    for row in rows {
+        let code = common::auth_code(row)?;
+        fresh.insert(code.digest, code);
+    }
+    Ok(fresh)
 }
 
 /// The state change of [`Store::rotate_refresh_token`] but for storing the successor, which
@@ -938,90 +1093,43 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, writes: &[Write]) -> Result<(Vec<Written>, ChainHead), StoreError> {
-        {
-            let mut guard = self.writer.lock().await;
-            if let Some(head) =
-                guard.take().filter(|_| writes.len() <= FAST_BATCH && writes.iter().all(Write::is_insert))
-            {
-                match self.insert_known_head(head, writes).await {
-                    Ok(new_head) => {
-                        *guard = Some(new_head);
-                        return Ok((vec![Written::Done; writes.len()], new_head));
+        let mut guard = self.writer.lock().await;
+        let known = guard.take();
+        if let Some(head) = known.filter(|_| writes.len() <= FAST_BATCH && writes.iter().all(Write::is_insert)) {
+            match self.insert_known_head(head, writes).await {
+                Ok(new_head) => {
+                    *guard = Some(new_head);
+                    return Ok((vec![Written::Done; writes.len()], new_head));
+                }
+                Err(e) => tracing::debug!(error = %e, "fast batch refused; applying it write by write"),
+            }
+        }
+        // A refused fast batch says another process moved the head: read it again.
+        let mut known = known.filter(|_| !writes.iter().all(Write::is_insert));
+        loop {
+            let mut conn = self.writes.acquire().await.map_err(err)?;
+            match self.commit_on(&mut conn, known, writes).await {
+                Ok((found, head)) => {
+                    *guard = Some(head);
+                    return Ok((found, head));
+                }
+                Err(e) => {
+                    if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                        // Never hand a connection with an open transaction back to the pool.
+                        // (It also fails when no transaction is open, and then a fresh
+                        // connection costs little.)
+                        let _ = conn.detach().close().await;
                     }
-                    Err(e) => tracing::debug!(error = %e, "fast batch refused; applying it write by write"),
+                    // The remembered head may be stale (another process appended): once
+                    // more, reading it inside the transaction.
+                    if known.take().is_none() {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "batch refused on the remembered head; reading it again");
                 }
             }
         }
-        let (mut guard, mut tx) = self.write().await?;
-        let r = async {
-            let mut records = Vec::with_capacity(writes.len());
-            let mut found = Vec::with_capacity(writes.len());
-            // New rows wait for the end and go in one statement list: nothing later in a
-            // batch can depend on them (a code or refresh token is handed out only after
-            // its batch commits).
-            let mut rows = Rows::default();
-            // Each token once: a second presentation in the same batch is a replay, which
-            // the one-by-one path below finds after the first has spent it.
-            let mut seen = std::collections::HashSet::new();
-            let presented: Vec<([u8; 32], OffsetDateTime)> = writes
-                .iter()
-                .filter_map(|w| match w {
-                    Write::RotateRefresh { digest, now, .. } if seen.insert(*digest) => Some((*digest, *now)),
-                    _ => None,
-                })
-                .collect();
-            let mut spent = spend_live(&mut tx, &presented).await?;
-            for w in writes {
-                if rows.add(w, &mut records)? {
-                    found.push(Written::Done);
-                    continue;
-                }
-                found.push(match w {
-                    Write::Audit(_) | Write::InsertGrant { .. } | Write::InsertCode { .. } => Written::Done,
-                    Write::RedeemCode { digest, now, grant_id } => {
-                        Written::Redemption(redeem_code_in(&mut tx, digest, *now, grant_id).await?)
-                    }
-                    Write::RedeemIntoGrant { digest, now, grant, refresh, event } => {
-                        common::check_first_refresh(grant, Some(refresh))?;
-                        let redemption = redeem_code_in(&mut tx, digest, *now, &grant.id).await?;
-                        if matches!(redemption, CodeRedemption::Fresh(_)) {
-                            rows.grants.push(grant.clone());
-                            rows.refresh.push(refresh.clone());
-                            records.push(event.clone());
-                        }
-                        Written::Redemption(redemption)
-                    }
-                    Write::RotateRefresh { digest, next, now, rotated, reused } => {
-                        let rotation = match spent.remove(digest) {
-                            Some(grant) => Rotation::Rotated(grant),
-                            None => rotate_in(&mut tx, digest, *now).await?,
-                        };
-                        match &rotation {
-                            Rotation::Rotated(g) => {
-                                rows.refresh.push(RefreshToken { grant_id: g.id.clone(), ..next.clone() });
-                                records.push(rotated.clone());
-                            }
-                            Rotation::Reused(_) => records.push(reused.clone()),
-                            Rotation::Unknown => {}
-                        }
-                        Written::Rotation(rotation)
-                    }
-                });
-            }
-            if !rows.is_empty() {
-                let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("");
-                rows.push_inserts(&mut qb);
-                qb.build().persistent(false).execute(&mut *tx).await.map_err(|e| common::conflict(e, err))?;
-            }
-            let head = append_in(&mut tx, &self.node, &records).await?;
-            Ok((found, head))
-        }
-        .await;
-        let (found, head) = common::finish_quiet(tx, r, err).await?;
-        *guard = Some(head);
-        Ok((found, head))
     }
-
     async fn audit_head(&self) -> Result<ChainHead, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
         read_head(&mut conn, Head::Head).await

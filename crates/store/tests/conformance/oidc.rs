@@ -34,6 +34,8 @@ conformance!(
     batches_of_inserts_one_after_another,
     a_code_is_read_then_redeemed_into_its_grant_in_one_write,
     one_batch_presenting_a_refresh_token_twice_rotates_once_and_revokes,
+    one_batch_redeeming_codes_tells_fresh_replayed_and_expired_apart,
+    batches_from_two_writers_never_fork_the_chain,
 );
 
 // --- fixtures -----------------------------------------------------------------------------
@@ -1026,4 +1028,105 @@ async fn one_batch_presenting_a_refresh_token_twice_rotates_once_and_revokes(env
     assert_eq!(s.refresh_token(&[12; 32]).await.unwrap(), None, "the replay's successor is not stored");
     let types: Vec<String> = s.audit_records(before.seq, 10).await.unwrap().into_iter().map(|r| r.event_type).collect();
     assert_eq!(types, ["oidc.token.refreshed", "oidc.token.refreshed", "oidc.refresh.reused"]);
+}
+
+/// A batch as a busy token endpoint makes it: several codes redeemed at once, one of them
+/// presented twice (the second is a replay, as if one after the other), one expired, with a
+/// refresh and a bare record among them. Each outcome is what it would be on its own.
+async fn one_batch_redeeming_codes_tells_fresh_replayed_and_expired_apart(env: &Env) {
+    let s = &*env.store;
+    with_client(s, "c1").await;
+    let g0 = session_grant("g0", "c1", "s0");
+    with_grant(s, &g0, 1).await;
+    let (a, b, old) = (code(7, "c1", "s1", 60), code(8, "c1", "s2", 60), code(9, "c1", "s3", 60));
+    for c in [&a, &b, &old] {
+        s.insert_auth_code(c).await.unwrap();
+    }
+    let into = |c: &AuthCode, grant_id: &str, token: u8, now: OffsetDateTime, kind: &str| Write::RedeemIntoGrant {
+        digest: c.digest,
+        now,
+        grant: grant_of(c, grant_id),
+        refresh: refresh(token, grant_id, 1, 3600),
+        event: typed_ev(kind),
+    };
+    let before = s.audit_head().await.unwrap();
+    let writes = [
+        into(&a, "ga", 70, at(5), "test.a"),
+        Write::Audit(typed_ev("test.bare")),
+        into(&b, "gb", 80, at(6), "test.b"),
+        into(&a, "ga2", 71, at(7), "test.a.again"),
+        into(&old, "gold", 90, T0 + secs(61), "test.old"),
+        Write::RotateRefresh {
+            digest: [1; 32],
+            next: refresh(11, "g0", 8, 3600),
+            now: at(8),
+            rotated: typed_ev("test.refreshed"),
+            reused: typed_ev("test.reused"),
+        },
+    ];
+    let (found, head) = s.commit(&writes).await.unwrap();
+    let spent = |c: &AuthCode, g: &str| AuthCode { grant_id: Some(g.into()), ..c.clone() };
+    assert_eq!(
+        found,
+        [
+            Written::Redemption(CodeRedemption::Fresh(spent(&a, "ga"))),
+            Written::Done,
+            Written::Redemption(CodeRedemption::Fresh(spent(&b, "gb"))),
+            Written::Redemption(CodeRedemption::Reused(spent(&a, "ga"))),
+            Written::Redemption(CodeRedemption::Unknown),
+            Written::Rotation(Rotation::Rotated(g0.clone())),
+        ]
+    );
+    assert_eq!(s.grant("ga").await.unwrap(), Some(grant_of(&a, "ga")));
+    assert_eq!(s.grant("gb").await.unwrap(), Some(grant_of(&b, "gb")));
+    for nothing in ["ga2", "gold"] {
+        assert_eq!(s.grant(nothing).await.unwrap(), None, "{nothing}");
+    }
+    assert_eq!(s.refresh_token(&[70; 32]).await.unwrap().unwrap().1.id, "ga");
+    assert_eq!(s.refresh_token(&[80; 32]).await.unwrap().unwrap().1.id, "gb");
+    assert_eq!(s.refresh_token(&[71; 32]).await.unwrap(), None);
+    assert_eq!(s.refresh_token(&[90; 32]).await.unwrap(), None);
+    assert_eq!(s.refresh_token(&[11; 32]).await.unwrap().unwrap().1.id, "g0");
+    assert_eq!(s.auth_code(&old.digest).await.unwrap(), Some(old), "the expired code is left unspent");
+    let types: Vec<String> = s.audit_records(before.seq, 10).await.unwrap().into_iter().map(|r| r.event_type).collect();
+    assert_eq!(types, ["test.a", "test.bare", "test.b", "test.refreshed"]);
+    assert_eq!(head, s.audit_head().await.unwrap());
+
+    // The next batch goes on from that head, and the chain verifies.
+    let (_, next) = s.commit(&[Write::Audit(typed_ev("test.after"))]).await.unwrap();
+    assert_eq!(next.seq, head.seq + 1);
+    assert_eq!(verify_all(s).await.0, next);
+}
+
+/// Each writer remembers the head its last batch left; when the other has appended since,
+/// a batch that also changes state must neither fork the chain nor fail.
+async fn batches_from_two_writers_never_fork_the_chain(env: &Env) {
+    let a = Arc::clone(&env.store);
+    let b = env.open("node-b").await.unwrap();
+    with_client(&*a, "c1").await;
+    let mut expected = a.audit_head().await.unwrap().seq;
+    for round in 0..4u8 {
+        for (store, name) in [(&a, "a"), (&b, "b")] {
+            let c = code(10 + round * 2 + u8::from(name == "b"), "c1", &format!("s{round}{name}"), 60);
+            store.insert_auth_code(&c).await.unwrap();
+            let grant_id = format!("g{round}{name}");
+            let writes = [
+                Write::Audit(typed_ev("test.bare")),
+                Write::RedeemIntoGrant {
+                    digest: c.digest,
+                    now: at(5),
+                    grant: grant_of(&c, &grant_id),
+                    refresh: refresh(100 + c.digest[0], &grant_id, 1, 3600),
+                    event: typed_ev("test.issued"),
+                },
+            ];
+            let (found, head) = store.commit(&writes).await.unwrap();
+            expected += 2;
+            assert_eq!(head.seq, expected, "round {round}, writer {name}");
+            assert!(matches!(found[1], Written::Redemption(CodeRedemption::Fresh(_))), "round {round}, writer {name}");
+            assert!(store.grant(&grant_id).await.unwrap().is_some());
+        }
+    }
+    let (head, verified) = verify_all(&*a).await;
+    assert_eq!((head.seq, verified), (expected, expected as u64));
 }
