@@ -678,13 +678,18 @@ pub(crate) fn consent((user_id, client_id, scopes, granted_at_us): ConsentRow) -
     Ok(Consent { user_id, client_id, scopes, granted_at: from_unix_micros(granted_at_us) })
 }
 
+/// The columns of a [`CodeRow`], in its order.
+macro_rules! code_columns {
+    () => {
+        "digest, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, scopes, acr, amr, \
+         auth_time_us, correlation_id, created_at_us, expires_at_us, grant_id"
+    };
+}
+pub(crate) use code_columns;
+
 macro_rules! select_codes {
     ($rest:literal) => {
-        concat!(
-            "SELECT digest, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, scopes, acr, amr, \
-             auth_time_us, correlation_id, created_at_us, expires_at_us, grant_id FROM oidc_codes ",
-            $rest
-        )
+        concat!("SELECT ", $crate::common::code_columns!(), " FROM oidc_codes ", $rest)
     };
 }
 pub(crate) use select_codes;

@@ -878,14 +878,14 @@ async fn redeem_fresh(
     qb.push_values(presented, |mut row, (digest, now, grant_id)| {
         row.push_bind(digest.to_vec()).push_bind(micros(*now)).push_bind(grant_id.to_string());
     });
-    qb.push(
+    qb.push(concat!(
         ") UPDATE oidc_codes \
          SET grant_id = (SELECT grant_id FROM presented p WHERE p.digest = oidc_codes.digest) \
          WHERE grant_id IS NULL AND digest IN (SELECT digest FROM presented) \
          AND expires_at_us > (SELECT now_us FROM presented p WHERE p.digest = oidc_codes.digest) \
-         RETURNING digest, client_id, user_id, session_id, redirect_uri, code_challenge, nonce, scopes, acr, amr, \
-         auth_time_us, correlation_id, created_at_us, expires_at_us, grant_id",
-    );
+         RETURNING ",
+        common::code_columns!()
+    ));
     let rows: Vec<common::CodeRow> = qb.build_query_as().persistent(false).fetch_all(&mut *conn).await.map_err(err)?;
     for row in rows {
         let code = common::auth_code(row)?;
