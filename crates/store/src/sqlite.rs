@@ -227,13 +227,19 @@ impl SqliteStore {
         match qb.build().persistent(cache).execute(&mut *conn).await {
             Ok(_) => Ok(new_head),
             Err(e) => {
-                if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                    // Never hand a connection with an open transaction back to the pool.
-                    let _ = conn.detach().close().await;
-                }
+                roll_back(conn).await;
                 Err(err(e))
             }
         }
+    }
+}
+
+/// Ends a statement list that failed part-way. A connection whose `ROLLBACK` fails is
+/// closed rather than handed back to the pool with a transaction open (it also fails when
+/// no transaction was open, and then a fresh connection costs little).
+async fn roll_back(mut conn: sqlx::pool::PoolConnection<Sqlite>) {
+    if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+        let _ = conn.detach().close().await;
     }
 }
 
@@ -1094,18 +1100,20 @@ impl Store for SqliteStore {
 
     async fn commit(&self, writes: &[Write]) -> Result<(Vec<Written>, ChainHead), StoreError> {
         let mut guard = self.writer.lock().await;
-        let known = guard.take();
+        let mut known = guard.take();
         if let Some(head) = known.filter(|_| writes.len() <= FAST_BATCH && writes.iter().all(Write::is_insert)) {
             match self.insert_known_head(head, writes).await {
                 Ok(new_head) => {
                     *guard = Some(new_head);
                     return Ok((vec![Written::Done; writes.len()], new_head));
                 }
-                Err(e) => tracing::debug!(error = %e, "fast batch refused; applying it write by write"),
+                Err(e) => {
+                    // Another process moved the head: read it again.
+                    tracing::debug!(error = %e, "fast batch refused; applying it write by write");
+                    known = None;
+                }
             }
         }
-        // A refused fast batch says another process moved the head: read it again.
-        let mut known = known.filter(|_| !writes.iter().all(Write::is_insert));
         loop {
             let mut conn = self.writes.acquire().await.map_err(err)?;
             match self.commit_on(&mut conn, known, writes).await {
@@ -1114,12 +1122,7 @@ impl Store for SqliteStore {
                     return Ok((found, head));
                 }
                 Err(e) => {
-                    if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                        // Never hand a connection with an open transaction back to the pool.
-                        // (It also fails when no transaction is open, and then a fresh
-                        // connection costs little.)
-                        let _ = conn.detach().close().await;
-                    }
+                    roll_back(conn).await;
                     // The remembered head may be stale (another process appended): once
                     // more, reading it inside the transaction.
                     if known.take().is_none() {
@@ -1130,6 +1133,7 @@ impl Store for SqliteStore {
             }
         }
     }
+
     async fn audit_head(&self) -> Result<ChainHead, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
         read_head(&mut conn, Head::Head).await
