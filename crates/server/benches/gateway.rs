@@ -240,10 +240,25 @@ fn main() {
         (node, gate, check_url)
     });
 
+    // `WARDGATE_BENCH_ONLY=check` (or `proxy`) narrows a run to what is being profiled.
+    let only = std::env::var("WARDGATE_BENCH_ONLY").unwrap_or_default();
+    let wanted = |what: &str| only.is_empty() || only.split(',').any(|o| o.trim() == what);
     let headers = vec![format!("Cookie: {gate}"), "X-Original-URL: http://app.wardgate.test/results".to_owned()];
-    let wardgate = wrk(&check_url, &headers, secs, connections);
     let nginx_url = format!("http://127.0.0.1:{port}/");
-    let ceiling = wrk(&nginx_url, &[], secs, connections);
+    if wanted("check") {
+        let wardgate = wrk(&check_url, &headers, secs, connections);
+        // Wardgate's own router answering a request that decides and records nothing: what
+        // the HTTP stack and its layers cost before the check does any work.
+        let floor = wrk(&check_url.replace("/gate/check", "/healthz"), &[], secs, connections);
+        let ceiling = wrk(&nginx_url, &[], secs, connections);
+        print_check(connections, secs, &wardgate, &floor, &ceiling);
+    }
+    if !wanted("proxy") {
+        let _ = nginx.kill();
+        let _ = nginx.wait();
+        rt.block_on(node.stop());
+        return;
+    }
     let proxy_url = check_url.replace("/gate/check", "/results");
     let proxy_headers = vec![format!("Cookie: {gate}"), format!("Host: {PROXIED_HOST}")];
     let latency: Vec<(usize, Wrk, Wrk)> = [1, 8]
@@ -260,11 +275,22 @@ fn main() {
     let _ = nginx.wait();
     rt.block_on(node.stop());
 
+    for (upstream, runs) in [("nginx return 200", &latency), ("an application answering in 5 ms", &clinical)] {
+        println!("added latency in front of {upstream}:");
+        print_latency(runs);
+    }
+}
+
+fn print_check(connections: usize, secs: usize, wardgate: &Wrk, floor: &Wrk, ceiling: &Wrk) {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
     println!("machine: {cores} cores; wrk -t2 -c{connections} -d{secs}s --latency, one after the other");
     println!(
         "gate/check (valid cookie, policy decision, audit record): {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, non-2xx {}",
         wardgate.rate, wardgate.p50_ms, wardgate.p99_ms, wardgate.non_2xx
+    );
+    println!(
+        "Wardgate /healthz (the same router, no decision):         {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
+        floor.rate, floor.p50_ms, floor.p99_ms
     );
     println!(
         "nginx return 200 (ceiling):                                {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms",
@@ -275,10 +301,6 @@ fn main() {
         100.0 * wardgate.rate / ceiling.rate,
         wardgate.p99_ms
     );
-    for (upstream, runs) in [("nginx return 200", &latency), ("an application answering in 5 ms", &clinical)] {
-        println!("added latency in front of {upstream}:");
-        print_latency(runs);
-    }
     if std::env::var_os("WARDGATE_BENCH_RAW").is_some() {
         println!("--- wrk, Wardgate ---\n{}\n--- wrk, nginx ---\n{}", wardgate.raw, ceiling.raw);
     }

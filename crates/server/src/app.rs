@@ -5,17 +5,16 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware;
 use axum::routing::{get, post};
-use tower_http::set_header::SetResponseHeaderLayer;
 use wardgate_store::Store;
 use wardgate_store::audit_writer::AuditHandle;
 
 use crate::context::TrustedProxies;
+use crate::envelope::EnvelopeLayer;
 use crate::installation::KeyringCell;
 use crate::problem::Problem;
-use crate::{api, bootstrap, context, oidc, ops, pages, telemetry};
+use crate::{api, bootstrap, oidc, ops, pages, telemetry};
 
 /// Everything a request handler needs. Cloned by every extractor of every request, so it
 /// is one reference count, not a copy of the strings and handles inside.
@@ -74,18 +73,13 @@ pub struct RouterOptions {
     pub proxy: Option<Arc<crate::gateway::proxy::Proxy>>,
 }
 
-/// No scripts, no frames, no third parties; forms post only to us.
-/// The one script is ours, for WebAuthn; it talks only to us.
-const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
 pub fn router(state: AppState, opts: RouterOptions) -> Router {
-    let proxies = opts.trusted_proxies.clone();
     let proxy_state = opts.proxy.map(|proxy| crate::gateway::proxy::ProxyState {
         app: state.clone(),
         proxy,
         proxies: opts.trusted_proxies.clone(),
     });
-    let mut app = Router::new()
+    let routes = Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -188,39 +182,25 @@ pub fn router(state: AppState, opts: RouterOptions) -> Router {
             Problem::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed")
         })
         .with_state(state)
-        .layer(middleware::from_fn(telemetry::track))
-        .layer(DefaultBodyLimit::max(opts.max_body_bytes))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            opts.request_timeout,
-        ))
+        .layer(telemetry::TrackLayer);
+    // Around the router once, not on every route: see `envelope`.
+    let inner = tower::ServiceBuilder::new()
+        .layer(EnvelopeLayer::new(opts.trusted_proxies, opts.tls))
+        .map_response(axum::response::IntoResponse::into_response)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             use axum::response::IntoResponse;
             Problem::internal().into_response()
         }))
-        .layer(middleware::from_fn(crate::problem::ensure_problem_body))
-        .layer(middleware::from_fn(context::assign_request_id))
-        .layer(axum::Extension(proxies))
-        // `if_not_present`: the form-post response sets its own, naming the client's origin.
-        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)))
-        .layer(SetResponseHeaderLayer::overriding(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
-        .layer(SetResponseHeaderLayer::overriding(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
-        .layer(SetResponseHeaderLayer::overriding(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::if_not_present(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .layer(SetResponseHeaderLayer::overriding(
-            HeaderName::from_static("cross-origin-opener-policy"),
-            HeaderValue::from_static("same-origin"),
-        ));
-    if opts.tls {
-        app = app.layer(SetResponseHeaderLayer::overriding(
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-        ));
-    }
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            opts.request_timeout,
+        ))
+        .layer(DefaultBodyLimit::max(opts.max_body_bytes))
+        .service(routes);
     // Outermost: requests for a proxied application never meet Wardgate's own layers
     // (body limit, timeout, CSP), which would break the application.
-    if let Some(st) = proxy_state {
-        app = app.layer(middleware::from_fn_with_state(st, crate::gateway::proxy::dispatch));
-    }
-    app
+    let stack = tower::ServiceBuilder::new()
+        .option_layer(proxy_state.map(|st| middleware::from_fn_with_state(st, crate::gateway::proxy::dispatch)))
+        .service(inner);
+    Router::new().fallback_service(stack)
 }

@@ -2,11 +2,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::FromRequestParts;
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use ipnet::IpNet;
 
 /// The TCP peer, attached to every request by the connection loop.
@@ -27,8 +25,9 @@ pub struct ClientContext {
 }
 
 /// Proxies whose `X-Forwarded-For` is believed.
+/// Shared, because every request carries it.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(pub Vec<IpNet>);
+pub struct TrustedProxies(pub std::sync::Arc<[IpNet]>);
 
 impl TrustedProxies {
     pub fn trusts(&self, ip: IpAddr) -> bool {
@@ -54,16 +53,6 @@ impl TrustedProxies {
         }
         Some(last)
     }
-}
-
-pub async fn assign_request_id(mut req: Request, next: Next) -> Response {
-    let id = wardgate_core::token::random_id().unwrap_or_else(|_| "unavailable".into());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let mut resp = next.run(req).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    resp
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientContext {
@@ -97,7 +86,7 @@ mod tests {
 
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
-        let t = TrustedProxies(vec!["10.0.0.0/8".parse().unwrap()]);
+        let t = TrustedProxies(vec!["10.0.0.0/8".parse().unwrap()].into());
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         assert_eq!(t.client_ip(ip("192.0.2.9"), Some("1.2.3.4")), ip("192.0.2.9"));
         assert_eq!(t.client_ip(ip("10.0.0.1"), Some("1.2.3.4")), ip("1.2.3.4"));

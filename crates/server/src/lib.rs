@@ -12,6 +12,7 @@ pub mod clients;
 pub mod context;
 pub mod datadir;
 pub mod devices;
+mod envelope;
 pub mod gateway;
 pub mod governance;
 pub mod installation;

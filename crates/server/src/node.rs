@@ -174,7 +174,7 @@ impl Node {
             RouterOptions {
                 max_body_bytes: settings.server.max_body_bytes as usize,
                 request_timeout: Duration::from_secs(settings.server.request_timeout_secs),
-                trusted_proxies: TrustedProxies(settings.trusted_proxy_nets()),
+                trusted_proxies: TrustedProxies(settings.trusted_proxy_nets().into()),
                 tls: tls.is_some() || settings.server.behind_proxy,
                 proxy,
             },

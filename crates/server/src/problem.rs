@@ -106,8 +106,7 @@ fn body_problem(status: StatusCode, text: String) -> Problem {
 
 /// Layers below the router (timeouts, body limits) answer with bare status codes; give
 /// every error response without a body type the problem-document shape.
-pub async fn ensure_problem_body(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let resp = next.run(req).await;
+pub fn with_problem_body(resp: Response) -> Response {
     let status = resp.status();
     if (status.is_client_error() || status.is_server_error()) && !resp.headers().contains_key(header::CONTENT_TYPE) {
         let title = status.canonical_reason().unwrap_or("Error");

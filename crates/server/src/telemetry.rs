@@ -1,11 +1,16 @@
 //! Prometheus metrics and the per-request middleware that feeds them.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
+use axum::http::Method;
 use axum::response::Response;
+use metrics::SharedString;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -43,17 +48,84 @@ pub fn render() -> String {
 }
 
 /// Counts and times every request by its route template (never the raw path, which
-/// could carry tokens and would explode the label set).
-pub async fn track(req: Request, next: Next) -> Response {
-    let route =
-        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
-    let method = req.method().as_str().to_owned();
-    let start = Instant::now();
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("wardgate_http_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!("wardgate_http_request_duration_seconds", "route" => route, "method" => method)
-        .record(start.elapsed().as_secs_f64());
-    resp
+/// could carry tokens and would explode the label set). A layer on the routes, where the
+/// template is known.
+#[derive(Clone, Copy, Default)]
+pub struct TrackLayer;
+
+impl<S> tower::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for Track<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let route: SharedString = match req.extensions().get::<MatchedPath>() {
+            Some(p) => p.as_str().to_owned().into(),
+            None => SharedString::const_str("unmatched"),
+        };
+        let method = method_label(req.method());
+        Tracked { inner: self.inner.call(req), route: Some(route), method, start: Instant::now() }
+    }
+}
+
+fn method_label(m: &Method) -> SharedString {
+    match *m {
+        Method::GET => SharedString::const_str("GET"),
+        Method::POST => SharedString::const_str("POST"),
+        Method::PUT => SharedString::const_str("PUT"),
+        Method::PATCH => SharedString::const_str("PATCH"),
+        Method::DELETE => SharedString::const_str("DELETE"),
+        Method::HEAD => SharedString::const_str("HEAD"),
+        Method::OPTIONS => SharedString::const_str("OPTIONS"),
+        _ => m.as_str().to_owned().into(),
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct Tracked<F> {
+        #[pin]
+        inner: F,
+        route: Option<SharedString>,
+        method: SharedString,
+        start: Instant,
+    }
+}
+
+impl<F> Future for Tracked<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(resp) = std::task::ready!(this.inner.poll(cx));
+        let route = this.route.take().unwrap_or_default();
+        let status = resp.status().as_u16().to_string();
+        metrics::counter!("wardgate_http_requests_total", "route" => route.clone(), "method" => this.method.clone(), "status" => status)
+            .increment(1);
+        metrics::histogram!("wardgate_http_request_duration_seconds", "route" => route, "method" => this.method.clone())
+            .record(this.start.elapsed().as_secs_f64());
+        Poll::Ready(Ok(resp))
+    }
 }

@@ -30,6 +30,12 @@ pub enum AuditError {
 /// About one durable commit on a local SSD.
 const GATHER_AT_MOST: std::time::Duration = std::time::Duration::from_micros(250);
 
+/// A batch that starts with this many writes already queued is committed at once: the
+/// burst is here, and whoever comes next rides on the following commit, which gathers
+/// while this one is written. Waiting for stragglers only pays when the writer has been
+/// woken by the first one or two of a burst.
+const GATHER_BELOW: usize = 4;
+
 type Reply = oneshot::Sender<Result<(Written, ChainHead), Arc<StoreError>>>;
 
 /// The writer's configuration.
@@ -114,7 +120,9 @@ async fn run(
                 if n == 0 {
                     break;
                 }
-                gather_stragglers(&mut rx, &mut queued, config.max_batch).await;
+                if n < GATHER_BELOW {
+                    gather_stragglers(&mut rx, &mut queued, config.max_batch).await;
+                }
             }
             _ = tick.tick() => {
                 checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, None, false).await;

@@ -157,8 +157,11 @@ async fn bad_input_gets_a_problem_document_and_loses_nothing() {
         (h.http.get(h.url("/no/such/page")), StatusCode::NOT_FOUND),
         (h.http.delete(h.url("/healthz")), StatusCode::METHOD_NOT_ALLOWED),
     ];
+    let mut ids = std::collections::HashSet::new();
     for (i, (req, want)) in cases.into_iter().enumerate() {
-        let (status, p) = problem(req.send().await.unwrap()).await;
+        let resp = req.send().await.unwrap();
+        ids.insert(enveloped(&resp, &format!("case {i}")));
+        let (status, p) = problem(resp).await;
         assert_eq!(status, want, "case {i}: {p}");
         assert_eq!(p["status"], want.as_u16(), "case {i}");
         assert!(p["type"].as_str().unwrap().starts_with("urn:wardgate:problem:"), "case {i}");
@@ -166,8 +169,27 @@ async fn bad_input_gets_a_problem_document_and_loses_nothing() {
     // Nothing stored was lost and the server still serves.
     assert!(assert_chain_intact(&*h.node.store).await >= before);
     assert!(h.node.store.bootstrap_pending(time::OffsetDateTime::now_utc()).await.unwrap());
-    assert_eq!(h.http.get(h.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
+    let ok = h.http.get(h.url("/healthz")).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    ids.insert(enveloped(&ok, "healthz"));
+    assert_eq!(ids.len(), 10, "every response has its own request id");
     h.node.stop().await;
+}
+
+/// The headers every response of Wardgate's own carries, answers and refusals alike
+/// (a body refused below the router, an unknown path); returns its request id.
+fn enveloped(resp: &reqwest::Response, what: &str) -> String {
+    let h = resp.headers();
+    let get = |name: &str| h.get(name).map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+    assert!(get("content-security-policy").starts_with("default-src 'none'"), "{what}: CSP");
+    assert_eq!(get("x-content-type-options"), "nosniff", "{what}");
+    assert_eq!(get("x-frame-options"), "DENY", "{what}");
+    assert_eq!(get("referrer-policy"), "no-referrer", "{what}");
+    assert_eq!(get("cross-origin-opener-policy"), "same-origin", "{what}");
+    assert_eq!(get("cache-control"), "no-store", "{what}");
+    let id = get("x-request-id");
+    assert_eq!(id.len(), 32, "{what}: request id {id:?}");
+    id
 }
 
 #[tokio::test]

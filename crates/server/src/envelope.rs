@@ -1,0 +1,111 @@
+//! What every response from Wardgate itself carries, and what every request is given on
+//! the way in: a request id, the trusted proxies, a problem document for bare errors and
+//! the security headers.
+//!
+//! One service around the whole router rather than a stack of middleware functions on
+//! every route: those are cloned and boxed again for each request, which under
+//! forward-auth load was a large share of the server's time.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, header};
+use axum::response::Response;
+use tower::{Layer, Service};
+
+use crate::context::{RequestId, TrustedProxies};
+
+/// No scripts, no frames, no third parties; forms post only to us.
+/// The one script is ours, for WebAuthn; it talks only to us.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=63072000; includeSubDomains");
+
+#[derive(Clone)]
+pub struct EnvelopeLayer {
+    proxies: TrustedProxies,
+    /// Adds HSTS; set when this server or its proxy terminates TLS.
+    tls: bool,
+}
+
+impl EnvelopeLayer {
+    pub fn new(proxies: TrustedProxies, tls: bool) -> Self {
+        Self { proxies, tls }
+    }
+}
+
+impl<S> Layer<S> for EnvelopeLayer {
+    type Service = Envelope<S>;
+
+    fn layer(&self, inner: S) -> Envelope<S> {
+        Envelope { inner, proxies: self.proxies.clone(), tls: self.tls }
+    }
+}
+
+#[derive(Clone)]
+pub struct Envelope<S> {
+    inner: S,
+    proxies: TrustedProxies,
+    tls: bool,
+}
+
+impl<S> Service<Request> for Envelope<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Enveloped<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let id = wardgate_core::token::random_id().unwrap_or_else(|_| "unavailable".into());
+        let id_header = HeaderValue::from_str(&id).ok();
+        req.extensions_mut().insert(RequestId(id));
+        req.extensions_mut().insert(self.proxies.clone());
+        Enveloped { inner: self.inner.call(req), id: id_header, tls: self.tls }
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct Enveloped<F> {
+        #[pin]
+        inner: F,
+        id: Option<HeaderValue>,
+        tls: bool,
+    }
+}
+
+impl<F> Future for Enveloped<F>
+where
+    F: Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(resp) = std::task::ready!(this.inner.poll(cx));
+        let mut resp = crate::problem::with_problem_body(resp);
+        let h = resp.headers_mut();
+        if let Some(id) = this.id.take() {
+            h.insert("x-request-id", id);
+        }
+        // The form-post response sets its own CSP, naming the client's origin.
+        h.entry(header::CONTENT_SECURITY_POLICY).or_insert(HeaderValue::from_static(CSP));
+        h.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+        h.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
+        if *this.tls {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+        }
+        Poll::Ready(Ok(resp))
+    }
+}
