@@ -58,7 +58,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Enveloped<S::Future>;
+    type Future = Finishing<S::Future, Enveloping>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -69,31 +69,59 @@ where
         let id_header = HeaderValue::from_str(&id).ok();
         req.extensions_mut().insert(RequestId(id));
         req.extensions_mut().insert(self.proxies.clone());
-        Enveloped { inner: self.inner.call(req), id: id_header, tls: self.tls }
+        Finishing::new(self.inner.call(req), Enveloping { id: id_header, tls: self.tls })
     }
+}
+
+/// What a layer does to the response once its inner service has answered, with what it
+/// kept from the request.
+pub(crate) trait Finish {
+    fn finish(self, resp: Response) -> Response;
 }
 
 pin_project_lite::pin_project! {
-    pub struct Enveloped<F> {
+    /// The inner service's future, then [`Finish`].
+    pub struct Finishing<F, T> {
         #[pin]
         inner: F,
-        id: Option<HeaderValue>,
-        tls: bool,
+        then: Option<T>,
     }
 }
 
-impl<F> Future for Enveloped<F>
+impl<F, T> Finishing<F, T> {
+    pub(crate) fn new(inner: F, then: T) -> Self {
+        Self { inner, then: Some(then) }
+    }
+}
+
+impl<F, T> Future for Finishing<F, T>
 where
     F: Future<Output = Result<Response, Infallible>>,
+    T: Finish,
 {
     type Output = Result<Response, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let Ok(resp) = std::task::ready!(this.inner.poll(cx));
+        Poll::Ready(Ok(match this.then.take() {
+            Some(then) => then.finish(resp),
+            None => resp,
+        }))
+    }
+}
+
+/// What the envelope kept from the request.
+pub struct Enveloping {
+    id: Option<HeaderValue>,
+    tls: bool,
+}
+
+impl Finish for Enveloping {
+    fn finish(self, resp: Response) -> Response {
         let mut resp = crate::problem::with_problem_body(resp);
         let h = resp.headers_mut();
-        if let Some(id) = this.id.take() {
+        if let Some(id) = self.id {
             h.insert("x-request-id", id);
         }
         // The form-post response sets its own CSP, naming the client's origin.
@@ -103,9 +131,9 @@ where
         h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
         h.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
-        if *this.tls {
+        if self.tls {
             h.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
         }
-        Poll::Ready(Ok(resp))
+        resp
     }
 }

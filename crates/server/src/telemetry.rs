@@ -1,8 +1,6 @@
 //! Prometheus metrics and the per-request middleware that feeds them.
 
 use std::convert::Infallible;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -11,6 +9,8 @@ use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
 use metrics::SharedString;
+
+use crate::envelope::{Finish, Finishing};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -72,7 +72,7 @@ where
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = Tracked<S::Future>;
+    type Future = Finishing<S::Future, Tracking>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -84,7 +84,7 @@ where
             None => SharedString::const_str("unmatched"),
         };
         let method = method_label(req.method());
-        Tracked { inner: self.inner.call(req), route: Some(route), method, start: Instant::now() }
+        Finishing::new(self.inner.call(req), Tracking { route, method, start: Instant::now() })
     }
 }
 
@@ -101,31 +101,20 @@ fn method_label(m: &Method) -> SharedString {
     }
 }
 
-pin_project_lite::pin_project! {
-    pub struct Tracked<F> {
-        #[pin]
-        inner: F,
-        route: Option<SharedString>,
-        method: SharedString,
-        start: Instant,
-    }
+/// What the metrics layer kept from the request.
+pub struct Tracking {
+    route: SharedString,
+    method: SharedString,
+    start: Instant,
 }
 
-impl<F> Future for Tracked<F>
-where
-    F: Future<Output = Result<Response, Infallible>>,
-{
-    type Output = Result<Response, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Ok(resp) = std::task::ready!(this.inner.poll(cx));
-        let route = this.route.take().unwrap_or_default();
+impl Finish for Tracking {
+    fn finish(self, resp: Response) -> Response {
         let status = resp.status().as_u16().to_string();
-        metrics::counter!("wardgate_http_requests_total", "route" => route.clone(), "method" => this.method.clone(), "status" => status)
+        metrics::counter!("wardgate_http_requests_total", "route" => self.route.clone(), "method" => self.method.clone(), "status" => status)
             .increment(1);
-        metrics::histogram!("wardgate_http_request_duration_seconds", "route" => route, "method" => this.method.clone())
-            .record(this.start.elapsed().as_secs_f64());
-        Poll::Ready(Ok(resp))
+        metrics::histogram!("wardgate_http_request_duration_seconds", "route" => self.route, "method" => self.method)
+            .record(self.start.elapsed().as_secs_f64());
+        resp
     }
 }
