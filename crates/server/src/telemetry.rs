@@ -1,14 +1,15 @@
 //! Prometheus metrics and the per-request middleware that feeds them.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::OnceLock;
+use std::sync::{Arc, LazyLock, OnceLock, RwLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
 use axum::response::Response;
-use metrics::SharedString;
+use metrics::{Counter, Histogram, SharedString};
 
 use crate::envelope::{Finish, Finishing};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -79,42 +80,84 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let route: SharedString = match req.extensions().get::<MatchedPath>() {
-            Some(p) => p.as_str().to_owned().into(),
-            None => SharedString::const_str("unmatched"),
+        let route = match req.extensions().get::<MatchedPath>() {
+            Some(p) => RouteMetrics::of(p.as_str()),
+            None => RouteMetrics::of(UNMATCHED),
         };
         let method = method_label(req.method());
         Finishing::new(self.inner.call(req), Tracking { route, method, start: Instant::now() })
     }
 }
 
-fn method_label(m: &Method) -> SharedString {
+const UNMATCHED: &str = "unmatched";
+
+/// Any other method is `other`: a label per method a client invents would let anyone grow
+/// the metrics without bound.
+fn method_label(m: &Method) -> &'static str {
     match *m {
-        Method::GET => SharedString::const_str("GET"),
-        Method::POST => SharedString::const_str("POST"),
-        Method::PUT => SharedString::const_str("PUT"),
-        Method::PATCH => SharedString::const_str("PATCH"),
-        Method::DELETE => SharedString::const_str("DELETE"),
-        Method::HEAD => SharedString::const_str("HEAD"),
-        Method::OPTIONS => SharedString::const_str("OPTIONS"),
-        _ => m.as_str().to_owned().into(),
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The request metrics of one route, their handles kept: looking a labelled metric up in
+/// the registry cost more, per request, than the rest of the request's bookkeeping.
+/// Routes, methods and statuses are few, so these maps stay small.
+struct RouteMetrics {
+    route: SharedString,
+    counts: RwLock<HashMap<(&'static str, u16), Counter>>,
+    timings: RwLock<HashMap<&'static str, Histogram>>,
+}
+
+static ROUTES: LazyLock<RwLock<HashMap<String, Arc<RouteMetrics>>>> = LazyLock::new(Default::default);
+
+impl RouteMetrics {
+    fn of(route: &str) -> Arc<Self> {
+        if let Some(m) = ROUTES.read().unwrap_or_else(|e| e.into_inner()).get(route) {
+            return Arc::clone(m);
+        }
+        let mut all = ROUTES.write().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(all.entry(route.to_owned()).or_insert_with(|| {
+            Arc::new(Self { route: route.to_owned().into(), counts: RwLock::default(), timings: RwLock::default() })
+        }))
+    }
+
+    fn count(&self, method: &'static str, status: u16) {
+        if let Some(c) = self.counts.read().unwrap_or_else(|e| e.into_inner()).get(&(method, status)) {
+            return c.increment(1);
+        }
+        let c = metrics::counter!("wardgate_http_requests_total", "route" => self.route.clone(), "method" => method, "status" => status.to_string());
+        c.increment(1);
+        self.counts.write().unwrap_or_else(|e| e.into_inner()).insert((method, status), c);
+    }
+
+    fn time(&self, method: &'static str, seconds: f64) {
+        if let Some(h) = self.timings.read().unwrap_or_else(|e| e.into_inner()).get(method) {
+            return h.record(seconds);
+        }
+        let h = metrics::histogram!("wardgate_http_request_duration_seconds", "route" => self.route.clone(), "method" => method);
+        h.record(seconds);
+        self.timings.write().unwrap_or_else(|e| e.into_inner()).insert(method, h);
     }
 }
 
 /// What the metrics layer kept from the request.
 pub struct Tracking {
-    route: SharedString,
-    method: SharedString,
+    route: Arc<RouteMetrics>,
+    method: &'static str,
     start: Instant,
 }
 
 impl Finish for Tracking {
     fn finish(self, resp: Response) -> Response {
-        let status = resp.status().as_u16().to_string();
-        metrics::counter!("wardgate_http_requests_total", "route" => self.route.clone(), "method" => self.method.clone(), "status" => status)
-            .increment(1);
-        metrics::histogram!("wardgate_http_request_duration_seconds", "route" => self.route, "method" => self.method)
-            .record(self.start.elapsed().as_secs_f64());
+        self.route.count(self.method, resp.status().as_u16());
+        self.route.time(self.method, self.start.elapsed().as_secs_f64());
         resp
     }
 }

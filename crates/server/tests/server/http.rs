@@ -210,6 +210,32 @@ async fn health_readiness_and_metrics_are_served() {
         assert!(m.contains(name), "{name} missing from metrics:\n{m}");
     }
     assert!(m.contains("route=\"/healthz\""), "requests are labelled by route template");
+
+    // The counts go on rising once a route's metrics are known (their handles are kept).
+    let healthz_ok = |m: &str| -> u64 {
+        m.lines()
+            .find(|l| {
+                l.starts_with("wardgate_http_requests_total{")
+                    && l.contains("route=\"/healthz\"")
+                    && l.contains("method=\"GET\"")
+                    && l.contains("status=\"200\"")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no count of GET /healthz in:\n{m}"))
+    };
+    let before = healthz_ok(&m);
+    for _ in 0..3 {
+        h.http.get(h.url("/healthz")).send().await.unwrap();
+    }
+    // A method a client invents is counted, but under one label for all such methods.
+    let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let r = h.http.request(brew, h.url("/healthz")).send().await.unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+    let m = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(healthz_ok(&m) >= before + 3, "{before} before, then:\n{m}");
+    assert!(m.contains("method=\"other\""), "{m}");
+    assert!(!m.contains("BREW"), "{m}");
     h.node.stop().await;
 }
 
