@@ -58,6 +58,9 @@ impl<S> tower::Layer<S> for TrackLayer {
     type Service = Track<S>;
 
     fn layer(&self, inner: S) -> Track<S> {
+        // Handles are kept from a route's first request on: one made before the recorder
+        // is installed would count nothing, ever.
+        let _ = recorder();
         Track { inner }
     }
 }
