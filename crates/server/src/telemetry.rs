@@ -132,22 +132,27 @@ impl RouteMetrics {
     }
 
     fn count(&self, method: &'static str, status: u16) {
-        if let Some(c) = self.counts.read().unwrap_or_else(|e| e.into_inner()).get(&(method, status)) {
-            return c.increment(1);
-        }
-        let c = metrics::counter!("wardgate_http_requests_total", "route" => self.route.clone(), "method" => method, "status" => status.to_string());
-        c.increment(1);
-        self.counts.write().unwrap_or_else(|e| e.into_inner()).insert((method, status), c);
+        kept(&self.counts, (method, status), || {
+            metrics::counter!("wardgate_http_requests_total", "route" => self.route.clone(), "method" => method, "status" => status.to_string())
+        })
+        .increment(1);
     }
 
     fn time(&self, method: &'static str, seconds: f64) {
-        if let Some(h) = self.timings.read().unwrap_or_else(|e| e.into_inner()).get(method) {
-            return h.record(seconds);
-        }
-        let h = metrics::histogram!("wardgate_http_request_duration_seconds", "route" => self.route.clone(), "method" => method);
-        h.record(seconds);
-        self.timings.write().unwrap_or_else(|e| e.into_inner()).insert(method, h);
+        kept(&self.timings, method, || {
+            metrics::histogram!("wardgate_http_request_duration_seconds", "route" => self.route.clone(), "method" => method)
+        })
+        .record(seconds);
     }
+}
+
+/// The handle kept under `key`, made (and kept) the first time. Handles are shared
+/// pointers, so handing out a clone is cheap.
+fn kept<K: Eq + std::hash::Hash, H: Clone>(handles: &RwLock<HashMap<K, H>>, key: K, make: impl FnOnce() -> H) -> H {
+    if let Some(h) = handles.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return h.clone();
+    }
+    handles.write().unwrap_or_else(|e| e.into_inner()).entry(key).or_insert_with(make).clone()
 }
 
 /// What the metrics layer kept from the request.
