@@ -266,7 +266,7 @@ async fn code_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, fo
             Err(e) => return server_error(e),
         };
         let grant = Grant {
-            id: match token::random_id() {
+            id: match token::ordered_id(now) {
                 Ok(id) => id,
                 Err(e) => return server_error(e),
             },
@@ -449,7 +449,7 @@ async fn client_credentials(app: &AppState, ctx: &ClientContext, client: &OidcCl
         );
     }
     let grant = Grant {
-        id: match token::random_id() {
+        id: match token::ordered_id(now) {
             Ok(id) => id,
             Err(e) => return server_error(e),
         },
