@@ -71,14 +71,20 @@ const SQLITE_NOTADB: i32 = 26;
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// One connection for every write: SQLite has one writer anyway, and a connection that
-    /// made the last change keeps a warm page cache instead of re-reading pages from the WAL.
+    /// One connection for the other writes: SQLite has one writer anyway, and a connection
+    /// that made the last change keeps a warm page cache instead of re-reading pages from
+    /// the WAL.
     writes: SqlitePool,
     node: String,
     path: PathBuf,
     /// Serialises this process's writers, and remembers the chain head our own last append
     /// left (see `append_audit`). Any other write forgets it.
     writer: Mutex<Option<ChainHead>>,
+    /// The connection of the group commit (audit batches, grants, codes, rotations), held
+    /// outside any pool: a pool pings a connection on its way back, one more round trip
+    /// to SQLite's worker thread on every commit. Used only while holding `writer`.
+    hot: Mutex<Option<SqliteConnection>>,
+    options: SqliteConnectOptions,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -121,7 +127,7 @@ impl SqliteStore {
             .max_connections(1)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
         {
             Ok(w) => w,
@@ -130,8 +136,15 @@ impl SqliteStore {
                 return Err(at_path(path, e));
             }
         };
-        let store =
-            SqliteStore { pool, writes, node: node.to_owned(), path: path.to_owned(), writer: Mutex::new(None) };
+        let store = SqliteStore {
+            pool,
+            writes,
+            node: node.to_owned(),
+            path: path.to_owned(),
+            writer: Mutex::new(None),
+            hot: Mutex::new(None),
+            options,
+        };
         if let Err(e) = store.prepare().await {
             store.close().await;
             return Err(e);
@@ -142,6 +155,9 @@ impl SqliteStore {
 
     /// Closes every connection, checkpointing the WAL into the main file.
     pub async fn close(&self) {
+        if let Some(conn) = self.hot.lock().await.take() {
+            let _ = conn.close().await;
+        }
         self.writes.close().await;
         self.pool.close().await;
     }
@@ -220,26 +236,47 @@ impl SqliteStore {
         rows.push_inserts(&mut qb);
         push_guarded_append(&mut qb, head, &sealed);
         qb.push("COMMIT");
-        let mut conn = self.writes.acquire().await.map_err(err)?;
+        let mut hot = self.hot_connection().await?;
+        let conn = opened(&mut hot)?;
         // Records alone come in a few batch sizes, and caching those statements saves the
         // parse; batches with other rows vary with their mix and are not worth a place.
         let cache = rows.is_empty() && sealed.len() <= 64;
         match qb.build().persistent(cache).execute(&mut *conn).await {
             Ok(_) => Ok(new_head),
             Err(e) => {
-                roll_back(conn).await;
+                roll_back(&mut hot).await;
                 Err(err(e))
             }
         }
     }
+
+    /// The group commit's own connection, opened on first use (and again after a failed
+    /// rollback closed it). The caller holds `writer`.
+    async fn hot_connection(&self) -> Result<MutexGuard<'_, Option<SqliteConnection>>, StoreError> {
+        let mut hot = self.hot.lock().await;
+        if hot.is_none() {
+            *hot = Some(SqliteConnection::connect_with(&self.options).await.map_err(|e| at_path(&self.path, e))?);
+        }
+        Ok(hot)
+    }
 }
 
-/// Ends a statement list that failed part-way. A connection whose `ROLLBACK` fails is
-/// closed rather than handed back to the pool with a transaction open (it also fails when
-/// no transaction was open, and then a fresh connection costs little).
-async fn roll_back(mut conn: sqlx::pool::PoolConnection<Sqlite>) {
-    if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-        let _ = conn.detach().close().await;
+/// What [`SqliteStore::hot_connection`] opened.
+fn opened(hot: &mut Option<SqliteConnection>) -> Result<&mut SqliteConnection, StoreError> {
+    hot.as_mut().ok_or_else(|| StoreError::Unavailable("the write connection is not open".into()))
+}
+
+/// Ends a statement list that failed part-way on the group commit's connection. One whose
+/// `ROLLBACK` fails is closed rather than kept with a transaction open (it also fails when
+/// no transaction was open, and then a fresh connection costs little); the next commit
+/// opens a fresh one.
+async fn roll_back(hot: &mut Option<SqliteConnection>) {
+    let failed = match hot.as_mut() {
+        Some(conn) => sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err(),
+        None => false,
+    };
+    if failed && let Some(conn) = hot.take() {
+        let _ = conn.close().await;
     }
 }
 
@@ -1115,14 +1152,14 @@ impl Store for SqliteStore {
             }
         }
         loop {
-            let mut conn = self.writes.acquire().await.map_err(err)?;
-            match self.commit_on(&mut conn, known, writes).await {
+            let mut hot = self.hot_connection().await?;
+            match self.commit_on(opened(&mut hot)?, known, writes).await {
                 Ok((found, head)) => {
                     *guard = Some(head);
                     return Ok((found, head));
                 }
                 Err(e) => {
-                    roll_back(conn).await;
+                    roll_back(&mut hot).await;
                     // The remembered head may be stale (another process appended): once
                     // more, reading it inside the transaction.
                     if known.take().is_none() {
