@@ -19,7 +19,9 @@
 //!
 //! `cargo bench -p wardgate-server --bench oidc`. Environment: WARDGATE_BENCH_SECS (10),
 //! WARDGATE_BENCH_WARMUP_SECS (3), WARDGATE_BENCH_CONCURRENCY (32), WARDGATE_BENCH_CHAINS
-//! (refresh chains, 128), WARDGATE_BENCH_NODE (the node binary, `node`). Without Node or
+//! (refresh chains, 128), WARDGATE_BENCH_NODE (the node binary, `node`), WARDGATE_BENCH_TRACE
+//! (a path prefix: each open-loop run writes `PREFIX.N`, one line per request with its due
+//! time and latency in milliseconds, to see when slow answers happened). Without Node or
 //! without `npm ci` in `benches/oidc-provider`, only Wardgate is measured.
 
 // The server runs in this process: it gets the allocator the `wardgate` binary has.
@@ -366,11 +368,21 @@ where
             let (state, r) = op(state).await;
             let latency = due.elapsed();
             pool.lock().unwrap().push(state);
-            (latency, r)
+            (due - start, latency, r)
         });
     }
-    let results = tasks.join_all().await;
+    let traced = tasks.join_all().await;
     let elapsed = start.elapsed();
+    if let Ok(prefix) = std::env::var("WARDGATE_BENCH_TRACE") {
+        use std::io::Write as _;
+        static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut f = std::io::BufWriter::new(std::fs::File::create(format!("{prefix}.{n}")).unwrap());
+        for (at, lat, _) in &traced {
+            writeln!(f, "{:.3} {:.3}", at.as_secs_f64() * 1e3, lat.as_secs_f64() * 1e3).unwrap();
+        }
+    }
+    let results = traced.into_iter().map(|(_, lat, r)| (lat, r)).collect();
     let run = Run::new(results, elapsed, CpuSnapshot::take(cpu).since(before));
     let states = std::mem::take(&mut *pool.lock().unwrap());
     (run, states)
