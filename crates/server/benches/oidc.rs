@@ -11,14 +11,20 @@
 //! Each is measured closed-loop (every task sends its next request when the last one is
 //! answered) for a fixed time after a warm-up, then open-loop at 80 % of the rate just
 //! measured (requests sent on a fixed schedule; latency counted from the scheduled time, so
-//! a slow answer delays nothing and hides nothing).
+//! a slow answer delays nothing and hides nothing). The open loop keeps at most
+//! WARDGATE_BENCH_OPEN_INFLIGHT requests in flight (64; refresh: one per chain), as a
+//! relying party's connection pool would: a request due while they are all taken waits
+//! for one, and the wait counts in its latency. Unbounded, the load generator opened a
+//! connection for every request that found none idle — thousands once a queue formed —
+//! and spent the shared cores on that instead of on requests.
 //!
 //! Server CPU is read from /proc: Wardgate runs in this process on its own runtime (threads
 //! `wardgate-server`, plus SQLite's `sqlx-sqlite-worker-*`); the load generator on another
 //! (`bench-client`); `oidc-provider` is a child process.
 //!
 //! `cargo bench -p wardgate-server --bench oidc`. Environment: WARDGATE_BENCH_SECS (10),
-//! WARDGATE_BENCH_WARMUP_SECS (3), WARDGATE_BENCH_CONCURRENCY (32), WARDGATE_BENCH_CHAINS
+//! WARDGATE_BENCH_WARMUP_SECS (3), WARDGATE_BENCH_CONCURRENCY (32), WARDGATE_BENCH_OPEN_INFLIGHT
+//! (64), WARDGATE_BENCH_CHAINS
 //! (refresh chains, 128), WARDGATE_BENCH_NODE (the node binary, `node`), WARDGATE_BENCH_TRACE
 //! (a path prefix: each open-loop run writes `PREFIX.N`, one line per request with its due
 //! time and latency in milliseconds, to see when slow answers happened). Without Node or
@@ -583,6 +589,7 @@ struct Config {
     secs: f64,
     warmup: f64,
     concurrency: usize,
+    open_inflight: usize,
     chains: usize,
 }
 
@@ -665,7 +672,7 @@ async fn at_rate(
     match m {
         Measure::ClientCredentials | Measure::CodeFlow => {
             let op = stateless_op(http, t2, m);
-            (paced(vec![(); 4096], rate, cfg.secs, t.cpu, op).await.0, chains)
+            (paced(vec![(); cfg.open_inflight], rate, cfg.secs, t.cpu, op).await.0, chains)
         }
         Measure::Refresh => {
             // One chain per pool entry, so that any free chain can be taken.
@@ -703,6 +710,7 @@ fn main() {
         secs: env("WARDGATE_BENCH_SECS", 10.0),
         warmup: env("WARDGATE_BENCH_WARMUP_SECS", 3.0),
         concurrency: env("WARDGATE_BENCH_CONCURRENCY", 32usize).max(1),
+        open_inflight: env("WARDGATE_BENCH_OPEN_INFLIGHT", 64usize).max(1),
         chains: env("WARDGATE_BENCH_CHAINS", 128usize).max(1),
     };
     // reqwest has TLS without a crypto provider in this crate's tests; install ring's.
@@ -765,8 +773,8 @@ fn main() {
         }
 
         println!(
-            "machine: {cores} cores; {} s per measurement after {} s of warm-up; {} concurrent requests (closed loop); {} refresh chains",
-            cfg.secs, cfg.warmup, cfg.concurrency, cfg.chains
+            "machine: {cores} cores; {} s per measurement after {} s of warm-up; {} concurrent requests (closed loop); at most {} in flight (open loop); {} refresh chains",
+            cfg.secs, cfg.warmup, cfg.concurrency, cfg.open_inflight, cfg.chains
         );
         let mut rows = Vec::new();
         // The busiest the rest of the machine was during any measurement, in cores.
