@@ -23,12 +23,12 @@
 //! (`bench-client`); `oidc-provider` is a child process.
 //!
 //! `cargo bench -p wardgate-server --bench oidc`. Environment: WARDGATE_BENCH_SECS (10),
-//! WARDGATE_BENCH_WARMUP_SECS (3), WARDGATE_BENCH_CONCURRENCY (32), WARDGATE_BENCH_OPEN_INFLIGHT
-//! (64), WARDGATE_BENCH_CHAINS
-//! (refresh chains, 128), WARDGATE_BENCH_NODE (the node binary, `node`), WARDGATE_BENCH_TRACE
-//! (a path prefix: each open-loop run writes `PREFIX.N`, one line per request with its due
-//! time and latency in milliseconds, to see when slow answers happened). Without Node or
-//! without `npm ci` in `benches/oidc-provider`, only Wardgate is measured.
+//! WARDGATE_BENCH_WARMUP_SECS (3), WARDGATE_BENCH_CONCURRENCY (32),
+//! WARDGATE_BENCH_OPEN_INFLIGHT (64), WARDGATE_BENCH_CHAINS (refresh chains, 128),
+//! WARDGATE_BENCH_NODE (the node binary, `node`), WARDGATE_BENCH_TRACE (a path prefix: each
+//! open-loop run writes `PREFIX.N`, one line per request with its due time and latency in
+//! milliseconds, to see when slow answers happened). Without Node or without `npm ci` in
+//! `benches/oidc-provider`, only Wardgate is measured.
 
 // The server runs in this process: it gets the allocator the `wardgate` binary has.
 #[global_allocator]
