@@ -84,7 +84,6 @@ pub struct SqliteStore {
     /// outside any pool: a pool pings a connection on its way back, one more round trip
     /// to SQLite's worker thread on every commit. Used only while holding `writer`.
     hot: Mutex<Option<SqliteConnection>>,
-    options: SqliteConnectOptions,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -127,7 +126,7 @@ impl SqliteStore {
             .max_connections(1)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            .connect_with(options)
             .await
         {
             Ok(w) => w,
@@ -143,7 +142,6 @@ impl SqliteStore {
             path: path.to_owned(),
             writer: Mutex::new(None),
             hot: Mutex::new(None),
-            options,
         };
         if let Err(e) = store.prepare().await {
             store.close().await;
@@ -255,7 +253,9 @@ impl SqliteStore {
     async fn hot_connection(&self) -> Result<MutexGuard<'_, Option<SqliteConnection>>, StoreError> {
         let mut hot = self.hot.lock().await;
         if hot.is_none() {
-            *hot = Some(SqliteConnection::connect_with(&self.options).await.map_err(|e| at_path(&self.path, e))?);
+            // The write pool's options: the same file, pragmas and durability.
+            let options = self.writes.connect_options();
+            *hot = Some(SqliteConnection::connect_with(&options).await.map_err(|e| at_path(&self.path, e))?);
         }
         Ok(hot)
     }
