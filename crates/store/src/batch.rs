@@ -28,10 +28,31 @@ pub enum Write {
     /// The redemption and the grant it buys in one write: the code is spent under
     /// `grant.id` and, only if it was fresh, the grant, its first refresh token and `event`
     /// are stored. Answers the redemption, as [`Write::RedeemCode`] does.
-    RedeemIntoGrant { digest: [u8; 32], now: OffsetDateTime, grant: Grant, refresh: RefreshToken, event: AuditEvent },
+    ///
+    /// `read` is the code as the caller read it just before, unused and unexpired, if it
+    /// was: the store may then spend it without reading it again, guarded so that a code
+    /// spent meanwhile fails the blind attempt and takes the reading path instead.
+    RedeemIntoGrant {
+        digest: [u8; 32],
+        now: OffsetDateTime,
+        grant: Grant,
+        refresh: RefreshToken,
+        event: AuditEvent,
+        read: Option<AuthCode>,
+    },
     /// As [`Store::rotate_refresh_token`](crate::Store::rotate_refresh_token): `rotated` is
     /// recorded when the token is exchanged, `reused` when a replay revokes the grant.
-    RotateRefresh { digest: [u8; 32], next: RefreshToken, now: OffsetDateTime, rotated: AuditEvent, reused: AuditEvent },
+    ///
+    /// `live` is the token's grant as the caller read it just before, when the token was
+    /// unused and unexpired and the grant not revoked: as `read` above.
+    RotateRefresh {
+        digest: [u8; 32],
+        next: RefreshToken,
+        now: OffsetDateTime,
+        rotated: AuditEvent,
+        reused: AuditEvent,
+        live: Option<Grant>,
+    },
 }
 
 impl Write {
@@ -43,6 +64,13 @@ impl Write {
     /// before its commit, so it can be sent as one statement list.
     pub fn is_insert(&self) -> bool {
         matches!(self, Write::Audit(_) | Write::InsertGrant { .. } | Write::InsertCode { .. })
+    }
+
+    /// An insert, or a spend whose outcome the caller read ahead: a batch of these can be
+    /// sent as one guarded statement list.
+    pub fn is_read_ahead(&self) -> bool {
+        self.is_insert()
+            || matches!(self, Write::RedeemIntoGrant { read: Some(_), .. } | Write::RotateRefresh { live: Some(_), .. })
     }
 }
 

@@ -19,7 +19,7 @@ use wardgate_core::policy::{PolicyVersion, VersionStatus};
 use wardgate_core::session::Session;
 use wardgate_core::{from_unix_micros, unix_micros};
 
-use crate::{CodeRedemption, StoreError};
+use crate::{CodeRedemption, RefreshHolder, StoreError};
 
 /// The migrator for one backend, built from SQL embedded at compile time (the `migrate!`
 /// macro needs sqlx's `macros` feature, which this workspace leaves off).
@@ -130,6 +130,13 @@ pub(crate) async fn finish_quiet<DB: Database, T>(
 
 pub(crate) fn micros(t: OffsetDateTime) -> i64 {
     unix_micros(t)
+}
+
+/// Reads the columns `first..` of `row` as a tuple, each column's type taken from the tuple's.
+macro_rules! columns_at {
+    ($row:expr, $first:expr; $($i:literal),+) => {
+        ( $( $row.try_get($first + $i)?, )+ )
+    };
 }
 
 pub(crate) fn bytes<const N: usize>(v: Vec<u8>, what: &str) -> Result<[u8; N], StoreError> {
@@ -428,20 +435,38 @@ macro_rules! select_sessions {
 pub(crate) use select_sessions;
 
 /// A session's columns followed by its account's (as [`select_users`] names them).
+/// A session's columns under the alias `s`, in [`SessionRow`] order.
+macro_rules! session_columns_s {
+    () => {
+        "s.digest, s.id, s.user_id, s.aal, s.amr, s.correlation_id, s.client_ip, s.user_agent, \
+         s.created_at_us, s.last_seen_at_us, s.revoked_at_us, s.idle_timeout_us, s.lifetime_us"
+    };
+}
+
+/// An account's columns under the alias `u`, in [`UserRow`] order.
+macro_rules! user_columns_u {
+    () => {
+        "u.id, u.username, u.display_name, u.email, u.employee_id, u.roles, u.status, u.failed_attempts, \
+         u.last_failure_at_us, u.locked_until_us, u.created_at_us, u.privileged, u.role_expiry, u.vendor, \
+         u.account_expires_us, u.manager, u.last_login_at_us"
+    };
+}
+
 macro_rules! select_session_and_user {
     ($rest:literal) => {
         concat!(
-            "SELECT s.digest, s.id, s.user_id, s.aal, s.amr, s.correlation_id, s.client_ip, s.user_agent, \
-             s.created_at_us, s.last_seen_at_us, s.revoked_at_us, s.idle_timeout_us, s.lifetime_us, u.id, \
-             u.username, u.display_name, u.email, u.employee_id, u.roles, u.status, u.failed_attempts, \
-             u.last_failure_at_us, u.locked_until_us, u.created_at_us, u.privileged, u.role_expiry, u.vendor, \
-             u.account_expires_us, u.manager, u.last_login_at_us \
-             FROM sessions s JOIN users u ON u.id = s.user_id ",
+            "SELECT ",
+            $crate::common::session_columns_s!(),
+            ", ",
+            $crate::common::user_columns_u!(),
+            " FROM sessions s JOIN users u ON u.id = s.user_id ",
             $rest
         )
     };
 }
 pub(crate) use select_session_and_user;
+pub(crate) use session_columns_s;
+pub(crate) use user_columns_u;
 
 /// Decodes a row of [`select_session_and_user`]: the session's thirteen columns are a
 /// [`SessionRow`], the account's follow them.
@@ -712,6 +737,48 @@ pub(crate) type CodeRow = (
     Option<String>,
 );
 
+/// A code and the account it was issued to (`NULL` columns if that is gone), for
+/// [`code_and_user`].
+macro_rules! select_code_and_user {
+    ($rest:literal) => {
+        concat!(
+            "SELECT c.digest, c.client_id, c.user_id, c.session_id, c.redirect_uri, c.code_challenge, c.nonce, \
+             c.scopes, c.acr, c.amr, c.auth_time_us, c.correlation_id, c.created_at_us, c.expires_at_us, \
+             c.grant_id, ",
+            $crate::common::user_columns_u!(),
+            " FROM oidc_codes c LEFT JOIN users u ON u.id = c.user_id ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_code_and_user;
+
+/// Decodes a row of [`select_code_and_user`]: the code's fifteen columns, then the account's.
+pub(crate) fn code_and_user<R>(row: &R) -> Result<(AuthCode, Option<User>), StoreError>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    const USER: usize = 15;
+    let read = || -> Result<_, sqlx::Error> {
+        let code: CodeRow = columns_at!(row, 0; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
+        let user = match row.try_get::<Option<String>, _>(USER)? {
+            Some(_) => Some(UserRow::read(row, USER)?),
+            None => None,
+        };
+        Ok((code, user))
+    };
+    let (code, user_row) = read().map_err(|e| StoreError::Malformed(format!("code row: {e}")))?;
+    Ok((auth_code(code)?, user_row.map(user).transpose()?))
+}
+
 pub(crate) fn auth_code(
     (
         digest,
@@ -815,6 +882,66 @@ macro_rules! select_refresh_tokens {
 pub(crate) use select_refresh_tokens;
 
 pub(crate) type RefreshTokenRow = (Vec<u8>, String, i64, i64, Option<i64>);
+
+/// A refresh token, its grant, and the session and account the grant names (`NULL`
+/// columns where there is none), for [`refresh_holder`].
+macro_rules! select_refresh_holder {
+    ($rest:literal) => {
+        concat!(
+            "SELECT t.digest, t.grant_id, t.created_at_us, t.expires_at_us, t.used_at_us, g.id, g.client_id, \
+             g.user_id, g.session_id, g.scopes, g.acr, g.amr, g.auth_time_us, g.correlation_id, g.created_at_us, \
+             g.revoked_at_us, ",
+            $crate::common::session_columns_s!(),
+            ", ",
+            $crate::common::user_columns_u!(),
+            " FROM oidc_refresh_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
+             LEFT JOIN sessions s ON s.id = g.session_id LEFT JOIN users u ON u.id = g.user_id ",
+            $rest
+        )
+    };
+}
+pub(crate) use select_refresh_holder;
+
+/// Decodes a row of [`select_refresh_holder`]: the token's five columns, the grant's eleven,
+/// the session's thirteen and the account's.
+pub(crate) fn refresh_holder<R>(row: &R) -> Result<RefreshHolder, StoreError>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    Vec<u8>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i32: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    const GRANT: usize = 5;
+    const SESSION: usize = 16;
+    const USER: usize = 29;
+    let read = || -> Result<_, sqlx::Error> {
+        let token: RefreshTokenRow = columns_at!(row, 0; 0, 1, 2, 3, 4);
+        let grant: GrantRow = columns_at!(row, GRANT; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10);
+        // A missing session or account reads as NULL in its key column.
+        let session: Option<SessionRow> = match row.try_get::<Option<String>, _>(SESSION + 1)? {
+            Some(_) => Some(columns_at!(row, SESSION; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)),
+            None => None,
+        };
+        let user = match row.try_get::<Option<String>, _>(USER)? {
+            Some(_) => Some(UserRow::read(row, USER)?),
+            None => None,
+        };
+        Ok((token, grant, session, user))
+    };
+    let (token, grant_row, session_row, user_row) =
+        read().map_err(|e| StoreError::Malformed(format!("refresh token row: {e}")))?;
+    Ok(RefreshHolder {
+        token: refresh_token(token)?,
+        grant: grant(grant_row)?,
+        session: session_row.map(session).transpose()?,
+        user: user_row.map(user).transpose()?,
+    })
+}
 
 pub(crate) fn refresh_token(
     (digest, grant_id, created_at_us, expires_at_us, used_at_us): RefreshTokenRow,

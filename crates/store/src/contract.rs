@@ -370,6 +370,9 @@ pub trait Store: Send + Sync + 'static {
     /// before it is spent.
     async fn auth_code(&self, digest: &[u8; 32]) -> Result<Option<AuthCode>, StoreError>;
 
+    /// The same with the account it was issued to, if that still exists, in one read.
+    async fn auth_code_with_user(&self, digest: &[u8; 32]) -> Result<Option<(AuthCode, Option<User>)>, StoreError>;
+
     /// Redeems a code once, atomically. If it exists, is unexpired and unused, it is marked
     /// used with `grant_id` (the grant the caller is about to store with [`Store::insert_grant`],
     /// built from the returned code): `Fresh(code)`. A code already used returns
@@ -395,6 +398,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// The refresh token with this digest and its grant, whatever their state.
     async fn refresh_token(&self, digest: &[u8; 32]) -> Result<Option<(RefreshToken, Grant)>, StoreError>;
+
+    /// The same with the account and the session the grant names, where they still exist:
+    /// everything a refresh checks before it spends the token, in one read.
+    async fn refresh_holder(&self, digest: &[u8; 32]) -> Result<Option<RefreshHolder>, StoreError>;
 
     /// Exchanges a refresh token for `next` (same grant), atomically:
     /// - unused, unexpired, grant not revoked → it is marked used, `next` stored: `Rotated(grant)`;
@@ -816,6 +823,18 @@ pub enum CodeRedemption {
     Fresh(AuthCode),
     Reused(AuthCode),
     Unknown,
+}
+
+/// A refresh token as [`Store::refresh_holder`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshHolder {
+    pub token: RefreshToken,
+    pub grant: Grant,
+    /// The grant's account; `None` for a client's own grant or a deleted account.
+    pub user: Option<User>,
+    /// The session the grant came from, if the grant names one and it is still stored
+    /// (revoked or not: the caller judges its state).
+    pub session: Option<Session>,
 }
 
 /// What presenting a refresh token found.

@@ -21,7 +21,9 @@ mod postgres;
 mod scim;
 mod sqlite;
 
-pub use contract::{AuditMark, AuditMarks, CodeRedemption, OidcPurged, Rotation, SealedColumn, SealedRef, Store};
+pub use contract::{
+    AuditMark, AuditMarks, CodeRedemption, OidcPurged, RefreshHolder, Rotation, SealedColumn, SealedRef, Store,
+};
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -35,7 +35,10 @@ use crate::common::{self, Presented, micros};
 use crate::governance;
 use crate::lifecycle;
 use crate::scim;
-use crate::{AuditMark, AuditMarks, CodeRedemption, OidcPurged, Rotation, SealedColumn, SealedRef, Store, StoreError};
+use crate::{
+    AuditMark, AuditMarks, CodeRedemption, OidcPurged, RefreshHolder, Rotation, SealedColumn, SealedRef, Store,
+    StoreError,
+};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/postgres/0001_initial.sql")),
@@ -613,7 +616,7 @@ impl Store for PostgresStore {
                     Write::RedeemCode { digest, now, grant_id } => {
                         Written::Redemption(redeem_code_in(&mut tx, digest, *now, grant_id).await?)
                     }
-                    Write::RedeemIntoGrant { digest, now, grant, refresh, event } => {
+                    Write::RedeemIntoGrant { digest, now, grant, refresh, event, .. } => {
                         common::check_first_refresh(grant, Some(refresh))?;
                         let redemption = redeem_code_in(&mut tx, digest, *now, &grant.id).await?;
                         if matches!(redemption, CodeRedemption::Fresh(_)) {
@@ -623,7 +626,7 @@ impl Store for PostgresStore {
                         }
                         Written::Redemption(redemption)
                     }
-                    Write::RotateRefresh { digest, next, now, rotated, reused } => {
+                    Write::RotateRefresh { digest, next, now, rotated, reused, .. } => {
                         let rotation = rotate_locked(&mut tx, digest, next, *now).await?;
                         match rotation {
                             Rotation::Rotated(_) => records.push(rotated.clone()),
@@ -1712,6 +1715,15 @@ impl Store for PostgresStore {
         row.map(common::auth_code).transpose()
     }
 
+    async fn auth_code_with_user(&self, digest: &[u8; 32]) -> Result<Option<(AuthCode, Option<User>)>, StoreError> {
+        let row = sqlx::query(common::select_code_and_user!("WHERE c.digest = $1"))
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(common::code_and_user).transpose()
+    }
+
     async fn redeem_auth_code(
         &self,
         digest: &[u8; 32],
@@ -1755,6 +1767,15 @@ impl Store for PostgresStore {
     async fn refresh_token(&self, digest: &[u8; 32]) -> Result<Option<(RefreshToken, Grant)>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
         token_and_grant(&mut conn, digest).await
+    }
+
+    async fn refresh_holder(&self, digest: &[u8; 32]) -> Result<Option<RefreshHolder>, StoreError> {
+        let row = sqlx::query(common::select_refresh_holder!("WHERE t.digest = $1"))
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(common::refresh_holder).transpose()
     }
 
     async fn rotate_refresh_token(

@@ -36,7 +36,10 @@ use crate::common::{self, Presented, micros};
 use crate::governance;
 use crate::lifecycle;
 use crate::scim;
-use crate::{AuditMark, AuditMarks, CodeRedemption, OidcPurged, Rotation, SealedColumn, SealedRef, Store, StoreError};
+use crate::{
+    AuditMark, AuditMarks, CodeRedemption, OidcPurged, RefreshHolder, Rotation, SealedColumn, SealedRef, Store,
+    StoreError,
+};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial", include_str!("../migrations/sqlite/0001_initial.sql")),
@@ -55,7 +58,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
 /// typical group-commit batch goes in one statement.
 const INSERT_CHUNK: usize = 1000;
 
-/// Writes per batch on the one-statement path: at most 20 parameters a write, well under
+/// Writes per batch on the one-statement path: at most 25 parameters a write, well under
 /// SQLite's 32766.
 const FAST_BATCH: usize = 1000;
 
@@ -398,20 +401,73 @@ impl Rows {
 }
 
 impl SqliteStore {
-    /// [`Self::append_known_head`] for a batch of grants and codes with their records: one
-    /// statement list (the rows of each table in one INSERT, the records, the guarded head
-    /// UPDATE, `COMMIT`) and so one round trip to SQLite's worker thread, where writing them
-    /// one by one took one per write while the whole batch waited. Any refusal (a taken
-    /// key, another process's append) rolls everything back and the caller goes the slow way.
-    async fn insert_known_head(&self, head: ChainHead, writes: &[Write]) -> Result<ChainHead, StoreError> {
+    /// A batch of inserts and spends read ahead ([`Write::is_read_ahead`]) on the
+    /// remembered head, as one statement list and one round trip to SQLite's worker thread:
+    /// the spends go without reading first, each kind followed by a guard that fails the
+    /// list unless every one of them took. The caller takes the reading path
+    /// ([`Self::commit_on`]) when it fails, which tells a token spent or revoked meanwhile
+    /// (or a head another process moved) apart from the rest.
+    async fn read_ahead_known_head(
+        &self,
+        head: ChainHead,
+        writes: &[Write],
+    ) -> Result<(Vec<Written>, ChainHead), StoreError> {
         let mut records = Vec::with_capacity(writes.len());
+        let mut found = Vec::with_capacity(writes.len());
         let mut rows = Rows::default();
+        let mut presented = Vec::new();
+        let mut codes = Vec::new();
         for w in writes {
-            if !rows.add(w, &mut records)? {
-                return Err(StoreError::Malformed("not an insert".into()));
+            if rows.add(w, &mut records)? {
+                found.push(Written::Done);
+                continue;
+            }
+            found.push(match w {
+                Write::RotateRefresh { digest, next, now, rotated, live: Some(grant), .. } => {
+                    presented.push((*digest, *now));
+                    rows.refresh.push(RefreshToken { grant_id: grant.id.clone(), ..next.clone() });
+                    records.push(rotated.clone());
+                    Written::Rotation(Rotation::Rotated(grant.clone()))
+                }
+                Write::RedeemIntoGrant { digest, now, grant, refresh, event, read: Some(code) } => {
+                    common::check_first_refresh(grant, Some(refresh))?;
+                    codes.push((digest, *now, grant.id.as_str()));
+                    rows.grants.push(grant.clone());
+                    rows.refresh.push(refresh.clone());
+                    records.push(event.clone());
+                    let redeemed = AuthCode { grant_id: Some(grant.id.clone()), ..code.clone() };
+                    Written::Redemption(CodeRedemption::Fresh(redeemed))
+                }
+                _ => return Err(StoreError::Malformed("a write that was not read ahead".into())),
+            });
+        }
+        let sealed = seal_batch(&head, &self.node, &records);
+        // Every row and every spend comes with its record, so no records means nothing to write.
+        let Some(new_head) = sealed.last().map(|r| r.head()) else { return Ok((found, head)) };
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
+        if !presented.is_empty() {
+            push_spend(&mut qb, &presented);
+            push_changed_guard(&mut qb, presented.len());
+        }
+        if !codes.is_empty() {
+            push_redeem(&mut qb, &codes);
+            push_changed_guard(&mut qb, codes.len());
+        }
+        rows.push_inserts(&mut qb);
+        push_guarded_append(&mut qb, head, &sealed);
+        qb.push("COMMIT");
+        let mut hot = self.hot_connection().await?;
+        let conn = opened(&mut hot)?;
+        // Records alone come in a few batch sizes, and caching those statements saves the
+        // parse; batches with other rows vary with their mix and are not worth a place.
+        let cache = rows.is_empty() && presented.is_empty() && codes.is_empty() && sealed.len() <= 64;
+        match qb.build().persistent(cache).execute(&mut *conn).await {
+            Ok(_) => Ok((found, new_head)),
+            Err(e) => {
+                roll_back(&mut hot).await;
+                Err(err(e))
             }
         }
-        self.append_known_head(head, &rows, &records).await
     }
 
     /// One batch of writes as one transaction, in as few round trips to SQLite's worker
@@ -468,7 +524,7 @@ impl SqliteStore {
                 Write::RedeemCode { digest, now, grant_id } => {
                     Written::Redemption(redeem_code_in(&mut *conn, digest, *now, grant_id).await?)
                 }
-                Write::RedeemIntoGrant { digest, now, grant, refresh, event } => {
+                Write::RedeemIntoGrant { digest, now, grant, refresh, event, .. } => {
                     common::check_first_refresh(grant, Some(refresh))?;
                     let redemption = match fresh.remove(digest) {
                         Some(code) => CodeRedemption::Fresh(code),
@@ -481,7 +537,7 @@ impl SqliteStore {
                     }
                     Written::Redemption(redemption)
                 }
-                Write::RotateRefresh { digest, next, now, rotated, reused } => {
+                Write::RotateRefresh { digest, next, now, rotated, reused, .. } => {
                     let rotation = match spent.remove(digest) {
                         Some(grant) => Rotation::Rotated(grant),
                         None => rotate_in(&mut *conn, digest, *now).await?,
@@ -851,6 +907,46 @@ async fn redeem_code_in(
     Ok(common::redemption(redeemed, row.map(common::auth_code).transpose()?))
 }
 
+/// The statement that spends every presented refresh token that is live (unused,
+/// unexpired at its own request's time, its grant not revoked), without its end.
+fn push_spend(qb: &mut QueryBuilder<Sqlite>, presented: &[([u8; 32], OffsetDateTime)]) {
+    qb.push("WITH presented(digest, now_us) AS (");
+    qb.push_values(presented, |mut row, (digest, now)| {
+        row.push_bind(digest.to_vec()).push_bind(micros(*now));
+    });
+    qb.push(
+        ") UPDATE oidc_refresh_tokens \
+         SET used_at_us = (SELECT now_us FROM presented p WHERE p.digest = oidc_refresh_tokens.digest) \
+         WHERE used_at_us IS NULL AND digest IN (SELECT digest FROM presented) \
+         AND expires_at_us > (SELECT now_us FROM presented p WHERE p.digest = oidc_refresh_tokens.digest) \
+         AND EXISTS (SELECT 1 FROM oidc_grants g WHERE g.id = oidc_refresh_tokens.grant_id \
+                     AND g.revoked_at_us IS NULL)",
+    );
+}
+
+/// The statement that redeems every presented code that is unused and unexpired at its own
+/// request's time for the grant given with it, without its end.
+fn push_redeem(qb: &mut QueryBuilder<Sqlite>, presented: &[(&[u8; 32], OffsetDateTime, &str)]) {
+    qb.push("WITH presented(digest, now_us, grant_id) AS (");
+    qb.push_values(presented, |mut row, (digest, now, grant_id)| {
+        row.push_bind(digest.to_vec()).push_bind(micros(*now)).push_bind(grant_id.to_string());
+    });
+    qb.push(
+        ") UPDATE oidc_codes \
+         SET grant_id = (SELECT grant_id FROM presented p WHERE p.digest = oidc_codes.digest) \
+         WHERE grant_id IS NULL AND digest IN (SELECT digest FROM presented) \
+         AND expires_at_us > (SELECT now_us FROM presented p WHERE p.digest = oidc_codes.digest)",
+    );
+}
+
+/// Fails the statement list (the head's `seq` becomes NULL, a constraint error) unless the
+/// statement before it changed exactly `n` rows.
+fn push_changed_guard(qb: &mut QueryBuilder<Sqlite>, n: usize) {
+    qb.push("; UPDATE audit_head SET seq = CASE WHEN changes() = ")
+        .push_bind(n as i64)
+        .push(" THEN seq END WHERE id = 1; ");
+}
+
 /// Spends, in one statement, every presented refresh token of a batch that is live (unused,
 /// unexpired at its own request's time, its grant not revoked) and returns their grants by
 /// token digest. What it leaves — replays, unknown and expired tokens — goes one by one
@@ -866,19 +962,8 @@ async fn spend_live(
         return Ok(spent);
     }
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(begin.take().unwrap_or(""));
-    qb.push("WITH presented(digest, now_us) AS (");
-    qb.push_values(presented, |mut row, (digest, now)| {
-        row.push_bind(digest.to_vec()).push_bind(micros(*now));
-    });
-    qb.push(
-        ") UPDATE oidc_refresh_tokens \
-         SET used_at_us = (SELECT now_us FROM presented p WHERE p.digest = oidc_refresh_tokens.digest) \
-         WHERE used_at_us IS NULL AND digest IN (SELECT digest FROM presented) \
-         AND expires_at_us > (SELECT now_us FROM presented p WHERE p.digest = oidc_refresh_tokens.digest) \
-         AND EXISTS (SELECT 1 FROM oidc_grants g WHERE g.id = oidc_refresh_tokens.grant_id \
-                     AND g.revoked_at_us IS NULL) \
-         RETURNING digest, grant_id",
-    );
+    push_spend(&mut qb, presented);
+    qb.push(" RETURNING digest, grant_id");
     let used: Vec<(Vec<u8>, String)> =
         qb.build_query_as().persistent(false).fetch_all(&mut *conn).await.map_err(err)?;
     if used.is_empty() {
@@ -917,18 +1002,8 @@ async fn redeem_fresh(
         return Ok(fresh);
     }
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(begin.take().unwrap_or(""));
-    qb.push("WITH presented(digest, now_us, grant_id) AS (");
-    qb.push_values(presented, |mut row, (digest, now, grant_id)| {
-        row.push_bind(digest.to_vec()).push_bind(micros(*now)).push_bind(grant_id.to_string());
-    });
-    qb.push(concat!(
-        ") UPDATE oidc_codes \
-         SET grant_id = (SELECT grant_id FROM presented p WHERE p.digest = oidc_codes.digest) \
-         WHERE grant_id IS NULL AND digest IN (SELECT digest FROM presented) \
-         AND expires_at_us > (SELECT now_us FROM presented p WHERE p.digest = oidc_codes.digest) \
-         RETURNING ",
-        common::code_columns!()
-    ));
+    push_redeem(&mut qb, presented);
+    qb.push(concat!(" RETURNING ", common::code_columns!()));
     let rows: Vec<common::CodeRow> = qb.build_query_as().persistent(false).fetch_all(&mut *conn).await.map_err(err)?;
     for row in rows {
         let code = common::auth_code(row)?;
@@ -1138,15 +1213,16 @@ impl Store for SqliteStore {
     async fn commit(&self, writes: &[Write]) -> Result<(Vec<Written>, ChainHead), StoreError> {
         let mut guard = self.writer.lock().await;
         let mut known = guard.take();
-        if let Some(head) = known.filter(|_| writes.len() <= FAST_BATCH && writes.iter().all(Write::is_insert)) {
-            match self.insert_known_head(head, writes).await {
-                Ok(new_head) => {
+        if let Some(head) = known.filter(|_| writes.len() <= FAST_BATCH && writes.iter().all(Write::is_read_ahead)) {
+            match self.read_ahead_known_head(head, writes).await {
+                Ok((found, new_head)) => {
                     *guard = Some(new_head);
-                    return Ok((vec![Written::Done; writes.len()], new_head));
+                    return Ok((found, new_head));
                 }
                 Err(e) => {
-                    // Another process moved the head: read it again.
-                    tracing::debug!(error = %e, "fast batch refused; applying it write by write");
+                    // A token spent or a grant revoked since it was read, a conflict, or
+                    // another process moved the head: the reading path tells which.
+                    tracing::debug!(error = %e, "batch read ahead refused; reading it in the transaction");
                     known = None;
                 }
             }
@@ -2238,6 +2314,15 @@ impl Store for SqliteStore {
         row.map(common::auth_code).transpose()
     }
 
+    async fn auth_code_with_user(&self, digest: &[u8; 32]) -> Result<Option<(AuthCode, Option<User>)>, StoreError> {
+        let row = sqlx::query(common::select_code_and_user!("WHERE c.digest = $1"))
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(common::code_and_user).transpose()
+    }
+
     async fn redeem_auth_code(
         &self,
         digest: &[u8; 32],
@@ -2281,6 +2366,15 @@ impl Store for SqliteStore {
     async fn refresh_token(&self, digest: &[u8; 32]) -> Result<Option<(RefreshToken, Grant)>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(err)?;
         token_and_grant(&mut conn, digest).await
+    }
+
+    async fn refresh_holder(&self, digest: &[u8; 32]) -> Result<Option<RefreshHolder>, StoreError> {
+        let row = sqlx::query(common::select_refresh_holder!("WHERE t.digest = $1"))
+            .bind(digest.to_vec())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(common::refresh_holder).transpose()
     }
 
     async fn rotate_refresh_token(
@@ -3546,7 +3640,7 @@ mod tests {
     /// The conformance suite cannot tell the one-statement path from the slow one it falls
     /// back to; this calls it directly, so a broken statement list fails here.
     #[tokio::test]
-    async fn a_batch_of_inserts_goes_in_one_statement_list() {
+    async fn a_batch_read_ahead_goes_in_one_statement_list() {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap();
         let client = OidcClient {
@@ -3590,14 +3684,48 @@ mod tests {
             Write::InsertGrant { grant: grant.clone(), refresh: Some(first.clone()), event: ev("oidc.grant.issued") },
             Write::Audit(ev("oidc.token.refreshed")),
         ];
-        let new_head = store.insert_known_head(head, &writes).await.unwrap();
+        let (found, new_head) = store.read_ahead_known_head(head, &writes).await.unwrap();
+        assert_eq!(found, [Written::Done, Written::Done]);
         assert_eq!(new_head.seq, head.seq + 2);
         assert_eq!(store.audit_head().await.unwrap(), new_head);
-        assert_eq!(store.grant("g1").await.unwrap(), Some(grant));
+        assert_eq!(store.grant("g1").await.unwrap(), Some(grant.clone()));
         assert_eq!(store.refresh_token(&[9; 32]).await.unwrap().unwrap().0, first);
         // A stale head is refused and changes nothing.
         let again = [Write::Audit(ev("auth.login.succeeded"))];
-        assert!(store.insert_known_head(head, &again).await.is_err());
+        assert!(store.read_ahead_known_head(head, &again).await.is_err());
         assert_eq!(store.audit_head().await.unwrap(), new_head);
+
+        // A refresh read ahead is spent blind, its successor stored, in the same one list.
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(1);
+        let next = |d: u8| RefreshToken { digest: [d; 32], created_at: now, ..first.clone() };
+        let rotate = |d: u8, n: u8| Write::RotateRefresh {
+            digest: [d; 32],
+            next: next(n),
+            now,
+            rotated: ev("oidc.token.refreshed"),
+            reused: ev("oidc.refresh.reused"),
+            live: Some(grant.clone()),
+        };
+        let (found, head) = store.read_ahead_known_head(new_head, &[rotate(9, 10)]).await.unwrap();
+        assert_eq!(found, [Written::Rotation(Rotation::Rotated(grant.clone()))]);
+        assert_eq!(store.refresh_token(&[9; 32]).await.unwrap().unwrap().0.used_at, Some(now));
+        assert_eq!(store.refresh_token(&[10; 32]).await.unwrap().unwrap().0, next(10));
+        assert_eq!(store.audit_head().await.unwrap(), head);
+        // Read ahead, but spent meanwhile (or presented twice in one batch): the guard
+        // refuses the whole list and nothing of it is kept.
+        for batch in [vec![rotate(9, 11)], vec![rotate(10, 12), rotate(10, 13)]] {
+            assert!(store.read_ahead_known_head(head, &batch).await.is_err());
+            assert_eq!(store.audit_head().await.unwrap(), head);
+            for d in [11, 12, 13] {
+                assert_eq!(store.refresh_token(&[d; 32]).await.unwrap(), None);
+            }
+            assert_eq!(store.refresh_token(&[10; 32]).await.unwrap().unwrap().0.used_at, None);
+        }
+        // Through `commit`, the refused batch takes the reading path and is told apart:
+        // the first presentation of 10 rotates, the second is a replay that revokes.
+        let (found, _) = store.commit(&[rotate(10, 12), rotate(10, 13)]).await.unwrap();
+        assert_eq!(found[0], Written::Rotation(Rotation::Rotated(grant.clone())));
+        assert!(matches!(found[1], Written::Rotation(Rotation::Reused(_))), "{found:?}");
+        assert!(store.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
     }
 }

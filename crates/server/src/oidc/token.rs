@@ -12,7 +12,7 @@ use wardgate_core::audit::{AuditEvent, Outcome};
 use wardgate_core::oidc::{AuthCode, Grant, OidcClient, RefreshToken, pkce};
 use wardgate_core::token;
 use wardgate_store::batch::{Write, Written};
-use wardgate_store::{CodeRedemption, Rotation, StoreError};
+use wardgate_store::{CodeRedemption, RefreshHolder, Rotation, StoreError};
 
 use super::tokens;
 use crate::app::AppState;
@@ -251,8 +251,9 @@ async fn code_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, fo
     // The request is checked against the code before it is spent, so that the redemption
     // and the grant it buys are one write and one commit. A code spent before is not
     // checked: its redemption tells the replay, atomically, and what it bought is revoked.
-    let code = match app.store.auth_code(&digest).await {
-        Ok(Some(c)) => c,
+    // Read with its account in one query: each read is a round trip to a database thread.
+    let (code, user) = match app.store.auth_code_with_user(&digest).await {
+        Ok(Some(found)) => found,
         Ok(None) => return invalid_grant("the code is unknown or expired"),
         Err(e) => return server_error(e),
     };
@@ -260,10 +261,9 @@ async fn code_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, fo
         if let Some(refused) = check_code(client, form, &code, now) {
             return refused;
         }
-        let user = match app.store.user_by_id(&code.user_id).await {
-            Ok(Some(u)) if u.may_sign_in() => u,
-            Ok(_) => return invalid_grant("the account is no longer active"),
-            Err(e) => return server_error(e),
+        let user = match user {
+            Some(u) if u.may_sign_in() => u,
+            _ => return invalid_grant("the account is no longer active"),
         };
         let grant = Grant {
             id: match token::ordered_id(now) {
@@ -293,7 +293,8 @@ async fn code_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, fo
             .detail("acr", code.acr.clone());
         let event = code.amr.iter().fold(e, |e, a| e.factor(a.clone()));
         let issue = (user, grant.clone(), refresh_secret);
-        (Write::RedeemIntoGrant { digest, now, grant, refresh, event }, Some(issue))
+        // Checked just now: the store may spend it without reading it again.
+        (Write::RedeemIntoGrant { digest, now, grant, refresh, event, read: Some(code.clone()) }, Some(issue))
     } else {
         let grant_id = match token::random_id() {
             Ok(id) => id,
@@ -350,39 +351,35 @@ async fn refresh_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient,
         return invalid_grant("the refresh token is missing or malformed");
     };
     let digest = token::digest(presented);
-    // Whose token is it? A client may only use its own.
-    let (_, owner) = match app.store.refresh_token(&digest).await {
+    // Whose token is it? A client may only use its own. Read with the grant's account and
+    // session in one query: each read is a round trip to a database thread.
+    let holder = match app.store.refresh_holder(&digest).await {
         Ok(Some(found)) => found,
         Ok(None) => return invalid_grant("the refresh token is unknown"),
         Err(e) => return server_error(e),
     };
+    let owner = holder.grant;
     if owner.client_id != client.id {
         return invalid_grant("the refresh token was issued to another client");
     }
     // Checked before the token is spent, so that a refused refresh leaves it usable and a
     // retry is not mistaken for theft. Without `offline_access`, tokens live only as long
-    // as the session they came from, read here with its account in one query.
+    // as the session they came from.
     let offline = owner.scopes.iter().any(|s| s == "offline_access");
-    let user = match (&owner.user_id, &owner.session_id) {
-        (Some(uid), Some(sid)) if !offline => match app.store.session_with_user(sid).await {
-            Ok(Some((session, u))) if &u.id == uid => {
-                if session.state(&app.auth.sessions, now) != wardgate_core::session::SessionState::Active {
-                    return invalid_grant("the session these tokens came from has ended; sign in again");
-                }
-                if !u.may_sign_in() {
-                    return invalid_grant("the account is no longer active");
-                }
-                Some(u)
-            }
-            Ok(_) => return invalid_grant("the session these tokens came from has ended; sign in again"),
-            Err(e) => return server_error(e),
-        },
-        (Some(uid), _) => match app.store.user_by_id(uid).await {
-            Ok(Some(u)) if u.may_sign_in() => Some(u),
-            Ok(_) => return invalid_grant("the account is no longer active"),
-            Err(e) => return server_error(e),
-        },
+    if let (Some(uid), Some(_)) = (&owner.user_id, &owner.session_id)
+        && !offline
+    {
+        let live = holder.session.as_ref().is_some_and(|s| {
+            &s.user_id == uid && s.state(&app.auth.sessions, now) == wardgate_core::session::SessionState::Active
+        });
+        if !live {
+            return invalid_grant("the session these tokens came from has ended; sign in again");
+        }
+    }
+    let user = match (&owner.user_id, holder.user) {
         (None, _) => None,
+        (Some(_), Some(u)) if u.may_sign_in() => Some(u),
+        (Some(_), _) => return invalid_grant("the account is no longer active"),
     };
     let (next_secret, next) = match new_refresh(&owner.id, client, now) {
         Ok(r) => r,
@@ -399,7 +396,10 @@ async fn refresh_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient,
     let rotated = event(app, ctx, types::OIDC_TOKEN_REFRESHED, Outcome::Success, client)
         .correlation_id(owner.correlation_id.clone())
         .detail("grant_id", owner.id.clone());
-    let write = Write::RotateRefresh { digest, next, now, rotated, reused: reuse };
+    // Live when read: the store may spend it without reading it again.
+    let token = &holder.token;
+    let live = (token.used_at.is_none() && token.expires_at > now && owner.revoked_at.is_none()).then(|| owner.clone());
+    let write = Write::RotateRefresh { digest, next, now, rotated, reused: reuse, live };
     let grant = match app.audit.write(write).await {
         Ok(Written::Rotation(Rotation::Rotated(g))) => g,
         Ok(Written::Rotation(Rotation::Reused(_))) => {
@@ -593,12 +593,12 @@ pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, OAuthFo
         v["token_type"] = "access_token".into();
         return token_response(v);
     }
-    match app.store.refresh_token(&token::digest(t)).await {
-        Ok(Some((rt, g)))
+    match app.store.refresh_holder(&token::digest(t)).await {
+        Ok(Some(RefreshHolder { token: rt, grant: g, user, .. }))
             if rt.used_at.is_none()
                 && rt.expires_at > now
                 && g.revoked_at.is_none()
-                && account_active(&app, g.user_id.as_deref()).await =>
+                && (g.user_id.is_none() || user.as_ref().is_some_and(wardgate_core::identity::User::may_sign_in)) =>
         {
             token_response(serde_json::json!({
                 "active": true,

@@ -4,12 +4,13 @@
 use std::sync::Arc;
 
 use time::OffsetDateTime;
+use wardgate_core::audit::event::types;
 use wardgate_core::identity::{Factor, FactorKind};
 use wardgate_core::keys::{PURPOSE_AUDIT_CHECKPOINT, SigningKeyRecord};
 use wardgate_core::oidc::{AuthCode, Consent, Grant, OidcClient, OidcKey, RefreshToken};
 use wardgate_core::secrets::{Kek, Keyring};
 use wardgate_store::batch::{Write, Written};
-use wardgate_store::{CodeRedemption, Rotation, SealedColumn, SealedRef, Store, StoreError};
+use wardgate_store::{CodeRedemption, RefreshHolder, Rotation, SealedColumn, SealedRef, Store, StoreError};
 
 use crate::harness::*;
 
@@ -25,6 +26,8 @@ conformance!(
     refresh_tokens_rotate_and_a_replay_revokes_the_grant,
     refresh_rotation_expiry_and_strays,
     a_refresh_token_is_rotated_once_under_a_race,
+    a_refresh_token_is_read_with_its_account_and_session,
+    a_code_is_read_with_its_account,
     grants_revoked_one_by_one_and_by_session,
     deleting_a_client_removes_its_codes_grants_and_tokens,
     oidc_keys_newest_first_retire_and_purge,
@@ -582,6 +585,73 @@ async fn a_refresh_token_is_rotated_once_under_a_race(env: &Env) {
     assert_eq!(verify_all(s).await.1, s.audit_count().await.unwrap() as u64);
 }
 
+async fn a_code_is_read_with_its_account(env: &Env) {
+    let s = &*env.store;
+    with_client(s, "c1").await;
+    s.create_user(&user("u1", "alice", false), &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
+    let alice = s.user_by_id("u1").await.unwrap().unwrap();
+    let c = code(1, "c1", "s1", 60);
+    s.insert_auth_code(&c).await.unwrap();
+    let orphan = AuthCode { user_id: "u-none".into(), ..code(2, "c1", "s1", 60) };
+    s.insert_auth_code(&orphan).await.unwrap();
+
+    assert_eq!(s.auth_code_with_user(&[1; 32]).await.unwrap(), Some((c.clone(), Some(alice.clone()))));
+    assert_eq!(s.auth_code_with_user(&[2; 32]).await.unwrap(), Some((orphan, None)));
+    assert_eq!(s.auth_code_with_user(&[3; 32]).await.unwrap(), None);
+    // A redeemed code reads with the grant it bought, as `auth_code` reads it.
+    s.redeem_auth_code(&[1; 32], at(5), "g1").await.unwrap();
+    let (redeemed, u) = s.auth_code_with_user(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!((redeemed.grant_id.as_deref(), u), (Some("g1"), Some(alice)));
+    assert_eq!(Some(redeemed), s.auth_code(&[1; 32]).await.unwrap());
+}
+
+async fn a_refresh_token_is_read_with_its_account_and_session(env: &Env) {
+    let s = &*env.store;
+    with_client(s, "c1").await;
+    s.create_user(&user("u1", "alice", false), &[], &admin_ev(types::ADMIN_USER_CREATED)).await.unwrap();
+    let s1 = session("s1", "u1", 1, 10);
+    s.create_session(&s1, None, &admin_ev(types::AUTH_LOGIN_SUCCEEDED)).await.unwrap();
+    let alice = s.user_by_id("u1").await.unwrap().unwrap();
+
+    let (g1, t1) = (session_grant("g1", "c1", "s1"), refresh(1, "g1", 5, 3600));
+    s.insert_grant(&g1, Some(&t1), &typed_ev("oidc.grant.issued")).await.unwrap();
+    let want =
+        RefreshHolder { token: t1.clone(), grant: g1.clone(), user: Some(alice.clone()), session: Some(s1.clone()) };
+    assert_eq!(s.refresh_holder(&[1; 32]).await.unwrap(), Some(want.clone()));
+    assert_eq!(s.refresh_holder(&[2; 32]).await.unwrap(), None);
+
+    // A grant whose session is gone from the store, and one that names none.
+    let (g2, t2) = (session_grant("g2", "c1", "s-gone"), refresh(2, "g2", 5, 3600));
+    s.insert_grant(&g2, Some(&t2), &typed_ev("oidc.grant.issued")).await.unwrap();
+    let want2 = RefreshHolder { token: t2, grant: g2, user: Some(alice.clone()), session: None };
+    assert_eq!(s.refresh_holder(&[2; 32]).await.unwrap(), Some(want2));
+    let g3 = Grant { session_id: None, ..session_grant("g3", "c1", "s1") };
+    let t3 = refresh(3, "g3", 5, 3600);
+    s.insert_grant(&g3, Some(&t3), &typed_ev("oidc.grant.issued")).await.unwrap();
+    assert_eq!(s.refresh_holder(&[3; 32]).await.unwrap().unwrap().session, None);
+
+    // A grant for an account that does not exist reads without one.
+    let g4 = Grant { user_id: Some("u-none".into()), ..session_grant("g4", "c1", "s1") };
+    let t4 = refresh(4, "g4", 5, 3600);
+    s.insert_grant(&g4, Some(&t4), &typed_ev("oidc.grant.issued")).await.unwrap();
+    let h4 = s.refresh_holder(&[4; 32]).await.unwrap().unwrap();
+    assert_eq!((h4.user, h4.session), (None, Some(s1.clone())));
+
+    // Spent, revoked, session ended: still read, state and all; the caller judges.
+    let next = refresh(5, "g1", 20, 3600);
+    let r = s.rotate_refresh_token(&[1; 32], &next, at(20), &typed_ev("oidc.refresh.reused")).await.unwrap();
+    assert_eq!(r, Rotation::Rotated(g1.clone()));
+    s.revoke_session("u1", "s1", at(30), &admin_ev(types::AUTH_SESSION_REVOKED)).await.unwrap();
+    let h = s.refresh_holder(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(h.token, used(t1, at(20)));
+    assert_eq!(h.session.unwrap().revoked_at, Some(at(30)));
+    assert_eq!(h.user, Some(alice));
+    // Its successor reads the same grant, which the ended session revoked.
+    let h5 = s.refresh_holder(&[5; 32]).await.unwrap().unwrap();
+    assert_eq!((h5.token, h5.grant.id.as_str()), (next, "g1"));
+    assert_eq!(h5.grant.revoked_at, s.grant("g1").await.unwrap().unwrap().revoked_at);
+}
+
 async fn grants_revoked_one_by_one_and_by_session(env: &Env) {
     let s = &*env.store;
     with_client(s, "c1").await;
@@ -801,6 +871,7 @@ async fn a_batch_applies_every_write_with_its_records_in_order(env: &Env) {
             now: at(10),
             rotated: typed_ev("oidc.token.refreshed"),
             reused: typed_ev("oidc.refresh.reused"),
+            live: None,
         },
         // g2's first token was exchanged before: a replay, so g2 is revoked.
         Write::RotateRefresh {
@@ -809,6 +880,7 @@ async fn a_batch_applies_every_write_with_its_records_in_order(env: &Env) {
             now: at(10),
             rotated: typed_ev("oidc.token.refreshed"),
             reused: typed_ev("oidc.refresh.reused"),
+            live: None,
         },
         Write::RotateRefresh {
             digest: [99; 32],
@@ -816,6 +888,7 @@ async fn a_batch_applies_every_write_with_its_records_in_order(env: &Env) {
             now: at(10),
             rotated: typed_ev("oidc.token.refreshed"),
             reused: typed_ev("oidc.refresh.reused"),
+            live: None,
         },
         Write::Audit(typed_ev("auth.login.succeeded")),
     ];
@@ -868,23 +941,38 @@ async fn a_batch_with_a_failing_write_keeps_nothing(env: &Env) {
     with_grant(s, &session_grant("g1", "c1", "s1"), 1).await;
     s.insert_auth_code(&code(7, "c1", "s1", 60)).await.unwrap();
     let before = snapshot(s).await;
-    let writes = vec![
-        Write::InsertGrant { grant: service_grant("g-new", "c1"), refresh: None, event: typed_ev("oidc.grant.issued") },
-        Write::RedeemCode { digest: [7; 32], now: at(10), grant_id: "g-code".into() },
-        Write::RotateRefresh {
-            digest: [1; 32],
-            next: refresh(4, "g1", 10, 3600),
-            now: at(10),
-            rotated: typed_ev("oidc.token.refreshed"),
-            reused: typed_ev("oidc.refresh.reused"),
-        },
-        Write::InsertGrant { grant: service_grant("g1", "c1"), refresh: None, event: typed_ev("oidc.grant.issued") },
-    ];
-    assert!(matches!(s.commit(&writes).await, Err(StoreError::Conflict)), "a taken grant id is a conflict");
-    assert_eq!(snapshot(s).await, before);
-    assert_eq!(s.grant("g-new").await.unwrap(), None);
-    assert_eq!(s.refresh_token(&[1; 32]).await.unwrap().unwrap().0.used_at, None);
-    assert_eq!(s.refresh_token(&[4; 32]).await.unwrap(), None);
+    // Read in the transaction, and read ahead (which SQLite sends blind, in one list).
+    for live in [None, Some(session_grant("g1", "c1", "s1"))] {
+        let writes = vec![
+            Write::InsertGrant {
+                grant: service_grant("g-new", "c1"),
+                refresh: None,
+                event: typed_ev("oidc.grant.issued"),
+            },
+            Write::RotateRefresh {
+                digest: [1; 32],
+                next: refresh(4, "g1", 10, 3600),
+                now: at(10),
+                rotated: typed_ev("oidc.token.refreshed"),
+                reused: typed_ev("oidc.refresh.reused"),
+                live: live.clone(),
+            },
+            Write::InsertGrant {
+                grant: service_grant("g1", "c1"),
+                refresh: None,
+                event: typed_ev("oidc.grant.issued"),
+            },
+        ];
+        let mut writes = writes;
+        if live.is_none() {
+            writes.insert(1, Write::RedeemCode { digest: [7; 32], now: at(10), grant_id: "g-code".into() });
+        }
+        assert!(matches!(s.commit(&writes).await, Err(StoreError::Conflict)), "a taken grant id is a conflict");
+        assert_eq!(snapshot(s).await, before);
+        assert_eq!(s.grant("g-new").await.unwrap(), None);
+        assert_eq!(s.refresh_token(&[1; 32]).await.unwrap().unwrap().0.used_at, None);
+        assert_eq!(s.refresh_token(&[4; 32]).await.unwrap(), None);
+    }
     assert!(matches!(s.redeem_auth_code(&[7; 32], at(11), "g-x").await.unwrap(), CodeRedemption::Fresh(_)));
 }
 
@@ -958,6 +1046,9 @@ async fn a_code_is_read_then_redeemed_into_its_grant_in_one_write(env: &Env) {
         grant: grant_of(&c, grant_id),
         refresh: refresh(token, grant_id, 1, 3600),
         event: typed_ev("oidc.grant.issued"),
+        // Read ahead as the token endpoint does; stale for the replay below, which the
+        // store must still tell apart.
+        read: Some(c.clone()),
     };
     let before = s.audit_head().await.unwrap();
     let (found, _) = s.commit(&[into("g1", 1, at(5))]).await.unwrap();
@@ -986,6 +1077,7 @@ async fn a_code_is_read_then_redeemed_into_its_grant_in_one_write(env: &Env) {
         grant: grant_of(&old, "g3"),
         refresh: refresh(3, "g3", 1, 3600),
         event: typed_ev("oidc.grant.issued"),
+        read: Some(old.clone()),
     };
     let (found, _) = s.commit(&[late]).await.unwrap();
     assert_eq!(found, [Written::Redemption(CodeRedemption::Unknown)]);
@@ -1009,6 +1101,8 @@ async fn one_batch_presenting_a_refresh_token_twice_rotates_once_and_revokes(env
         now: at(when),
         rotated: typed_ev("oidc.token.refreshed"),
         reused: typed_ev("oidc.refresh.reused"),
+        // Read ahead, as the token endpoint does: both presentations saw the token live.
+        live: Some(if grant == "g1" { g1.clone() } else { g2.clone() }),
     };
     let before = s.audit_head().await.unwrap();
     let writes = [rotate(1, 11, "g1", 10), rotate(2, 21, "g2", 11), rotate(1, 12, "g1", 12)];
@@ -1048,6 +1142,7 @@ async fn one_batch_redeeming_codes_tells_fresh_replayed_and_expired_apart(env: &
         grant: grant_of(c, grant_id),
         refresh: refresh(token, grant_id, 1, 3600),
         event: typed_ev(kind),
+        read: Some(c.clone()),
     };
     let before = s.audit_head().await.unwrap();
     let writes = [
@@ -1062,6 +1157,7 @@ async fn one_batch_redeeming_codes_tells_fresh_replayed_and_expired_apart(env: &
             now: at(8),
             rotated: typed_ev("test.refreshed"),
             reused: typed_ev("test.reused"),
+            live: None,
         },
     ];
     let (found, head) = s.commit(&writes).await.unwrap();
@@ -1118,6 +1214,7 @@ async fn batches_from_two_writers_never_fork_the_chain(env: &Env) {
                     grant: grant_of(&c, &grant_id),
                     refresh: refresh(100 + c.digest[0], &grant_id, 1, 3600),
                     event: typed_ev("test.issued"),
+                    read: Some(c.clone()),
                 },
             ];
             let (found, head) = store.commit(&writes).await.unwrap();
