@@ -239,6 +239,25 @@ impl UserRow {
             last_login_at_us: row.try_get(first + 16)?,
         })
     }
+
+    /// The same for an account on the right of a `LEFT JOIN`: `None` when there was none
+    /// (its id column is NULL).
+    fn read_joined<R>(row: &R, first: usize) -> Result<Option<Self>, sqlx::Error>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i32: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        match row.try_get::<Option<String>, _>(first)? {
+            Some(_) => Self::read(row, first).map(Some),
+            None => Ok(None),
+        }
+    }
 }
 
 impl<'r, R> sqlx::FromRow<'r, R> for UserRow
@@ -769,10 +788,7 @@ where
     const USER: usize = 15;
     let read = || -> Result<_, sqlx::Error> {
         let code: CodeRow = columns_at!(row, 0; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
-        let user = match row.try_get::<Option<String>, _>(USER)? {
-            Some(_) => Some(UserRow::read(row, USER)?),
-            None => None,
-        };
+        let user = UserRow::read_joined(row, USER)?;
         Ok((code, user))
     };
     let (code, user_row) = read().map_err(|e| StoreError::Malformed(format!("code row: {e}")))?;
@@ -927,10 +943,7 @@ where
             Some(_) => Some(columns_at!(row, SESSION; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)),
             None => None,
         };
-        let user = match row.try_get::<Option<String>, _>(USER)? {
-            Some(_) => Some(UserRow::read(row, USER)?),
-            None => None,
-        };
+        let user = UserRow::read_joined(row, USER)?;
         Ok((token, grant, session, user))
     };
     let (token, grant_row, session_row, user_row) =
