@@ -17,7 +17,7 @@ use wardgate_core::audit::checkpoint::CheckpointPolicy;
 use wardgate_core::audit::{AuditEvent, ChainHead, CheckpointSigner};
 
 use crate::batch::{Write, Written};
-use crate::{Store, StoreError};
+use crate::{Durable, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -37,6 +37,13 @@ const GATHER_AT_MOST: std::time::Duration = std::time::Duration::from_micros(250
 const GATHER_BELOW: usize = 4;
 
 type Reply = oneshot::Sender<Result<(Written, ChainHead), Arc<StoreError>>>;
+
+/// A committed batch whose callers are answered once it is on disk.
+struct Answer {
+    durable: Durable,
+    head: ChainHead,
+    replies: Vec<(Reply, Written)>,
+}
 
 /// The writer's configuration.
 pub struct AuditWriterConfig {
@@ -114,6 +121,10 @@ async fn run(
     let mut tick = tokio::time::interval(config.checkpoints.interval.unsigned_abs());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut queued: Vec<(Write, Reply)> = Vec::with_capacity(config.max_batch);
+    // The next batch is applied while the last one is flushed; a task of its own answers
+    // each batch's callers once it is durable.
+    let (answers, pending) = mpsc::unbounded_channel();
+    let answering = tokio::spawn(answer(pending));
     loop {
         tokio::select! {
             n = rx.recv_many(&mut queued, config.max_batch) => {
@@ -131,11 +142,14 @@ async fn run(
         }
         let (writes, replies): (Vec<Write>, Vec<Reply>) = queued.drain(..).unzip();
         match apply(&*store, &writes).await {
-            Ok((found, h)) => {
+            Ok((found, h, durable)) => {
                 metrics::counter!("wardgate_audit_records_total").increment(writes.len() as u64);
                 metrics::gauge!("wardgate_audit_chain_length").set(h.seq as f64);
-                for (r, f) in replies.into_iter().zip(found) {
-                    let _ = r.send(Ok((f, h)));
+                let answer = Answer { durable, head: h, replies: replies.into_iter().zip(found).collect() };
+                if answer.durable.is_now() {
+                    answer.give().await;
+                } else {
+                    let _ = answers.send(answer);
                 }
                 checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, Some(h), false).await;
             }
@@ -145,7 +159,10 @@ async fn run(
                 tracing::debug!(error = %e, writes = writes.len(), "batch refused; applying its writes one by one");
                 let mut last = None;
                 for (w, r) in writes.into_iter().zip(replies) {
-                    let one = apply(&*store, std::slice::from_ref(&w)).await;
+                    let one = match apply(&*store, std::slice::from_ref(&w)).await {
+                        Ok((found, h, durable)) => durable.wait().await.map(|()| (found, h)),
+                        Err(e) => Err(e),
+                    };
                     if one.is_err() {
                         metrics::counter!("wardgate_audit_write_failures_total").increment(1);
                     }
@@ -171,8 +188,37 @@ async fn run(
             }
         }
     }
+    drop(answers);
+    let _ = answering.await;
     // Shutdown: pin whatever was written since the last checkpoint, schedule or not.
     checkpoint_if_due(&*store, &signer, &config, &mut last_checkpoint, None, true).await;
+}
+
+async fn answer(mut pending: mpsc::UnboundedReceiver<Answer>) {
+    while let Some(answer) = pending.recv().await {
+        answer.give().await;
+    }
+}
+
+impl Answer {
+    async fn give(self) {
+        let Answer { durable, head, replies } = self;
+        match durable.wait().await {
+            Ok(()) => {
+                for (r, f) in replies {
+                    let _ = r.send(Ok((f, head)));
+                }
+            }
+            Err(e) => {
+                metrics::counter!("wardgate_audit_write_failures_total").increment(1);
+                tracing::error!(error = %e, records = replies.len(), "audit batch committed but not flushed; the actions it records fail");
+                let e = Arc::new(e);
+                for (r, _) in replies {
+                    let _ = r.send(Err(Arc::clone(&e)));
+                }
+            }
+        }
+    }
 }
 
 /// The callers of the last batch were all woken at once and are reporting their next
@@ -205,14 +251,14 @@ async fn gather_stragglers(rx: &mut mpsc::Receiver<(Write, Reply)>, queued: &mut
 
 /// Records alone take the store's cheapest path; a batch with other writes is one
 /// transaction with all of them.
-async fn apply(store: &dyn Store, writes: &[Write]) -> Result<(Vec<Written>, ChainHead), StoreError> {
+async fn apply(store: &dyn Store, writes: &[Write]) -> Result<(Vec<Written>, ChainHead, Durable), StoreError> {
     if writes.iter().all(Write::is_audit_only) {
         let events: Vec<AuditEvent> =
             writes.iter().filter_map(|w| if let Write::Audit(e) = w { Some(e.clone()) } else { None }).collect();
-        let head = store.append_audit(&events).await?;
-        return Ok((vec![Written::Done; writes.len()], head));
+        let (head, durable) = store.append_audit_pipelined(&events).await?;
+        return Ok((vec![Written::Done; writes.len()], head, durable));
     }
-    store.commit(writes).await
+    store.commit_pipelined(writes).await
 }
 
 async fn checkpoint_if_due(
@@ -282,6 +328,32 @@ mod tests {
         let event = AuditEvent::known(OffsetDateTime::now_utc(), "oidc.grant.issued", Outcome::Success)
             .detail("grant_id", id.to_owned());
         Write::InsertGrant { grant: grant(id), refresh: None, event }
+    }
+
+    /// A batch the database committed but the disk did not take is not answered as kept,
+    /// and neither is anything after it.
+    #[tokio::test]
+    async fn a_batch_whose_flush_fails_is_answered_with_the_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap();
+        let made = AuditEvent::known(OffsetDateTime::now_utc(), "system.node.started", Outcome::Success);
+        store.append_audit(&[made]).await.unwrap();
+        store.fail_flushes();
+        let store: Arc<dyn Store> = Arc::new(store);
+        let signer = CheckpointSigner::new("k1".into(), "n1".into(), ed25519_dalek::SigningKey::from_bytes(&[7; 32]));
+        let config = AuditWriterConfig {
+            max_batch: 64,
+            checkpoints: CheckpointPolicy { every: 1_000_000, interval: time::Duration::hours(1) },
+            clock: OffsetDateTime::now_utc,
+        };
+        let (writer, handle) = AuditWriter::spawn(store, Arc::new(signer), config);
+        for _ in 0..2 {
+            let e = AuditEvent::known(OffsetDateTime::now_utc(), "gateway.access", Outcome::Success);
+            let refused = handle.append(e).await.unwrap_err();
+            assert!(refused.to_string().contains("could not be flushed"), "{refused}");
+        }
+        drop(handle);
+        writer.close().await;
     }
 
     /// On one thread every task below has queued its write before the writer runs, so they

@@ -17,8 +17,8 @@ use wardgate_core::scim::group::ScimGroup;
 use wardgate_core::scim::token::ScimToken;
 use wardgate_core::session::{Session, SessionPolicy};
 
-use crate::StoreError;
 use crate::batch::{Write, Written};
+use crate::{Durable, StoreError};
 
 /// Progress markers that retention pruning respects: a record is deleted only once it has
 /// been both exported and verified.
@@ -89,6 +89,22 @@ pub trait Store: Send + Sync + 'static {
     /// All or nothing: if one write fails, none is kept and the error is returned (the
     /// caller retries the others alone).
     async fn commit(&self, writes: &[Write]) -> Result<(Vec<Written>, ChainHead), StoreError>;
+
+    /// [`Store::append_audit`] for the group commit, which may go on with its next batch
+    /// while this one reaches the disk: returns once the transaction is committed, with a
+    /// [`Durable`] that resolves when it is on disk. Nobody may be told that the records are
+    /// kept before it has resolved. A backend whose commit is already durable returns
+    /// [`Durable::now`].
+    async fn append_audit_pipelined(&self, events: &[AuditEvent]) -> Result<(ChainHead, Durable), StoreError> {
+        Ok((self.append_audit(events).await?, Durable::now()))
+    }
+
+    /// [`Store::commit`] for the group commit, as [`Store::append_audit_pipelined`] is for
+    /// appends.
+    async fn commit_pipelined(&self, writes: &[Write]) -> Result<(Vec<Written>, ChainHead, Durable), StoreError> {
+        let (found, head) = self.commit(writes).await?;
+        Ok((found, head, Durable::now()))
+    }
 
     async fn audit_head(&self) -> Result<ChainHead, StoreError>;
 

@@ -14,6 +14,7 @@ pub mod audit_writer;
 pub mod batch;
 mod common;
 mod contract;
+mod durable;
 mod error;
 mod governance;
 mod lifecycle;
@@ -24,6 +25,7 @@ mod sqlite;
 pub use contract::{
     AuditMark, AuditMarks, CodeRedemption, OidcPurged, RefreshHolder, Rotation, SealedColumn, SealedRef, Store,
 };
+pub use durable::Durable;
 pub use error::StoreError;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;

@@ -1,10 +1,14 @@
 //! The embedded backend: one SQLite file, shared by the server and the CLI.
 //!
 //! Durability: WAL with `synchronous=FULL`, so a commit is on disk before `append_audit`
-//! returns. Concurrency: every write transaction starts with `BEGIN IMMEDIATE`, taking the
-//! file's write lock before the audit head is read, so two processes cannot both read the
-//! same head and fork the chain. Within one process writers also queue on a mutex, which
-//! is fairer and cheaper than SQLite's sleeping busy handler.
+//! returns. The group commit's own connection runs with `synchronous=NORMAL` and a thread
+//! of ours flushes the log after its commits (`durable.rs`), so that the next batch is
+//! applied while the last one reaches the disk; its callers still hear only once it has.
+//!
+//! Concurrency: every write transaction starts with `BEGIN IMMEDIATE`, taking the file's
+//! write lock before the audit head is read, so two processes cannot both read the same
+//! head and fork the chain. Within one process writers also queue on a mutex, which is
+//! fairer and cheaper than SQLite's sleeping busy handler.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -33,12 +37,13 @@ use wardgate_core::session::{Session, SessionPolicy};
 
 use crate::batch::{Write, Written};
 use crate::common::{self, Presented, micros};
+use crate::durable::LogFlusher;
 use crate::governance;
 use crate::lifecycle;
 use crate::scim;
 use crate::{
-    AuditMark, AuditMarks, CodeRedemption, OidcPurged, RefreshHolder, Rotation, SealedColumn, SealedRef, Store,
-    StoreError,
+    AuditMark, AuditMarks, CodeRedemption, Durable, OidcPurged, RefreshHolder, Rotation, SealedColumn, SealedRef,
+    Store, StoreError,
 };
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -87,6 +92,9 @@ pub struct SqliteStore {
     /// outside any pool: a pool pings a connection on its way back, one more round trip
     /// to SQLite's worker thread on every commit. Used only while holding `writer`.
     hot: Mutex<Option<SqliteConnection>>,
+    /// Flushes the write-ahead log for `hot`, which commits without waiting for the disk
+    /// (`synchronous=NORMAL`) so that the next batch can be applied during the flush.
+    flusher: LogFlusher,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -138,6 +146,14 @@ impl SqliteStore {
                 return Err(at_path(path, e));
             }
         };
+        let flusher = match LogFlusher::start(&log_path(path)) {
+            Ok(f) => f,
+            Err(e) => {
+                writes.close().await;
+                pool.close().await;
+                return Err(e);
+            }
+        };
         let store = SqliteStore {
             pool,
             writes,
@@ -145,6 +161,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writer: Mutex::new(None),
             hot: Mutex::new(None),
+            flusher,
         };
         if let Err(e) = store.prepare().await {
             store.close().await;
@@ -156,6 +173,9 @@ impl SqliteStore {
 
     /// Closes every connection, checkpointing the WAL into the main file.
     pub async fn close(&self) {
+        if let Err(e) = self.flusher.settle().await {
+            tracing::warn!(error = %e, "closing the store after a failed flush");
+        }
         if let Some(conn) = self.hot.lock().await.take() {
             let _ = conn.close().await;
         }
@@ -195,6 +215,7 @@ impl SqliteStore {
         &self,
     ) -> Result<(MutexGuard<'_, Option<ChainHead>>, Transaction<'static, Sqlite>), StoreError> {
         let guard = self.writer.lock().await;
+        self.refuse_after_failed_flush()?;
         let tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
         Ok((guard, tx))
     }
@@ -213,6 +234,7 @@ impl SqliteStore {
     async fn write(&self) -> Result<(MutexGuard<'_, Option<ChainHead>>, Transaction<'static, Sqlite>), StoreError> {
         let mut guard = self.writer.lock().await;
         *guard = None;
+        self.refuse_after_failed_flush()?;
         let tx = self.writes.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
         Ok((guard, tx))
     }
@@ -229,10 +251,10 @@ impl SqliteStore {
         head: ChainHead,
         rows: &Rows,
         events: &[AuditEvent],
-    ) -> Result<ChainHead, StoreError> {
+    ) -> Result<(ChainHead, Durable), StoreError> {
         let sealed = seal_batch(&head, &self.node, events);
         // Every row comes with its record, so no records means nothing to write.
-        let Some(new_head) = sealed.last().map(|r| r.head()) else { return Ok(head) };
+        let Some(new_head) = sealed.last().map(|r| r.head()) else { return Ok((head, Durable::now())) };
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
         rows.push_inserts(&mut qb);
         push_guarded_append(&mut qb, head, &sealed);
@@ -243,7 +265,7 @@ impl SqliteStore {
         // parse; batches with other rows vary with their mix and are not worth a place.
         let cache = rows.is_empty() && sealed.len() <= 64;
         match qb.build().persistent(cache).execute(&mut *conn).await {
-            Ok(_) => Ok(new_head),
+            Ok(_) => Ok((new_head, self.flusher.committed())),
             Err(e) => {
                 roll_back(&mut hot).await;
                 Err(err(e))
@@ -254,14 +276,38 @@ impl SqliteStore {
     /// The group commit's own connection, opened on first use (and again after a failed
     /// rollback closed it). The caller holds `writer`.
     async fn hot_connection(&self) -> Result<MutexGuard<'_, Option<SqliteConnection>>, StoreError> {
+        self.refuse_after_failed_flush()?;
         let mut hot = self.hot.lock().await;
         if hot.is_none() {
-            // The write pool's options: the same file, pragmas and durability.
-            let options = self.writes.connect_options();
+            // The write pool's file and pragmas. Its commits return once the log is
+            // written; `flusher` makes them durable. Checkpoints still flush the log
+            // before copying it into the database, and the database after.
+            let options = (*self.writes.connect_options()).clone().synchronous(SqliteSynchronous::Normal);
             *hot = Some(SqliteConnection::connect_with(&options).await.map_err(|e| at_path(&self.path, e))?);
         }
         Ok(hot)
     }
+
+    /// From now on every flush of the log fails, as on a dead disk.
+    #[cfg(test)]
+    pub(crate) fn fail_flushes(&mut self) {
+        // No file can have a name with a NUL in it.
+        self.flusher = LogFlusher::start(&self.path.with_extension("db\0-wal")).unwrap();
+    }
+
+    fn refuse_after_failed_flush(&self) -> Result<(), StoreError> {
+        match self.flusher.failure() {
+            Some(why) => Err(StoreError::Unavailable(why)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// SQLite's write-ahead log beside the database file.
+fn log_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push("-wal");
+    PathBuf::from(name)
 }
 
 /// What [`SqliteStore::hot_connection`] opened.
@@ -411,7 +457,7 @@ impl SqliteStore {
         &self,
         head: ChainHead,
         writes: &[Write],
-    ) -> Result<(Vec<Written>, ChainHead), StoreError> {
+    ) -> Result<(Vec<Written>, ChainHead, Durable), StoreError> {
         let mut records = Vec::with_capacity(writes.len());
         let mut found = Vec::with_capacity(writes.len());
         let mut rows = Rows::default();
@@ -443,7 +489,7 @@ impl SqliteStore {
         }
         let sealed = seal_batch(&head, &self.node, &records);
         // Every row and every spend comes with its record, so no records means nothing to write.
-        let Some(new_head) = sealed.last().map(|r| r.head()) else { return Ok((found, head)) };
+        let Some(new_head) = sealed.last().map(|r| r.head()) else { return Ok((found, head, Durable::now())) };
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("BEGIN IMMEDIATE; ");
         if !presented.is_empty() {
             push_spend(&mut qb, &presented);
@@ -462,7 +508,7 @@ impl SqliteStore {
         // parse; batches with other rows vary with their mix and are not worth a place.
         let cache = rows.is_empty() && presented.is_empty() && codes.is_empty() && sealed.len() <= 64;
         match qb.build().persistent(cache).execute(&mut *conn).await {
-            Ok(_) => Ok((found, new_head)),
+            Ok(_) => Ok((found, new_head, self.flusher.committed())),
             Err(e) => {
                 roll_back(&mut hot).await;
                 Err(err(e))
@@ -1191,33 +1237,46 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, events: &[AuditEvent]) -> Result<ChainHead, StoreError> {
+        let (head, durable) = self.append_audit_pipelined(events).await?;
+        durable.wait().await?;
+        Ok(head)
+    }
+
+    async fn commit(&self, writes: &[Write]) -> Result<(Vec<Written>, ChainHead), StoreError> {
+        let (found, head, durable) = self.commit_pipelined(writes).await?;
+        durable.wait().await?;
+        Ok((found, head))
+    }
+
+    async fn append_audit_pipelined(&self, events: &[AuditEvent]) -> Result<(ChainHead, Durable), StoreError> {
         {
             let mut guard = self.writer.lock().await;
             if let Some(head) = guard.take().filter(|_| events.len() <= INSERT_CHUNK) {
                 match self.append_known_head(head, &Rows::default(), events).await {
-                    Ok(new_head) => {
+                    Ok((new_head, durable)) => {
                         *guard = Some(new_head);
-                        return Ok(new_head);
+                        return Ok((new_head, durable));
                     }
                     Err(e) => tracing::debug!(error = %e, "fast audit append refused; re-reading the head"),
                 }
             }
         }
+        // The write pool's commits are durable when they return.
         let (mut guard, mut tx) = self.write().await?;
         let r = append_in(&mut tx, &self.node, events).await;
         let new_head = common::finish(tx, r, err).await?;
         *guard = Some(new_head);
-        Ok(new_head)
+        Ok((new_head, Durable::now()))
     }
 
-    async fn commit(&self, writes: &[Write]) -> Result<(Vec<Written>, ChainHead), StoreError> {
+    async fn commit_pipelined(&self, writes: &[Write]) -> Result<(Vec<Written>, ChainHead, Durable), StoreError> {
         let mut guard = self.writer.lock().await;
         let mut known = guard.take();
         if let Some(head) = known.filter(|_| writes.len() <= FAST_BATCH && writes.iter().all(Write::is_read_ahead)) {
             match self.read_ahead_known_head(head, writes).await {
-                Ok((found, new_head)) => {
+                Ok((found, new_head, durable)) => {
                     *guard = Some(new_head);
-                    return Ok((found, new_head));
+                    return Ok((found, new_head, durable));
                 }
                 Err(e) => {
                     // A token spent or a grant revoked since it was read, a conflict, or
@@ -1232,7 +1291,7 @@ impl Store for SqliteStore {
             match self.commit_on(opened(&mut hot)?, known, writes).await {
                 Ok((found, head)) => {
                     *guard = Some(head);
-                    return Ok((found, head));
+                    return Ok((found, head, self.flusher.committed()));
                 }
                 Err(e) => {
                     roll_back(&mut hot).await;
@@ -3637,6 +3696,57 @@ mod tests {
         AuditEvent::known(OffsetDateTime::now_utc(), t, Outcome::Success)
     }
 
+    /// The group commit's connection does not wait for the disk: the flusher does, and
+    /// nobody hears of a commit before the flush that carries it has returned.
+    #[tokio::test]
+    async fn the_group_commit_is_answered_after_its_log_is_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap();
+        // The first append reads the head on the write pool; the next ones know it.
+        store.append_audit(&[ev("auth.login.succeeded")]).await.unwrap();
+        for n in 1..=3 {
+            let (_, durable) = store.append_audit_pipelined(&[ev("gateway.access")]).await.unwrap();
+            assert_eq!(store.flusher.progress().0, n, "the commit is registered for a flush");
+            durable.wait().await.unwrap();
+            assert!(store.flusher.progress().1 >= n, "answered before its flush");
+        }
+        store.append_audit(&[ev("gateway.access")]).await.unwrap();
+        let (committed, flushed) = store.flusher.progress();
+        assert_eq!((committed, flushed), (4, 4), "append_audit returns only once flushed");
+        let mut hot = store.hot.lock().await;
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(opened(&mut hot).unwrap()).await.unwrap();
+        assert_eq!(level, 1, "NORMAL: the commit itself does not wait for the disk");
+    }
+
+    /// After a failed flush the kernel may have dropped the log's pages; building on them
+    /// would acknowledge records the disk never got, so the store takes no more writes.
+    #[tokio::test]
+    async fn after_a_failed_flush_no_write_is_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap();
+        store.append_audit(&[ev("auth.login.succeeded")]).await.unwrap();
+        store.fail_flushes();
+        let e = store.append_audit(&[ev("gateway.access")]).await.unwrap_err();
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+        for refused in [
+            store.append_audit(&[ev("gateway.access")]).await.unwrap_err(),
+            store.commit(&[Write::Audit(ev("gateway.access"))]).await.unwrap_err(),
+            store
+                .insert_checkpoint(&Checkpoint {
+                    seq: 1,
+                    hash: [0; 32],
+                    ts_us: 0,
+                    node: "n1".into(),
+                    key_id: "k".into(),
+                    signature: [0; 64],
+                })
+                .await
+                .unwrap_err(),
+        ] {
+            assert!(refused.to_string().contains("could not be flushed"), "{refused}");
+        }
+    }
+
     /// The conformance suite cannot tell the one-statement path from the slow one it falls
     /// back to; this calls it directly, so a broken statement list fails here.
     #[tokio::test]
@@ -3684,7 +3794,8 @@ mod tests {
             Write::InsertGrant { grant: grant.clone(), refresh: Some(first.clone()), event: ev("oidc.grant.issued") },
             Write::Audit(ev("oidc.token.refreshed")),
         ];
-        let (found, new_head) = store.read_ahead_known_head(head, &writes).await.unwrap();
+        let (found, new_head, durable) = store.read_ahead_known_head(head, &writes).await.unwrap();
+        durable.wait().await.unwrap();
         assert_eq!(found, [Written::Done, Written::Done]);
         assert_eq!(new_head.seq, head.seq + 2);
         assert_eq!(store.audit_head().await.unwrap(), new_head);
@@ -3706,7 +3817,8 @@ mod tests {
             reused: ev("oidc.refresh.reused"),
             live: Some(grant.clone()),
         };
-        let (found, head) = store.read_ahead_known_head(new_head, &[rotate(9, 10)]).await.unwrap();
+        let (found, head, durable) = store.read_ahead_known_head(new_head, &[rotate(9, 10)]).await.unwrap();
+        durable.wait().await.unwrap();
         assert_eq!(found, [Written::Rotation(Rotation::Rotated(grant.clone()))]);
         assert_eq!(store.refresh_token(&[9; 32]).await.unwrap().unwrap().0.used_at, Some(now));
         assert_eq!(store.refresh_token(&[10; 32]).await.unwrap().unwrap().0, next(10));
