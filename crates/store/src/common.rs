@@ -207,8 +207,9 @@ pub(crate) struct UserRow {
 }
 
 impl UserRow {
-    /// Reads the account's columns starting at column `first`.
-    fn read<R>(row: &R, first: usize) -> Result<Self, sqlx::Error>
+    /// Reads the account's columns starting at column `first`: `None` when its id column is
+    /// NULL, as for an account on the right of a `LEFT JOIN` that had none.
+    fn read<R>(row: &R, first: usize) -> Result<Option<Self>, sqlx::Error>
     where
         R: sqlx::Row,
         usize: sqlx::ColumnIndex<R>,
@@ -219,8 +220,9 @@ impl UserRow {
         Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     {
-        Ok(Self {
-            id: row.try_get(first)?,
+        let Some(id) = row.try_get::<Option<String>, _>(first)? else { return Ok(None) };
+        Ok(Some(Self {
+            id,
             username: row.try_get(first + 1)?,
             display_name: row.try_get(first + 2)?,
             email: row.try_get(first + 3)?,
@@ -237,27 +239,13 @@ impl UserRow {
             account_expires_us: row.try_get(first + 14)?,
             manager: row.try_get(first + 15)?,
             last_login_at_us: row.try_get(first + 16)?,
-        })
+        }))
     }
+}
 
-    /// The same for an account on the right of a `LEFT JOIN`: `None` when there was none
-    /// (its id column is NULL).
-    fn read_joined<R>(row: &R, first: usize) -> Result<Option<Self>, sqlx::Error>
-    where
-        R: sqlx::Row,
-        usize: sqlx::ColumnIndex<R>,
-        String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        i32: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        Option<i64>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-        bool: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
-    {
-        match row.try_get::<Option<String>, _>(first)? {
-            Some(_) => Self::read(row, first).map(Some),
-            None => Ok(None),
-        }
-    }
+/// What decoding says of a row whose account must be there and is not.
+fn no_account(first: usize) -> sqlx::Error {
+    sqlx::Error::ColumnDecode { index: first.to_string(), source: "the account id is NULL".into() }
 }
 
 impl<'r, R> sqlx::FromRow<'r, R> for UserRow
@@ -272,7 +260,7 @@ where
     bool: for<'a> sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
-        Self::read(row, 0)
+        Self::read(row, 0)?.ok_or_else(|| no_account(0))
     }
 }
 
@@ -503,7 +491,7 @@ where
 {
     let bad = |e: sqlx::Error| StoreError::Malformed(format!("session row: {e}"));
     let session = session(<SessionRow as sqlx::FromRow<R>>::from_row(row).map_err(bad)?)?;
-    let u = UserRow::read(row, 13).map_err(bad)?;
+    let u = UserRow::read(row, 13).and_then(|u| u.ok_or_else(|| no_account(13))).map_err(bad)?;
     Ok((session, user(u)?))
 }
 
@@ -788,7 +776,7 @@ where
     const USER: usize = 15;
     let read = || -> Result<_, sqlx::Error> {
         let code: CodeRow = columns_at!(row, 0; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14);
-        let user = UserRow::read_joined(row, USER)?;
+        let user = UserRow::read(row, USER)?;
         Ok((code, user))
     };
     let (code, user_row) = read().map_err(|e| StoreError::Malformed(format!("code row: {e}")))?;
@@ -943,7 +931,7 @@ where
             Some(_) => Some(columns_at!(row, SESSION; 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)),
             None => None,
         };
-        let user = UserRow::read_joined(row, USER)?;
+        let user = UserRow::read(row, USER)?;
         Ok((token, grant, session, user))
     };
     let (token, grant_row, session_row, user_row) =
