@@ -504,9 +504,13 @@ impl SqliteStore {
         qb.push("COMMIT");
         let mut hot = self.hot_connection().await?;
         let conn = opened(&mut hot)?;
-        // Records alone come in a few batch sizes, and caching those statements saves the
-        // parse; batches with other rows vary with their mix and are not worth a place.
-        let cache = rows.is_empty() && presented.is_empty() && codes.is_empty() && sealed.len() <= 64;
+        // The statement list's text depends only on how many writes of each kind the batch
+        // holds (every value is bound), and a steady load repeats a few such shapes: kept
+        // prepared, a repeated shape skips SQLite's parser and code generator, a fifth of
+        // this connection's thread under refreshes when every list was prepared afresh.
+        // Shapes that do not recur fall out of the statement cache, least recently used
+        // first.
+        let cache = sealed.len() <= 64;
         match qb.build().persistent(cache).execute(&mut *conn).await {
             Ok(_) => Ok((found, new_head, self.flusher.committed())),
             Err(e) => {
@@ -3747,12 +3751,8 @@ mod tests {
         }
     }
 
-    /// The conformance suite cannot tell the one-statement path from the slow one it falls
-    /// back to; this calls it directly, so a broken statement list fails here.
-    #[tokio::test]
-    async fn a_batch_read_ahead_goes_in_one_statement_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap();
+    /// A client `c1`, and a grant `g1` of it with its first refresh token, not yet stored.
+    async fn client_and_grant(store: &SqliteStore) -> (Grant, RefreshToken) {
         let client = OidcClient {
             id: "c1".into(),
             name: "Service".into(),
@@ -3769,7 +3769,6 @@ mod tests {
             signing_alg: "ES256".into(),
         };
         store.create_client(&client, &ev("oidc.client.created")).await.unwrap();
-        let head = store.append_audit(&[ev("auth.login.succeeded")]).await.unwrap();
         let grant = Grant {
             id: "g1".into(),
             client_id: "c1".into(),
@@ -3790,6 +3789,17 @@ mod tests {
             expires_at: OffsetDateTime::UNIX_EPOCH + time::Duration::hours(1),
             used_at: None,
         };
+        (grant, first)
+    }
+
+    /// The conformance suite cannot tell the one-statement path from the slow one it falls
+    /// back to; this calls it directly, so a broken statement list fails here.
+    #[tokio::test]
+    async fn a_batch_read_ahead_goes_in_one_statement_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap();
+        let (grant, first) = client_and_grant(&store).await;
+        let head = store.append_audit(&[ev("auth.login.succeeded")]).await.unwrap();
         let writes = [
             Write::InsertGrant { grant: grant.clone(), refresh: Some(first.clone()), event: ev("oidc.grant.issued") },
             Write::Audit(ev("oidc.token.refreshed")),
@@ -3839,5 +3849,49 @@ mod tests {
         assert_eq!(found[0], Written::Rotation(Rotation::Rotated(grant.clone())));
         assert!(matches!(found[1], Written::Rotation(Rotation::Reused(_))), "{found:?}");
         assert!(store.grant("g1").await.unwrap().unwrap().revoked_at.is_some());
+    }
+
+    /// A steady load repeats a few batch shapes: each is prepared once on the group
+    /// commit's connection, and a list its guard refused is still good for the next batch.
+    #[tokio::test]
+    async fn batches_of_one_shape_reuse_their_prepared_statements() {
+        use sqlx::Connection as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap();
+        let (grant, first) = client_and_grant(&store).await;
+        let head = store.append_audit(&[ev("auth.login.succeeded")]).await.unwrap();
+        let insert =
+            [Write::InsertGrant { grant: grant.clone(), refresh: Some(first.clone()), event: ev("oidc.grant.issued") }];
+        let (_, mut head, durable) = store.read_ahead_known_head(head, &insert).await.unwrap();
+        durable.wait().await.unwrap();
+        let cached = || async { store.hot.lock().await.as_ref().unwrap().cached_statements_size() };
+        let before = cached().await;
+        let rotate = |d: u8, n: u8| Write::RotateRefresh {
+            digest: [d; 32],
+            next: RefreshToken { digest: [n; 32], ..first.clone() },
+            now: OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(1),
+            rotated: ev("oidc.token.refreshed"),
+            reused: ev("oidc.refresh.reused"),
+            live: Some(grant.clone()),
+        };
+        // 9 → 10, then a refused replay of 9, then 10 → 11: one shape, one prepared list.
+        let mut counts = Vec::new();
+        for (d, n, ok) in [(9, 10, true), (9, 12, false), (10, 11, true)] {
+            match store.read_ahead_known_head(head, &[rotate(d, n)]).await {
+                Ok((found, h, durable)) => {
+                    assert!(ok, "a spent token was rotated again");
+                    durable.wait().await.unwrap();
+                    assert_eq!(found, [Written::Rotation(Rotation::Rotated(grant.clone()))]);
+                    head = h;
+                }
+                Err(e) => assert!(!ok, "{e}"),
+            }
+            counts.push(cached().await);
+        }
+        // The refusal's rollback is a statement of its own; the third batch adds nothing.
+        assert_eq!((counts[0], counts[2]), (before + 1, counts[1]), "the rotation's statement list is prepared once");
+        assert_eq!(store.refresh_token(&[11; 32]).await.unwrap().unwrap().0.grant_id, "g1");
+        assert_eq!(store.refresh_token(&[12; 32]).await.unwrap(), None);
+        assert_eq!(store.audit_head().await.unwrap(), head);
     }
 }
