@@ -181,9 +181,9 @@ fn new_refresh(
     client: &OidcClient,
     now: OffsetDateTime,
 ) -> Result<(String, RefreshToken), token::RandomError> {
-    let secret = token::generate()?;
+    let (secret, key) = token::generate_refresh(now)?;
     let rt = RefreshToken {
-        digest: token::digest(&secret),
+        digest: key,
         grant_id: grant_id.to_owned(),
         created_at: now,
         expires_at: now + Duration::seconds(i64::from(client.refresh_token_ttl_secs)),
@@ -347,10 +347,9 @@ async fn code_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, fo
 
 async fn refresh_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, form: &TokenForm) -> Response {
     let now = (app.clock)();
-    let Some(presented) = form.refresh_token.as_deref().filter(|t| t.len() == 43) else {
+    let Some(digest) = form.refresh_token.as_deref().and_then(token::refresh_key) else {
         return invalid_grant("the refresh token is missing or malformed");
     };
-    let digest = token::digest(presented);
     // Whose token is it? A client may only use its own. Read with the grant's account and
     // session in one query: each read is a round trip to a database thread.
     let holder = match app.store.refresh_holder(&digest).await {
@@ -539,7 +538,11 @@ pub async fn revoke(
     let Some(t) = form.token.as_deref() else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
     };
-    let grant = match app.store.refresh_token(&token::digest(t)).await {
+    let found = match token::refresh_key(t) {
+        Some(key) => app.store.refresh_token(&key).await,
+        None => Ok(None),
+    };
+    let grant = match found {
         Ok(Some((_, g))) => Some(g),
         Ok(None) => match live_access(&app, t).await {
             Ok(found) => found.map(|(_, g)| g),
@@ -593,7 +596,11 @@ pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, OAuthFo
         v["token_type"] = "access_token".into();
         return token_response(v);
     }
-    match app.store.refresh_holder(&token::digest(t)).await {
+    let holder = match token::refresh_key(t) {
+        Some(key) => app.store.refresh_holder(&key).await,
+        None => Ok(None),
+    };
+    match holder {
         Ok(Some(RefreshHolder { token: rt, grant: g, user, .. }))
             if rt.used_at.is_none()
                 && rt.expires_at > now

@@ -304,7 +304,8 @@ async fn a_session_that_times_out_unobserved_is_ended_and_its_applications_told(
     assert_eq!(logout_records(&p, &client, 1).await[0].details["session_end"], "idle timeout");
 
     // The application's refresh token died with the session's grant.
-    let (_, grant) = p.node.store.refresh_token(&wardgate_core::token::digest(&refresh)).await.unwrap().unwrap();
+    let (_, grant) =
+        p.node.store.refresh_token(&wardgate_core::token::refresh_key(&refresh).unwrap()).await.unwrap().unwrap();
     assert!(grant.revoked_at.is_some(), "{grant:?}");
     let r = p
         .browser
@@ -379,6 +380,7 @@ async fn a_refresh_through_a_timed_out_session_is_refused_and_spends_nothing() {
     let r = presented(next.clone()).await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
-    let (token, _) = p.node.store.refresh_token(&wardgate_core::token::digest(&next)).await.unwrap().unwrap();
+    let (token, _) =
+        p.node.store.refresh_token(&wardgate_core::token::refresh_key(&next).unwrap()).await.unwrap().unwrap();
     assert_eq!(token.used_at, None, "a refused refresh does not spend the token");
 }

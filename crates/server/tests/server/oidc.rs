@@ -269,6 +269,64 @@ async fn a_standard_client_library_completes_the_code_flow_and_manages_its_token
     }
 }
 
+/// Refresh tokens are now keyed in time order (51 characters); one issued before that (43
+/// characters, stored under its digest) still rotates once, and presented again is reuse.
+#[tokio::test]
+async fn a_refresh_token_from_before_time_ordered_keys_still_rotates_once() {
+    let (p, client_id, secret) = provider().await;
+    let issuer = openidconnect::IssuerUrl::new(p.node.base_url.clone()).unwrap();
+    let metadata = CoreProviderMetadata::discover_async(issuer, &http).await.unwrap();
+    let client =
+        CoreClient::from_provider_metadata(metadata, ClientId::new(client_id.clone()), Some(ClientSecret::new(secret)))
+            .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let code = query_param(&p.authorize(url.as_str()).await.1.unwrap(), "code").unwrap();
+    let tokens = client
+        .exchange_code(AuthorizationCode::new(code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .unwrap();
+    let issued = tokens.refresh_token().unwrap().secret().clone();
+    assert_eq!(issued.len(), wardgate_core::token::REFRESH_LEN);
+    let key = wardgate_core::token::refresh_key(&issued).unwrap();
+    let (_, grant) = p.node.store.refresh_token(&key).await.unwrap().expect("stored under its time-ordered key");
+
+    // What an older release stored: a 43-character token under its digest.
+    let legacy = wardgate_core::token::generate().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let event = |t| wardgate_core::audit::AuditEvent::known(now, t, wardgate_core::audit::Outcome::Success);
+    p.node
+        .store
+        .commit(&[wardgate_store::batch::Write::RotateRefresh {
+            digest: key,
+            next: wardgate_core::oidc::RefreshToken {
+                digest: wardgate_core::token::digest(&legacy),
+                grant_id: grant.id.clone(),
+                created_at: now,
+                expires_at: now + time::Duration::hours(1),
+                used_at: None,
+            },
+            now,
+            rotated: event("oidc.token.refreshed"),
+            reused: event("oidc.refresh.reused"),
+            live: None,
+        }])
+        .await
+        .unwrap();
+    let legacy = openidconnect::RefreshToken::new(legacy);
+    let rotated = client.exchange_refresh_token(&legacy).unwrap().request_async(&http).await.expect("legacy refresh");
+    let next = rotated.refresh_token().unwrap().secret();
+    assert_eq!(next.len(), wardgate_core::token::REFRESH_LEN, "its successor has a time-ordered key");
+    assert!(client.exchange_refresh_token(&legacy).unwrap().request_async(&http).await.is_err());
+    assert!(p.node.store.grant(&grant.id).await.unwrap().unwrap().revoked_at.is_some(), "reuse revokes the grant");
+}
+
 #[tokio::test]
 async fn bad_requests_get_protocol_errors_and_never_a_redirect_to_an_unregistered_address() {
     let (p, client_id, secret) = provider().await;
