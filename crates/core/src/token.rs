@@ -52,6 +52,7 @@ pub const REFRESH_LEN: usize = 51;
 /// index and the token it replaces near the other recent ones, instead of each on a random
 /// page of an index holding every token still kept. The time is no secret: the tokens
 /// issued with it carry it too.
+///
 /// Returns the token and its key ([`refresh_key`]).
 pub fn generate_refresh(now: time::OffsetDateTime) -> Result<(String, [u8; 32]), RandomError> {
     let mut b = [0u8; 38];
