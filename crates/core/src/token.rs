@@ -42,19 +42,19 @@ pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
-/// Characters of a refresh token from [`generate_refresh`]: 6 bytes of time and 32 random
-/// bytes, base64url without padding.
-pub const REFRESH_LEN: usize = 51;
+/// Characters of a token from [`generate_ordered`]: 6 bytes of time and 32 random bytes,
+/// base64url without padding.
+pub const ORDERED_LEN: usize = 51;
 
-/// A refresh token whose store key sorts by the time it was issued: 48 bits of
-/// milliseconds, then 256 random bits (the secret). A rotation spends one token and stores
-/// its successor; with keys in time order the successor lands at the right edge of the
-/// index and the token it replaces near the other recent ones, instead of each on a random
-/// page of an index holding every token still kept. The time is no secret: the tokens
-/// issued with it carry it too.
+/// A token whose store key sorts by the time it was issued: 48 bits of milliseconds, then
+/// 256 random bits (the secret). For refresh tokens and authorization codes, which are
+/// stored as they are issued and spent soon after: keys in time order put each new one at
+/// the right edge of its index and the one being spent near the other recent ones,
+/// instead of each on a random page of an index holding every one still kept. The time is
+/// no secret: the tokens issued with it carry it too.
 ///
-/// Returns the token and its key ([`refresh_key`]).
-pub fn generate_refresh(now: time::OffsetDateTime) -> Result<(String, [u8; 32]), RandomError> {
+/// Returns the token and its key ([`ordered_key`]).
+pub fn generate_ordered(now: time::OffsetDateTime) -> Result<(String, [u8; 32]), RandomError> {
     let mut b = [0u8; 38];
     let ms = (now.unix_timestamp_nanos() / 1_000_000).clamp(0, (1 << 48) - 1) as u64;
     b[..6].copy_from_slice(&ms.to_be_bytes()[2..]);
@@ -71,14 +71,14 @@ fn time_ordered_key(time: &[u8], token: &str) -> [u8; 32] {
     key
 }
 
-/// The key a refresh token is stored under, or `None` for a string that is no refresh
-/// token. Tokens of [`generate_refresh`]: their 6 bytes of time, then the first 26 bytes
+/// The key a refresh token or code is stored under, or `None` for a string that is
+/// neither. Tokens of [`generate_ordered`]: their 6 bytes of time, then the first 26 bytes
 /// of their SHA-256 digest. Tokens issued before those existed (43 characters): their
 /// digest, as they were stored.
-pub fn refresh_key(token: &str) -> Option<[u8; 32]> {
+pub fn ordered_key(token: &str) -> Option<[u8; 32]> {
     match token.len() {
         43 => Some(digest(token)),
-        REFRESH_LEN => {
+        ORDERED_LEN => {
             // The first 8 characters are exactly the 6 bytes of time.
             let time = B64.decode(token.get(..8)?).ok()?;
             Some(time_ordered_key(&time, token))
@@ -107,14 +107,14 @@ mod tests {
     }
 
     #[test]
-    fn refresh_keys_sort_by_time_and_older_tokens_keep_theirs() {
+    fn ordered_keys_sort_by_time_and_older_tokens_keep_theirs() {
         let t = time::macros::datetime!(2026-11-29 12:00:00 UTC);
-        let (a, ka) = generate_refresh(t).unwrap();
-        let (b, kb) = generate_refresh(t).unwrap();
-        let (later, kl) = generate_refresh(t + time::Duration::milliseconds(1)).unwrap();
-        assert_eq!((a.len(), later.len()), (REFRESH_LEN, REFRESH_LEN));
+        let (a, ka) = generate_ordered(t).unwrap();
+        let (b, kb) = generate_ordered(t).unwrap();
+        let (later, kl) = generate_ordered(t + time::Duration::milliseconds(1)).unwrap();
+        assert_eq!((a.len(), later.len()), (ORDERED_LEN, ORDERED_LEN));
         // The key handed out with a token is the one it is presented under.
-        assert_eq!((refresh_key(&a), refresh_key(&b), refresh_key(&later)), (Some(ka), Some(kb), Some(kl)));
+        assert_eq!((ordered_key(&a), ordered_key(&b), ordered_key(&later)), (Some(ka), Some(kb), Some(kl)));
         // The same millisecond, different secrets: one prefix, different keys.
         assert_eq!(ka[..6], kb[..6]);
         assert_ne!(ka, kb);
@@ -123,13 +123,13 @@ mod tests {
         // The rest of the key is the token's digest: it cannot be had without the token.
         assert_eq!(ka[6..], digest(&a)[..26]);
         let mut forged = a.clone().into_bytes();
-        forged[REFRESH_LEN - 1] = if forged[REFRESH_LEN - 1] == b'A' { b'B' } else { b'A' };
-        assert_ne!(refresh_key(std::str::from_utf8(&forged).unwrap()), Some(ka));
+        forged[ORDERED_LEN - 1] = if forged[ORDERED_LEN - 1] == b'A' { b'B' } else { b'A' };
+        assert_ne!(ordered_key(std::str::from_utf8(&forged).unwrap()), Some(ka));
         // A token of the old kind is found under its digest, as it was stored.
         let old = generate().unwrap();
-        assert_eq!(refresh_key(&old), Some(digest(&old)));
+        assert_eq!(ordered_key(&old), Some(digest(&old)));
         for bad in ["", "short", &a[1..], "!!!!!!!!AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"] {
-            assert_eq!(refresh_key(bad), None, "{bad:?}");
+            assert_eq!(ordered_key(bad), None, "{bad:?}");
         }
     }
 

@@ -361,9 +361,11 @@ async fn authorize(
     }
 
     // 5. The code.
-    let Ok(code) = token::generate() else { return crate::problem::Problem::internal().into_response() };
+    let Ok((code, key)) = token::generate_ordered(now) else {
+        return crate::problem::Problem::internal().into_response();
+    };
     let record = AuthCode {
-        digest: token::digest(&code),
+        digest: key,
         client_id: client.id.clone(),
         user_id: cur.user.id.clone(),
         session_id: cur.session.id.clone(),

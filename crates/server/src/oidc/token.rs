@@ -181,7 +181,7 @@ fn new_refresh(
     client: &OidcClient,
     now: OffsetDateTime,
 ) -> Result<(String, RefreshToken), token::RandomError> {
-    let (secret, key) = token::generate_refresh(now)?;
+    let (secret, key) = token::generate_ordered(now)?;
     let rt = RefreshToken {
         digest: key,
         grant_id: grant_id.to_owned(),
@@ -244,10 +244,9 @@ fn check_code(client: &OidcClient, form: &TokenForm, code: &AuthCode, now: Offse
 
 async fn code_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, form: &TokenForm) -> Response {
     let now = (app.clock)();
-    let Some(presented) = form.code.as_deref().filter(|c| c.len() == 43) else {
+    let Some(digest) = form.code.as_deref().and_then(token::ordered_key) else {
         return invalid_grant("the code is missing or malformed");
     };
-    let digest = token::digest(presented);
     // The request is checked against the code before it is spent, so that the redemption
     // and the grant it buys are one write and one commit. A code spent before is not
     // checked: its redemption tells the replay, atomically, and what it bought is revoked.
@@ -347,7 +346,7 @@ async fn code_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, fo
 
 async fn refresh_grant(app: &AppState, ctx: &ClientContext, client: &OidcClient, form: &TokenForm) -> Response {
     let now = (app.clock)();
-    let Some(digest) = form.refresh_token.as_deref().and_then(token::refresh_key) else {
+    let Some(digest) = form.refresh_token.as_deref().and_then(token::ordered_key) else {
         return invalid_grant("the refresh token is missing or malformed");
     };
     // Whose token is it? A client may only use its own. Read with the grant's account and
@@ -538,7 +537,7 @@ pub async fn revoke(
     let Some(t) = form.token.as_deref() else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "token is required");
     };
-    let found = match token::refresh_key(t) {
+    let found = match token::ordered_key(t) {
         Some(key) => app.store.refresh_token(&key).await,
         None => Ok(None),
     };
@@ -596,7 +595,7 @@ pub async fn introspect(State(app): State<AppState>, headers: HeaderMap, OAuthFo
         v["token_type"] = "access_token".into();
         return token_response(v);
     }
-    let holder = match token::refresh_key(t) {
+    let holder = match token::ordered_key(t) {
         Some(key) => app.store.refresh_holder(&key).await,
         None => Ok(None),
     };

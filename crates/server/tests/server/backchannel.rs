@@ -305,7 +305,7 @@ async fn a_session_that_times_out_unobserved_is_ended_and_its_applications_told(
 
     // The application's refresh token died with the session's grant.
     let (_, grant) =
-        p.node.store.refresh_token(&wardgate_core::token::refresh_key(&refresh).unwrap()).await.unwrap().unwrap();
+        p.node.store.refresh_token(&wardgate_core::token::ordered_key(&refresh).unwrap()).await.unwrap().unwrap();
     assert!(grant.revoked_at.is_some(), "{grant:?}");
     let r = p
         .browser
@@ -381,6 +381,6 @@ async fn a_refresh_through_a_timed_out_session_is_refused_and_spends_nothing() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_grant");
     let (token, _) =
-        p.node.store.refresh_token(&wardgate_core::token::refresh_key(&next).unwrap()).await.unwrap().unwrap();
+        p.node.store.refresh_token(&wardgate_core::token::ordered_key(&next).unwrap()).await.unwrap().unwrap();
     assert_eq!(token.used_at, None, "a refused refresh does not spend the token");
 }

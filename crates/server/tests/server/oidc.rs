@@ -269,10 +269,11 @@ async fn a_standard_client_library_completes_the_code_flow_and_manages_its_token
     }
 }
 
-/// Refresh tokens are now keyed in time order (51 characters); one issued before that (43
-/// characters, stored under its digest) still rotates once, and presented again is reuse.
+/// Codes and refresh tokens are now keyed in time order (51 characters). Ones issued
+/// before that (43 characters, stored under their digest) still work once: a code is
+/// redeemed, a refresh token rotates, and presented again it is reuse.
 #[tokio::test]
-async fn a_refresh_token_from_before_time_ordered_keys_still_rotates_once() {
+async fn codes_and_refresh_tokens_from_before_time_ordered_keys_still_work_once() {
     let (p, client_id, secret) = provider().await;
     let issuer = openidconnect::IssuerUrl::new(p.node.base_url.clone()).unwrap();
     let metadata = CoreProviderMetadata::discover_async(issuer, &http).await.unwrap();
@@ -285,6 +286,8 @@ async fn a_refresh_token_from_before_time_ordered_keys_still_rotates_once() {
         .set_pkce_challenge(challenge)
         .url();
     let code = query_param(&p.authorize(url.as_str()).await.1.unwrap(), "code").unwrap();
+    assert_eq!(code.len(), wardgate_core::token::ORDERED_LEN);
+    assert!(p.node.store.auth_code(&wardgate_core::token::ordered_key(&code).unwrap()).await.unwrap().is_some());
     let tokens = client
         .exchange_code(AuthorizationCode::new(code))
         .unwrap()
@@ -293,13 +296,44 @@ async fn a_refresh_token_from_before_time_ordered_keys_still_rotates_once() {
         .await
         .unwrap();
     let issued = tokens.refresh_token().unwrap().secret().clone();
-    assert_eq!(issued.len(), wardgate_core::token::REFRESH_LEN);
-    let key = wardgate_core::token::refresh_key(&issued).unwrap();
+    assert_eq!(issued.len(), wardgate_core::token::ORDERED_LEN);
+    let key = wardgate_core::token::ordered_key(&issued).unwrap();
     let (_, grant) = p.node.store.refresh_token(&key).await.unwrap().expect("stored under its time-ordered key");
 
-    // What an older release stored: a 43-character token under its digest.
-    let legacy = wardgate_core::token::generate().unwrap();
+    // What an older release stored: 43-character codes and tokens under their digest.
     let now = time::OffsetDateTime::now_utc();
+    let legacy_code = wardgate_core::token::generate().unwrap();
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    p.node
+        .store
+        .insert_auth_code(&wardgate_core::oidc::AuthCode {
+            digest: wardgate_core::token::digest(&legacy_code),
+            client_id: client_id.clone(),
+            user_id: grant.user_id.clone().unwrap(),
+            session_id: grant.session_id.clone().unwrap(),
+            redirect_uri: REDIRECT.into(),
+            code_challenge: Some(challenge.as_str().to_owned()),
+            nonce: None,
+            scopes: vec!["openid".into()],
+            acr: "urn:wardgate:aal2".into(),
+            amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+            auth_time: now,
+            correlation_id: "c".into(),
+            created_at: now,
+            expires_at: now + time::Duration::seconds(60),
+            grant_id: None,
+        })
+        .await
+        .unwrap();
+    let redeemed = client
+        .exchange_code(AuthorizationCode::new(legacy_code))
+        .unwrap()
+        .set_pkce_verifier(verifier)
+        .request_async(&http)
+        .await
+        .expect("a code of the old kind is redeemed");
+    assert_eq!(redeemed.refresh_token().unwrap().secret().len(), wardgate_core::token::ORDERED_LEN);
+    let legacy = wardgate_core::token::generate().unwrap();
     let event = |t| wardgate_core::audit::AuditEvent::known(now, t, wardgate_core::audit::Outcome::Success);
     p.node
         .store
@@ -322,7 +356,7 @@ async fn a_refresh_token_from_before_time_ordered_keys_still_rotates_once() {
     let legacy = openidconnect::RefreshToken::new(legacy);
     let rotated = client.exchange_refresh_token(&legacy).unwrap().request_async(&http).await.expect("legacy refresh");
     let next = rotated.refresh_token().unwrap().secret();
-    assert_eq!(next.len(), wardgate_core::token::REFRESH_LEN, "its successor has a time-ordered key");
+    assert_eq!(next.len(), wardgate_core::token::ORDERED_LEN, "its successor has a time-ordered key");
     assert!(client.exchange_refresh_token(&legacy).unwrap().request_async(&http).await.is_err());
     assert!(p.node.store.grant(&grant.id).await.unwrap().unwrap().revoked_at.is_some(), "reuse revokes the grant");
 }
