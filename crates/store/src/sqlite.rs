@@ -3751,8 +3751,11 @@ mod tests {
         }
     }
 
-    /// A client `c1`, and a grant `g1` of it with its first refresh token, not yet stored.
-    async fn client_and_grant(store: &SqliteStore) -> (Grant, RefreshToken) {
+    /// A fresh store with a client `c1` and one record, and a grant `g1` of that client with
+    /// its first refresh token (`[9; 32]`), not yet stored.
+    async fn oidc_store() -> (tempfile::TempDir, SqliteStore, ChainHead, Grant, RefreshToken) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap();
         let client = OidcClient {
             id: "c1".into(),
             name: "Service".into(),
@@ -3789,17 +3792,27 @@ mod tests {
             expires_at: OffsetDateTime::UNIX_EPOCH + time::Duration::hours(1),
             used_at: None,
         };
-        (grant, first)
+        let head = store.append_audit(&[ev("auth.login.succeeded")]).await.unwrap();
+        (dir, store, head, grant, first)
+    }
+
+    /// A rotation of `[spent; 32]` into `[next; 32]` at `now`, read ahead as live.
+    fn rotate(grant: &Grant, first: &RefreshToken, spent: u8, next: u8, now: OffsetDateTime) -> Write {
+        Write::RotateRefresh {
+            digest: [spent; 32],
+            next: RefreshToken { digest: [next; 32], created_at: now, ..first.clone() },
+            now,
+            rotated: ev("oidc.token.refreshed"),
+            reused: ev("oidc.refresh.reused"),
+            live: Some(grant.clone()),
+        }
     }
 
     /// The conformance suite cannot tell the one-statement path from the slow one it falls
     /// back to; this calls it directly, so a broken statement list fails here.
     #[tokio::test]
     async fn a_batch_read_ahead_goes_in_one_statement_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap();
-        let (grant, first) = client_and_grant(&store).await;
-        let head = store.append_audit(&[ev("auth.login.succeeded")]).await.unwrap();
+        let (_dir, store, head, grant, first) = oidc_store().await;
         let writes = [
             Write::InsertGrant { grant: grant.clone(), refresh: Some(first.clone()), event: ev("oidc.grant.issued") },
             Write::Audit(ev("oidc.token.refreshed")),
@@ -3819,14 +3832,7 @@ mod tests {
         // A refresh read ahead is spent blind, its successor stored, in the same one list.
         let now = OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(1);
         let next = |d: u8| RefreshToken { digest: [d; 32], created_at: now, ..first.clone() };
-        let rotate = |d: u8, n: u8| Write::RotateRefresh {
-            digest: [d; 32],
-            next: next(n),
-            now,
-            rotated: ev("oidc.token.refreshed"),
-            reused: ev("oidc.refresh.reused"),
-            live: Some(grant.clone()),
-        };
+        let rotate = |d: u8, n: u8| rotate(&grant, &first, d, n, now);
         let (found, head, durable) = store.read_ahead_known_head(new_head, &[rotate(9, 10)]).await.unwrap();
         durable.wait().await.unwrap();
         assert_eq!(found, [Written::Rotation(Rotation::Rotated(grant.clone()))]);
@@ -3856,24 +3862,15 @@ mod tests {
     #[tokio::test]
     async fn batches_of_one_shape_reuse_their_prepared_statements() {
         use sqlx::Connection as _;
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap();
-        let (grant, first) = client_and_grant(&store).await;
-        let head = store.append_audit(&[ev("auth.login.succeeded")]).await.unwrap();
+        let (_dir, store, head, grant, first) = oidc_store().await;
         let insert =
             [Write::InsertGrant { grant: grant.clone(), refresh: Some(first.clone()), event: ev("oidc.grant.issued") }];
         let (_, mut head, durable) = store.read_ahead_known_head(head, &insert).await.unwrap();
         durable.wait().await.unwrap();
         let cached = || async { store.hot.lock().await.as_ref().unwrap().cached_statements_size() };
         let before = cached().await;
-        let rotate = |d: u8, n: u8| Write::RotateRefresh {
-            digest: [d; 32],
-            next: RefreshToken { digest: [n; 32], ..first.clone() },
-            now: OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(1),
-            rotated: ev("oidc.token.refreshed"),
-            reused: ev("oidc.refresh.reused"),
-            live: Some(grant.clone()),
-        };
+        let now = OffsetDateTime::UNIX_EPOCH + time::Duration::minutes(1);
+        let rotate = |d: u8, n: u8| rotate(&grant, &first, d, n, now);
         // 9 → 10, then a refused replay of 9, then 10 → 11: one shape, one prepared list.
         let mut counts = Vec::new();
         for (d, n, ok) in [(9, 10, true), (9, 12, false), (10, 11, true)] {

@@ -11,6 +11,7 @@ use openidconnect::{
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use wardgate_core::oidc::AuthCode;
 use wardgate_core::settings::Settings;
 use wardgate_server::Node;
 use wardgate_server::clients::{Clients, NewClient};
@@ -173,6 +174,34 @@ impl Provider {
     }
 }
 
+/// A code as the store keeps it, 43 characters under its digest (what releases before
+/// time-ordered keys issued), made at `at` for a minute, bound to `challenge`.
+fn stored_code(
+    code: &str,
+    client_id: &str,
+    user_id: &str,
+    challenge: &PkceCodeChallenge,
+    at: time::OffsetDateTime,
+) -> AuthCode {
+    AuthCode {
+        digest: wardgate_core::token::digest(code),
+        client_id: client_id.to_owned(),
+        user_id: user_id.to_owned(),
+        session_id: "s".into(),
+        redirect_uri: REDIRECT.into(),
+        code_challenge: Some(challenge.as_str().to_owned()),
+        nonce: None,
+        scopes: vec!["openid".into()],
+        acr: "urn:wardgate:aal2".into(),
+        amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+        auth_time: at,
+        correlation_id: "c".into(),
+        created_at: at,
+        expires_at: at + time::Duration::seconds(60),
+        grant_id: None,
+    }
+}
+
 pub(crate) fn query_param(url: &str, name: &str) -> Option<String> {
     let q = url.split_once('?')?.1;
     url::form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
@@ -304,27 +333,8 @@ async fn codes_and_refresh_tokens_from_before_time_ordered_keys_still_work_once(
     let now = time::OffsetDateTime::now_utc();
     let legacy_code = wardgate_core::token::generate().unwrap();
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    p.node
-        .store
-        .insert_auth_code(&wardgate_core::oidc::AuthCode {
-            digest: wardgate_core::token::digest(&legacy_code),
-            client_id: client_id.clone(),
-            user_id: grant.user_id.clone().unwrap(),
-            session_id: grant.session_id.clone().unwrap(),
-            redirect_uri: REDIRECT.into(),
-            code_challenge: Some(challenge.as_str().to_owned()),
-            nonce: None,
-            scopes: vec!["openid".into()],
-            acr: "urn:wardgate:aal2".into(),
-            amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
-            auth_time: now,
-            correlation_id: "c".into(),
-            created_at: now,
-            expires_at: now + time::Duration::seconds(60),
-            grant_id: None,
-        })
-        .await
-        .unwrap();
+    let code = stored_code(&legacy_code, &client_id, grant.user_id.as_deref().unwrap(), &challenge, now);
+    p.node.store.insert_auth_code(&AuthCode { session_id: grant.session_id.clone().unwrap(), ..code }).await.unwrap();
     let redeemed = client
         .exchange_code(AuthorizationCode::new(legacy_code))
         .unwrap()
@@ -450,27 +460,7 @@ async fn bad_requests_get_protocol_errors_and_never_a_redirect_to_an_unregistere
         .unwrap()
         .unwrap();
     let expired = "E".repeat(43);
-    p.node
-        .store
-        .insert_auth_code(&wardgate_core::oidc::AuthCode {
-            digest: wardgate_core::token::digest(&expired),
-            client_id: client_id.clone(),
-            user_id: user.id.clone(),
-            session_id: "s".into(),
-            redirect_uri: REDIRECT.into(),
-            code_challenge: Some(challenge.as_str().to_owned()),
-            nonce: None,
-            scopes: vec!["openid".into()],
-            acr: "urn:wardgate:aal2".into(),
-            amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
-            auth_time: old,
-            correlation_id: "c".into(),
-            created_at: old,
-            expires_at: old + time::Duration::seconds(60),
-            grant_id: None,
-        })
-        .await
-        .unwrap();
+    p.node.store.insert_auth_code(&stored_code(&expired, &client_id, &user.id, &challenge, old)).await.unwrap();
     assert_eq!(
         error_of(token(base_form(&expired, verifier.secret(), &secret)).await.unwrap()).await.1,
         "invalid_grant"
