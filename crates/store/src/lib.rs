@@ -19,6 +19,7 @@ mod error;
 mod governance;
 mod lifecycle;
 mod postgres;
+mod readers;
 mod scim;
 mod sqlite;
 

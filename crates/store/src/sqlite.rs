@@ -40,6 +40,7 @@ use crate::common::{self, Presented, micros};
 use crate::durable::LogFlusher;
 use crate::governance;
 use crate::lifecycle;
+use crate::readers::Readers;
 use crate::scim;
 use crate::{
     AuditMark, AuditMarks, CodeRedemption, Durable, OidcPurged, RefreshHolder, Rotation, SealedColumn, SealedRef,
@@ -68,6 +69,8 @@ const INSERT_CHUNK: usize = 1000;
 const FAST_BATCH: usize = 1000;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections for the point reads on the request path, as many as the pool has.
+const READERS: usize = 8;
 
 /// SQLite primary result codes (the low byte of the extended code sqlx reports).
 const SQLITE_BUSY: i32 = 5;
@@ -92,6 +95,8 @@ pub struct SqliteStore {
     /// outside any pool: a pool pings a connection on its way back, one more round trip
     /// to SQLite's worker thread on every commit. Used only while holding `writer`.
     hot: Mutex<Option<SqliteConnection>>,
+    /// Point reads on the request path, without the pool's ping after each.
+    readers: Readers,
     /// Flushes the write-ahead log for `hot`, which commits without waiting for the disk
     /// (`synchronous=NORMAL`) so that the next batch can be applied during the flush.
     flusher: LogFlusher,
@@ -133,6 +138,7 @@ impl SqliteStore {
             .connect_with(options.clone().row_buffer_size(1024))
             .await
             .map_err(|e| at_path(path, e))?;
+        let readers = options.clone();
         let writes = match SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
@@ -161,6 +167,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writer: Mutex::new(None),
             hot: Mutex::new(None),
+            readers: Readers::new(readers, READERS),
             flusher,
         };
         if let Err(e) = store.prepare().await {
@@ -180,6 +187,7 @@ impl SqliteStore {
             let _ = conn.close().await;
         }
         self.writes.close().await;
+        self.readers.close().await;
         self.pool.close().await;
     }
 
@@ -1566,18 +1574,23 @@ impl Store for SqliteStore {
     }
 
     async fn user_by_username(&self, username: &Username) -> Result<Option<User>, StoreError> {
-        let row: Option<common::UserRow> = sqlx::query_as(common::select_users!("WHERE username = $1"))
-            .bind(username.as_str())
-            .fetch_optional(&self.pool)
+        let row: Option<common::UserRow> = self
+            .readers
+            .read(async |c| {
+                sqlx::query_as(common::select_users!("WHERE username = $1"))
+                    .bind(username.as_str())
+                    .fetch_optional(c)
+                    .await
+            })
             .await
             .map_err(err)?;
         row.map(common::user).transpose()
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<common::UserRow> = sqlx::query_as(common::select_users!("WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row: Option<common::UserRow> = self
+            .readers
+            .read(async |c| sqlx::query_as(common::select_users!("WHERE id = $1")).bind(id).fetch_optional(c).await)
             .await
             .map_err(err)?;
         row.map(common::user).transpose()
@@ -1686,12 +1699,16 @@ impl Store for SqliteStore {
     }
 
     async fn factors_of(&self, user_id: &str) -> Result<Vec<Factor>, StoreError> {
-        let rows: Vec<common::FactorRow> =
-            sqlx::query_as(common::select_factors!("WHERE user_id = $1 ORDER BY created_at_us, id"))
-                .bind(user_id)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(err)?;
+        let rows: Vec<common::FactorRow> = self
+            .readers
+            .read(async |c| {
+                sqlx::query_as(common::select_factors!("WHERE user_id = $1 ORDER BY created_at_us, id"))
+                    .bind(user_id)
+                    .fetch_all(c)
+                    .await
+            })
+            .await
+            .map_err(err)?;
         rows.into_iter().map(common::factor).collect()
     }
 
@@ -1970,9 +1987,14 @@ impl Store for SqliteStore {
     }
 
     async fn session_and_user(&self, digest: &[u8; 32]) -> Result<Option<(Session, User)>, StoreError> {
-        let row = sqlx::query(common::select_session_and_user!("WHERE s.digest = $1"))
-            .bind(digest.to_vec())
-            .fetch_optional(&self.pool)
+        let row = self
+            .readers
+            .read(async |c| {
+                sqlx::query(common::select_session_and_user!("WHERE s.digest = $1"))
+                    .bind(digest.to_vec())
+                    .fetch_optional(c)
+                    .await
+            })
             .await
             .map_err(err)?;
         row.as_ref().map(common::session_and_user).transpose()
@@ -2229,9 +2251,9 @@ impl Store for SqliteStore {
     }
 
     async fn client(&self, id: &str) -> Result<Option<OidcClient>, StoreError> {
-        let row: Option<common::ClientRow> = sqlx::query_as(common::select_clients!("WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row: Option<common::ClientRow> = self
+            .readers
+            .read(async |c| sqlx::query_as(common::select_clients!("WHERE id = $1")).bind(id).fetch_optional(c).await)
             .await
             .map_err(err)?;
         row.map(common::client).transpose()
@@ -2321,13 +2343,17 @@ impl Store for SqliteStore {
     }
 
     async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>, StoreError> {
-        let row: Option<common::ConsentRow> =
-            sqlx::query_as(common::select_consents!("WHERE user_id = $1 AND client_id = $2"))
-                .bind(user_id)
-                .bind(client_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(err)?;
+        let row: Option<common::ConsentRow> = self
+            .readers
+            .read(async |c| {
+                sqlx::query_as(common::select_consents!("WHERE user_id = $1 AND client_id = $2"))
+                    .bind(user_id)
+                    .bind(client_id)
+                    .fetch_optional(c)
+                    .await
+            })
+            .await
+            .map_err(err)?;
         row.map(common::consent).transpose()
     }
 
@@ -2378,9 +2404,14 @@ impl Store for SqliteStore {
     }
 
     async fn auth_code_with_user(&self, digest: &[u8; 32]) -> Result<Option<(AuthCode, Option<User>)>, StoreError> {
-        let row = sqlx::query(common::select_code_and_user!("WHERE c.digest = $1"))
-            .bind(digest.to_vec())
-            .fetch_optional(&self.pool)
+        let row = self
+            .readers
+            .read(async |c| {
+                sqlx::query(common::select_code_and_user!("WHERE c.digest = $1"))
+                    .bind(digest.to_vec())
+                    .fetch_optional(c)
+                    .await
+            })
             .await
             .map_err(err)?;
         row.as_ref().map(common::code_and_user).transpose()
@@ -2418,9 +2449,9 @@ impl Store for SqliteStore {
     }
 
     async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
-        let row: Option<common::GrantRow> = sqlx::query_as(common::select_grants!("WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.pool)
+        let row: Option<common::GrantRow> = self
+            .readers
+            .read(async |c| sqlx::query_as(common::select_grants!("WHERE id = $1")).bind(id).fetch_optional(c).await)
             .await
             .map_err(err)?;
         row.map(common::grant).transpose()
@@ -2432,9 +2463,14 @@ impl Store for SqliteStore {
     }
 
     async fn refresh_holder(&self, digest: &[u8; 32]) -> Result<Option<RefreshHolder>, StoreError> {
-        let row = sqlx::query(common::select_refresh_holder!("WHERE t.digest = $1"))
-            .bind(digest.to_vec())
-            .fetch_optional(&self.pool)
+        let row = self
+            .readers
+            .read(async |c| {
+                sqlx::query(common::select_refresh_holder!("WHERE t.digest = $1"))
+                    .bind(digest.to_vec())
+                    .fetch_optional(c)
+                    .await
+            })
             .await
             .map_err(err)?;
         row.as_ref().map(common::refresh_holder).transpose()
