@@ -9,10 +9,15 @@
 //!   spending the token the previous one returned.
 //!
 //! Each is measured closed-loop (every task sends its next request when the last one is
-//! answered) for a fixed time after a warm-up, then open-loop at 80 % of the rate just
-//! measured (requests sent on a fixed schedule; latency counted from the scheduled time, so
-//! a slow answer delays nothing and hides nothing). The open loop keeps at most
-//! WARDGATE_BENCH_OPEN_INFLIGHT requests in flight (64; refresh: one per chain), as a
+//! answered) for a fixed time after a warm-up, at each of several numbers of concurrent
+//! clients: a provider's sustained rate is the best of them. One number for both would
+//! measure whichever is not yet saturated by its latency instead of its capacity: a
+//! single-threaded Node process saturates its core with a few dozen clients, while the
+//! group commit answers each client once its batch is on disk and keeps cores idle until
+//! more clients share each commit. Then open-loop at 80 % of the sustained rate (requests
+//! sent on a fixed schedule; latency counted from the scheduled time, so a slow answer
+//! delays nothing and hides nothing). The open loop keeps at most as many requests in
+//! flight as the closed loop had clients at its best (refresh: one per chain), as a
 //! relying party's connection pool would: a request due while they are all taken waits
 //! for one, and the wait counts in its latency. Unbounded, the load generator opened a
 //! connection for every request that found none idle — thousands once a queue formed —
@@ -23,8 +28,10 @@
 //! (`bench-client`); `oidc-provider` is a child process.
 //!
 //! `cargo bench -p wardgate-server --bench oidc`. Environment: WARDGATE_BENCH_SECS (10),
-//! WARDGATE_BENCH_WARMUP_SECS (3), WARDGATE_BENCH_CONCURRENCY (32),
-//! WARDGATE_BENCH_OPEN_INFLIGHT (64), WARDGATE_BENCH_CHAINS (refresh chains, 128),
+//! WARDGATE_BENCH_WARMUP_SECS (before each closed loop, 2), WARDGATE_BENCH_CONCURRENCY
+//! (concurrent clients, comma-separated, `32,64,128,256`), WARDGATE_BENCH_OPEN_INFLIGHT
+//! (at most in flight in the open loop; the best closed loop's clients), WARDGATE_BENCH_CHAINS
+//! (refresh chains; the most clients, and at least 128),
 //! WARDGATE_BENCH_NODE (the node binary, `node`), WARDGATE_BENCH_TRACE (a path prefix: each
 //! open-loop run writes `PREFIX.N`, one line per request with its due time and latency in
 //! milliseconds, to see when slow answers happened). Without Node or without `npm ci` in
@@ -588,33 +595,55 @@ impl Measure {
 struct Config {
     secs: f64,
     warmup: f64,
-    concurrency: usize,
-    open_inflight: usize,
+    /// Concurrent clients of each closed loop, fewest first.
+    concurrency: Vec<usize>,
+    /// Requests in flight in the open loop; `None`: as many as the best closed loop had.
+    open_inflight: Option<usize>,
     chains: usize,
 }
 
-/// Warm-up, then the closed-loop measurement; the refresh chains carry over.
+/// `32,64,128` → `[32, 64, 128]`; anything unreadable is left out.
+fn levels(list: &str) -> Vec<usize> {
+    let mut levels: Vec<usize> = list.split(',').filter_map(|n| n.trim().parse().ok()).filter(|&n| n > 0).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    levels
+}
+
+/// Warm-up, then the closed-loop measurement with `clients` concurrent clients; the
+/// refresh chains carry over.
 async fn sustained(
     cfg: &Config,
     http: &reqwest::Client,
     t: &Arc<Target>,
     m: Measure,
+    clients: usize,
     chains: Vec<VecDeque<String>>,
 ) -> (Run, Vec<VecDeque<String>>) {
     let (http, t2) = (http.clone(), Arc::clone(t));
     match m {
         Measure::ClientCredentials | Measure::CodeFlow => {
             let op = stateless_op(http, t2, m);
-            let units = vec![(); cfg.concurrency];
+            let units = vec![(); clients];
             let (_, units) = closed(units, cfg.warmup, t.cpu, op.clone()).await;
             (closed(units, cfg.secs, t.cpu, op).await.0, chains)
         }
         Measure::Refresh => {
             let op = rotate_op(http, t2);
-            let (_, chains) = closed(chains, cfg.warmup, t.cpu, op.clone()).await;
+            let (_, chains) = closed(deal(chains, clients), cfg.warmup, t.cpu, op.clone()).await;
             closed(chains, cfg.secs, t.cpu, op).await
         }
     }
+}
+
+/// The chains dealt out again to `clients` queues, each client rotating its own in turn.
+fn deal(chains: Vec<VecDeque<String>>, clients: usize) -> Vec<VecDeque<String>> {
+    let n = clients.max(1);
+    let mut queues = vec![VecDeque::new(); n];
+    for (i, chain) in chains.into_iter().flatten().enumerate() {
+        queues[i % n].push_back(chain);
+    }
+    queues
 }
 
 type Op<S> = std::pin::Pin<Box<dyn Future<Output = Outcome<S>> + Send>>;
@@ -666,13 +695,14 @@ async fn at_rate(
     t: &Arc<Target>,
     m: Measure,
     rate: f64,
+    inflight: usize,
     chains: Vec<VecDeque<String>>,
 ) -> (Run, Vec<VecDeque<String>>) {
     let (http, t2) = (http.clone(), Arc::clone(t));
     match m {
         Measure::ClientCredentials | Measure::CodeFlow => {
             let op = stateless_op(http, t2, m);
-            (paced(vec![(); cfg.open_inflight], rate, cfg.secs, t.cpu, op).await.0, chains)
+            (paced(vec![(); inflight], rate, cfg.secs, t.cpu, op).await.0, chains)
         }
         Measure::Refresh => {
             // One chain per pool entry, so that any free chain can be taken.
@@ -683,12 +713,13 @@ async fn at_rate(
     }
 }
 
-/// `cfg.chains` refresh tokens from as many code flows, dealt out to the workers.
+/// `cfg.chains` refresh tokens from as many code flows.
 async fn seed_chains(cfg: &Config, http: &reqwest::Client, t: &Arc<Target>) -> Vec<VecDeque<String>> {
+    const SEEDERS: usize = 32;
     let mut tasks = Vec::new();
-    for w in 0..cfg.concurrency {
+    for w in 0..SEEDERS {
         let (http, t) = (http.clone(), Arc::clone(t));
-        let n = cfg.chains / cfg.concurrency + usize::from(w < cfg.chains % cfg.concurrency);
+        let n = cfg.chains / SEEDERS + usize::from(w < cfg.chains % SEEDERS);
         tasks.push(tokio::spawn(async move {
             let mut q = VecDeque::new();
             for _ in 0..n {
@@ -706,12 +737,20 @@ async fn seed_chains(cfg: &Config, http: &reqwest::Client, t: &Arc<Target>) -> V
 
 fn main() {
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let concurrency = match levels(&env("WARDGATE_BENCH_CONCURRENCY", String::new())) {
+        l if l.is_empty() => vec![32, 64, 128, 256],
+        l => l,
+    };
+    let most = concurrency.last().copied().unwrap_or(32);
     let cfg = Config {
         secs: env("WARDGATE_BENCH_SECS", 10.0),
-        warmup: env("WARDGATE_BENCH_WARMUP_SECS", 3.0),
-        concurrency: env("WARDGATE_BENCH_CONCURRENCY", 32usize).max(1),
-        open_inflight: env("WARDGATE_BENCH_OPEN_INFLIGHT", 64usize).max(1),
-        chains: env("WARDGATE_BENCH_CHAINS", 128usize).max(1),
+        warmup: env("WARDGATE_BENCH_WARMUP_SECS", 2.0),
+        open_inflight: std::env::var("WARDGATE_BENCH_OPEN_INFLIGHT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n| n > 0),
+        chains: env("WARDGATE_BENCH_CHAINS", most.max(128)).max(most),
+        concurrency,
     };
     // reqwest has TLS without a crypto provider in this crate's tests; install ring's.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -772,9 +811,13 @@ fn main() {
             refresh(&http, t, &r).await.unwrap_or_else(|e| panic!("{}: {e}", t.name));
         }
 
+        let inflight = match cfg.open_inflight {
+            Some(n) => n.to_string(),
+            None => "as many as the best closed loop's clients".into(),
+        };
         println!(
-            "machine: {cores} cores; {} s per measurement after {} s of warm-up; {} concurrent requests (closed loop); at most {} in flight (open loop); {} refresh chains",
-            cfg.secs, cfg.warmup, cfg.concurrency, cfg.open_inflight, cfg.chains
+            "machine: {cores} cores; {} s per measurement after {} s of warm-up; {:?} concurrent clients (closed loop); at most {inflight} in flight (open loop); {} refresh chains",
+            cfg.secs, cfg.warmup, cfg.concurrency, cfg.chains
         );
         let mut rows = Vec::new();
         // The busiest the rest of the machine was during any measurement, in cores.
@@ -786,57 +829,67 @@ fn main() {
         let all = [Measure::ClientCredentials, Measure::CodeFlow, Measure::Refresh];
         for m in all.into_iter().filter(|m| only.is_empty() || only.split(',').any(|o| o.trim() == m.key())) {
             println!("\n{} per second, closed loop:", m.label());
-            let mut rates = Vec::new();
-            for (i, t) in targets.iter().enumerate() {
-                if m == Measure::Refresh {
+            if m == Measure::Refresh {
+                for (i, t) in targets.iter().enumerate() {
                     chains[i] = seed_chains(&cfg, &http, t).await;
                 }
-                let (run, c) = sustained(&cfg, &http, t, m, std::mem::take(&mut chains[i])).await;
-                chains[i] = c;
-                println!("  {:<14} {}", t.name, run.describe());
-                others = others.max(run.cpu.others / run.elapsed.as_secs_f64());
-                rates.push(run.rate());
             }
+            // The best rate of each target and the clients that reached it. The providers
+            // take turns at each number of clients, so that a drift of the machine's speed
+            // over the run falls on both.
+            let mut best = vec![(0.0_f64, 0_usize); targets.len()];
+            for &clients in &cfg.concurrency {
+                for (i, t) in targets.iter().enumerate() {
+                    let (run, c) = sustained(&cfg, &http, t, m, clients, std::mem::take(&mut chains[i])).await;
+                    chains[i] = c;
+                    println!("  {:<14} {clients:>4} clients {}", t.name, run.describe());
+                    others = others.max(run.cpu.others / run.elapsed.as_secs_f64());
+                    if run.rate() > best[i].0 {
+                        best[i] = (run.rate(), clients);
+                    }
+                }
+            }
+            let rates: Vec<f64> = best.iter().map(|b| b.0).collect();
             let mut paced_runs = Vec::new();
             for (i, t) in targets.iter().enumerate() {
                 let rate = 0.8 * rates[i];
-                let (run, c) = at_rate(&cfg, &http, t, m, rate, std::mem::take(&mut chains[i])).await;
+                let inflight = cfg.open_inflight.unwrap_or(best[i].1);
+                let (run, c) = at_rate(&cfg, &http, t, m, rate, inflight, std::mem::take(&mut chains[i])).await;
                 chains[i] = c;
                 println!("  {:<14} open loop at 80 % ({rate:.0}/s offered): {}", t.name, run.describe());
                 others = others.max(run.cpu.others / run.elapsed.as_secs_f64());
                 paced_runs.push(run);
             }
-            rows.push((m, rates, paced_runs));
+            rows.push((m, best, paced_runs));
         }
 
         println!("\nthe rest of the machine used at most {others:.2} cores during any measurement");
-        println!("\n| measure | Wardgate/s | oidc-provider/s | ratio | target | met |");
+        println!("\n| measure | Wardgate/s (clients) | oidc-provider/s (clients) | ratio | target | met |");
         println!("|---|---|---|---|---|---|");
-        for (m, rates, _) in &rows {
-            match rates.get(1) {
-                Some(other) => {
-                    let ratio = rates[0] / other;
+        for (m, best, _) in &rows {
+            let (ours, at) = best[0];
+            match best.get(1) {
+                Some(&(other, other_at)) => {
+                    let ratio = ours / other;
                     println!(
-                        "| {} | {:.0} | {:.0} | {ratio:.2}× | 3× | {} |",
+                        "| {} | {ours:.0} ({at}) | {other:.0} ({other_at}) | {ratio:.2}× | 3× | {} |",
                         m.label(),
-                        rates[0],
-                        other,
                         if ratio >= 3.0 { "yes" } else { "no" }
                     );
                 }
-                None => println!("| {} | {:.0} | skipped | | 3× | |", m.label(), rates[0]),
+                None => println!("| {} | {ours:.0} ({at}) | skipped | | 3× | |", m.label()),
             }
         }
         println!("\n| at 80 % of the sustained rate | offered/s | answered/s | p50 | p99 | target p99 | met |");
         println!("|---|---|---|---|---|---|---|");
-        for (m, rates, runs) in &rows {
+        for (m, best, runs) in &rows {
             for (i, run) in runs.iter().enumerate() {
                 let met = if i == 0 { if run.ms(0.99) < 5.0 { "yes" } else { "no" } } else { "" };
                 println!(
                     "| {}, {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {} | {met} |",
                     targets[i].name,
                     m.label(),
-                    0.8 * rates[i],
+                    0.8 * best[i].0,
                     run.rate(),
                     run.ms(0.5),
                     run.ms(0.99),
