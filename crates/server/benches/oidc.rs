@@ -17,8 +17,9 @@
 //! more clients share each commit. Then open-loop at 80 % of the sustained rate (requests
 //! sent on a fixed schedule; latency counted from the scheduled time, so a slow answer
 //! delays nothing and hides nothing). The open loop keeps at most as many requests in
-//! flight as the closed loop had clients at its best (refresh: one per chain), as a
-//! relying party's connection pool would: a request due while they are all taken waits
+//! flight as the most clients the closed loop had (refresh: one per chain), as a relying
+//! party's connection pool would (not the number at the best rate: which number wins
+//! changes from run to run, and so did the headroom the open loop had for a stall): a request due while they are all taken waits
 //! for one, and the wait counts in its latency. Unbounded, the load generator opened a
 //! connection for every request that found none idle — thousands once a queue formed —
 //! and spent the shared cores on that instead of on requests.
@@ -30,7 +31,7 @@
 //! `cargo bench -p wardgate-server --bench oidc`. Environment: WARDGATE_BENCH_SECS (10),
 //! WARDGATE_BENCH_WARMUP_SECS (before each closed loop, 2), WARDGATE_BENCH_CONCURRENCY
 //! (concurrent clients, comma-separated, `32,64,128,256`), WARDGATE_BENCH_OPEN_INFLIGHT
-//! (at most in flight in the open loop; the best closed loop's clients), WARDGATE_BENCH_CHAINS
+//! (at most in flight in the open loop; the most clients), WARDGATE_BENCH_CHAINS
 //! (refresh chains; the most clients, and at least 128),
 //! WARDGATE_BENCH_NODE (the node binary, `node`), WARDGATE_BENCH_TRACE (a path prefix: each
 //! open-loop run writes `PREFIX.N`, one line per request with its due time and latency in
@@ -597,8 +598,8 @@ struct Config {
     warmup: f64,
     /// Concurrent clients of each closed loop, fewest first.
     concurrency: Vec<usize>,
-    /// Requests in flight in the open loop; `None`: as many as the best closed loop had.
-    open_inflight: Option<usize>,
+    /// At most this many requests in flight in the open loop.
+    open_inflight: usize,
     chains: usize,
 }
 
@@ -695,14 +696,13 @@ async fn at_rate(
     t: &Arc<Target>,
     m: Measure,
     rate: f64,
-    inflight: usize,
     chains: Vec<VecDeque<String>>,
 ) -> (Run, Vec<VecDeque<String>>) {
     let (http, t2) = (http.clone(), Arc::clone(t));
     match m {
         Measure::ClientCredentials | Measure::CodeFlow => {
             let op = stateless_op(http, t2, m);
-            (paced(vec![(); inflight], rate, cfg.secs, t.cpu, op).await.0, chains)
+            (paced(vec![(); cfg.open_inflight], rate, cfg.secs, t.cpu, op).await.0, chains)
         }
         Measure::Refresh => {
             // One chain per pool entry, so that any free chain can be taken.
@@ -745,10 +745,7 @@ fn main() {
     let cfg = Config {
         secs: env("WARDGATE_BENCH_SECS", 10.0),
         warmup: env("WARDGATE_BENCH_WARMUP_SECS", 2.0),
-        open_inflight: std::env::var("WARDGATE_BENCH_OPEN_INFLIGHT")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .filter(|&n| n > 0),
+        open_inflight: env("WARDGATE_BENCH_OPEN_INFLIGHT", most).max(1),
         chains: env("WARDGATE_BENCH_CHAINS", most.max(128)).max(most),
         concurrency,
     };
@@ -811,13 +808,9 @@ fn main() {
             refresh(&http, t, &r).await.unwrap_or_else(|e| panic!("{}: {e}", t.name));
         }
 
-        let inflight = match cfg.open_inflight {
-            Some(n) => n.to_string(),
-            None => "as many as the best closed loop's clients".into(),
-        };
         println!(
-            "machine: {cores} cores; {} s per measurement after {} s of warm-up; {:?} concurrent clients (closed loop); at most {inflight} in flight (open loop); {} refresh chains",
-            cfg.secs, cfg.warmup, cfg.concurrency, cfg.chains
+            "machine: {cores} cores; {} s per measurement after {} s of warm-up; {:?} concurrent clients (closed loop); at most {} in flight (open loop); {} refresh chains",
+            cfg.secs, cfg.warmup, cfg.concurrency, cfg.open_inflight, cfg.chains
         );
         let mut rows = Vec::new();
         // The busiest the rest of the machine was during any measurement, in cores.
@@ -853,8 +846,7 @@ fn main() {
             let mut paced_runs = Vec::new();
             for (i, t) in targets.iter().enumerate() {
                 let rate = 0.8 * rates[i];
-                let inflight = cfg.open_inflight.unwrap_or(best[i].1);
-                let (run, c) = at_rate(&cfg, &http, t, m, rate, inflight, std::mem::take(&mut chains[i])).await;
+                let (run, c) = at_rate(&cfg, &http, t, m, rate, std::mem::take(&mut chains[i])).await;
                 chains[i] = c;
                 println!("  {:<14} open loop at 80 % ({rate:.0}/s offered): {}", t.name, run.describe());
                 others = others.max(run.cpu.others / run.elapsed.as_secs_f64());
