@@ -61,6 +61,7 @@ impl Readers {
         self.idle.lock().unwrap().len()
     }
 }
+
 #[cfg(test)]
 mod tests {
     use futures_util::StreamExt as _;
