@@ -296,6 +296,14 @@ impl SqliteStore {
         Ok(hot)
     }
 
+    /// A point read on the request path, on one of [`Readers`]' connections.
+    async fn read<T>(
+        &self,
+        read: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        self.readers.read(read).await.map_err(err)
+    }
+
     /// From now on every flush of the log fails, as on a dead disk.
     #[cfg(test)]
     pub(crate) fn fail_flushes(&mut self) {
@@ -1575,24 +1583,20 @@ impl Store for SqliteStore {
 
     async fn user_by_username(&self, username: &Username) -> Result<Option<User>, StoreError> {
         let row: Option<common::UserRow> = self
-            .readers
             .read(async |c| {
                 sqlx::query_as(common::select_users!("WHERE username = $1"))
                     .bind(username.as_str())
                     .fetch_optional(c)
                     .await
             })
-            .await
-            .map_err(err)?;
+            .await?;
         row.map(common::user).transpose()
     }
 
     async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
         let row: Option<common::UserRow> = self
-            .readers
             .read(async |c| sqlx::query_as(common::select_users!("WHERE id = $1")).bind(id).fetch_optional(c).await)
-            .await
-            .map_err(err)?;
+            .await?;
         row.map(common::user).transpose()
     }
 
@@ -1700,15 +1704,13 @@ impl Store for SqliteStore {
 
     async fn factors_of(&self, user_id: &str) -> Result<Vec<Factor>, StoreError> {
         let rows: Vec<common::FactorRow> = self
-            .readers
             .read(async |c| {
                 sqlx::query_as(common::select_factors!("WHERE user_id = $1 ORDER BY created_at_us, id"))
                     .bind(user_id)
                     .fetch_all(c)
                     .await
             })
-            .await
-            .map_err(err)?;
+            .await?;
         rows.into_iter().map(common::factor).collect()
     }
 
@@ -1988,15 +1990,13 @@ impl Store for SqliteStore {
 
     async fn session_and_user(&self, digest: &[u8; 32]) -> Result<Option<(Session, User)>, StoreError> {
         let row = self
-            .readers
             .read(async |c| {
                 sqlx::query(common::select_session_and_user!("WHERE s.digest = $1"))
                     .bind(digest.to_vec())
                     .fetch_optional(c)
                     .await
             })
-            .await
-            .map_err(err)?;
+            .await?;
         row.as_ref().map(common::session_and_user).transpose()
     }
 
@@ -2252,10 +2252,8 @@ impl Store for SqliteStore {
 
     async fn client(&self, id: &str) -> Result<Option<OidcClient>, StoreError> {
         let row: Option<common::ClientRow> = self
-            .readers
             .read(async |c| sqlx::query_as(common::select_clients!("WHERE id = $1")).bind(id).fetch_optional(c).await)
-            .await
-            .map_err(err)?;
+            .await?;
         row.map(common::client).transpose()
     }
 
@@ -2344,7 +2342,6 @@ impl Store for SqliteStore {
 
     async fn consent(&self, user_id: &str, client_id: &str) -> Result<Option<Consent>, StoreError> {
         let row: Option<common::ConsentRow> = self
-            .readers
             .read(async |c| {
                 sqlx::query_as(common::select_consents!("WHERE user_id = $1 AND client_id = $2"))
                     .bind(user_id)
@@ -2352,8 +2349,7 @@ impl Store for SqliteStore {
                     .fetch_optional(c)
                     .await
             })
-            .await
-            .map_err(err)?;
+            .await?;
         row.map(common::consent).transpose()
     }
 
@@ -2405,15 +2401,13 @@ impl Store for SqliteStore {
 
     async fn auth_code_with_user(&self, digest: &[u8; 32]) -> Result<Option<(AuthCode, Option<User>)>, StoreError> {
         let row = self
-            .readers
             .read(async |c| {
                 sqlx::query(common::select_code_and_user!("WHERE c.digest = $1"))
                     .bind(digest.to_vec())
                     .fetch_optional(c)
                     .await
             })
-            .await
-            .map_err(err)?;
+            .await?;
         row.as_ref().map(common::code_and_user).transpose()
     }
 
@@ -2450,10 +2444,8 @@ impl Store for SqliteStore {
 
     async fn grant(&self, id: &str) -> Result<Option<Grant>, StoreError> {
         let row: Option<common::GrantRow> = self
-            .readers
             .read(async |c| sqlx::query_as(common::select_grants!("WHERE id = $1")).bind(id).fetch_optional(c).await)
-            .await
-            .map_err(err)?;
+            .await?;
         row.map(common::grant).transpose()
     }
 
@@ -2464,15 +2456,13 @@ impl Store for SqliteStore {
 
     async fn refresh_holder(&self, digest: &[u8; 32]) -> Result<Option<RefreshHolder>, StoreError> {
         let row = self
-            .readers
             .read(async |c| {
                 sqlx::query(common::select_refresh_holder!("WHERE t.digest = $1"))
                     .bind(digest.to_vec())
                     .fetch_optional(c)
                     .await
             })
-            .await
-            .map_err(err)?;
+            .await?;
         row.as_ref().map(common::refresh_holder).transpose()
     }
 

@@ -174,6 +174,28 @@ impl Provider {
     }
 }
 
+/// A code for `client` from the signed-in session, asked for with PKCE (S256) through
+/// the client library, and the verifier that redeems it.
+async fn pkce_code<D, I, R, T, U>(
+    p: &Provider,
+    client: &CoreClient<openidconnect::EndpointSet, D, I, R, T, U>,
+) -> (String, openidconnect::PkceCodeVerifier)
+where
+    D: openidconnect::EndpointState,
+    I: openidconnect::EndpointState,
+    R: openidconnect::EndpointState,
+    T: openidconnect::EndpointState,
+    U: openidconnect::EndpointState,
+{
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let (url, _, _) = client
+        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .set_pkce_challenge(challenge)
+        .url();
+    let location = p.authorize(url.as_str()).await.1.expect("a redirect with the code");
+    (query_param(&location, "code").expect("a code"), verifier)
+}
+
 /// A code as the store keeps it, 43 characters under its digest (what releases before
 /// time-ordered keys issued), made at `at` for a minute, bound to `challenge`.
 fn stored_code(
@@ -265,13 +287,7 @@ async fn a_standard_client_library_completes_the_code_flow_and_manages_its_token
     assert!(!after_reuse.active(), "reuse of a refresh token revokes the whole grant");
 
     // A fresh grant, revoked by the client (RFC 7009).
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, _, _) = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-        .set_pkce_challenge(challenge)
-        .url();
-    let location = p.authorize(url.as_str()).await.1.unwrap();
-    let code = query_param(&location, "code").unwrap();
+    let (code, verifier) = pkce_code(&p, &client).await;
     let tokens = client
         .exchange_code(AuthorizationCode::new(code))
         .unwrap()
@@ -309,12 +325,7 @@ async fn codes_and_refresh_tokens_from_before_time_ordered_keys_still_work_once(
     let client =
         CoreClient::from_provider_metadata(metadata, ClientId::new(client_id.clone()), Some(ClientSecret::new(secret)))
             .set_redirect_uri(RedirectUrl::new(REDIRECT.into()).unwrap());
-    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-    let (url, _, _) = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
-        .set_pkce_challenge(challenge)
-        .url();
-    let code = query_param(&p.authorize(url.as_str()).await.1.unwrap(), "code").unwrap();
+    let (code, verifier) = pkce_code(&p, &client).await;
     assert_eq!(code.len(), wardgate_core::token::ORDERED_LEN);
     assert!(p.node.store.auth_code(&wardgate_core::token::ordered_key(&code).unwrap()).await.unwrap().is_some());
     let tokens = client
