@@ -32,7 +32,8 @@
 //! WARDGATE_BENCH_WARMUP_SECS (before each closed loop, 2), WARDGATE_BENCH_CONCURRENCY
 //! (concurrent clients, comma-separated, `32,64,128,256`), WARDGATE_BENCH_OPEN_INFLIGHT
 //! (at most in flight in the open loop; the most clients), WARDGATE_BENCH_CHAINS
-//! (refresh chains; the most clients, and at least 128),
+//! (refresh chains; the most clients, and at least 128), WARDGATE_BENCH_OPEN_PERCENT (the
+//! open loop's share of the sustained rate, 80: lower shares show where the p99 rises),
 //! WARDGATE_BENCH_NODE (the node binary, `node`), WARDGATE_BENCH_TRACE (a path prefix: each
 //! open-loop run writes `PREFIX.N`, one line per request with its due time and latency in
 //! milliseconds, to see when slow answers happened). Without Node or without `npm ci` in
@@ -600,6 +601,8 @@ struct Config {
     concurrency: Vec<usize>,
     /// At most this many requests in flight in the open loop.
     open_inflight: usize,
+    /// The open loop's rate, in per cent of the sustained rate.
+    open_percent: f64,
     chains: usize,
 }
 
@@ -746,6 +749,7 @@ fn main() {
         secs: env("WARDGATE_BENCH_SECS", 10.0),
         warmup: env("WARDGATE_BENCH_WARMUP_SECS", 2.0),
         open_inflight: env("WARDGATE_BENCH_OPEN_INFLIGHT", most).max(1),
+        open_percent: env("WARDGATE_BENCH_OPEN_PERCENT", 80.0_f64).clamp(1.0, 100.0),
         chains: env("WARDGATE_BENCH_CHAINS", most.max(128)).max(most),
         concurrency,
     };
@@ -845,10 +849,10 @@ fn main() {
             let rates: Vec<f64> = best.iter().map(|b| b.0).collect();
             let mut paced_runs = Vec::new();
             for (i, t) in targets.iter().enumerate() {
-                let rate = 0.8 * rates[i];
+                let rate = cfg.open_percent / 100.0 * rates[i];
                 let (run, c) = at_rate(&cfg, &http, t, m, rate, std::mem::take(&mut chains[i])).await;
                 chains[i] = c;
-                println!("  {:<14} open loop at 80 % ({rate:.0}/s offered): {}", t.name, run.describe());
+                println!("  {:<14} open loop at {} % ({rate:.0}/s offered): {}", t.name, cfg.open_percent, run.describe());
                 others = others.max(run.cpu.others / run.elapsed.as_secs_f64());
                 paced_runs.push(run);
             }
@@ -872,16 +876,25 @@ fn main() {
                 None => println!("| {} | {ours:.0} ({at}) | skipped | | 3× | |", m.label()),
             }
         }
-        println!("\n| at 80 % of the sustained rate | offered/s | answered/s | p50 | p99 | target p99 | met |");
+        // The target is set at 80 %: another share can show how the p99 moves, not meet it.
+        let judged = (cfg.open_percent - 80.0).abs() < 1e-9;
+        println!(
+            "\n| at {} % of the sustained rate | offered/s | answered/s | p50 | p99 | target p99 | met |",
+            cfg.open_percent
+        );
         println!("|---|---|---|---|---|---|---|");
         for (m, best, runs) in &rows {
             for (i, run) in runs.iter().enumerate() {
-                let met = if i == 0 { if run.ms(0.99) < 5.0 { "yes" } else { "no" } } else { "" };
+                let met = match (i, judged) {
+                    (0, true) if run.ms(0.99) < 5.0 => "yes",
+                    (0, true) => "no",
+                    _ => "",
+                };
                 println!(
                     "| {}, {} | {:.0} | {:.0} | {:.2} ms | {:.2} ms | {} | {met} |",
                     targets[i].name,
                     m.label(),
-                    0.8 * best[i].0,
+                    cfg.open_percent / 100.0 * best[i].0,
                     run.rate(),
                     run.ms(0.5),
                     run.ms(0.99),
