@@ -15,8 +15,8 @@
 //! single-threaded Node process saturates its core with a few dozen clients, while the
 //! group commit answers each client once its batch is on disk and keeps cores idle until
 //! more clients share each commit. Then open-loop at 80 % of the sustained rate (requests
-//! sent on a fixed schedule; latency counted from the scheduled time, so a slow answer
-//! delays nothing and hides nothing). The open loop keeps at most as many requests in
+//! sent on a fixed schedule, kept by a thread of its own; latency counted from the
+//! scheduled time, so a slow answer delays nothing and hides nothing). The open loop keeps at most as many requests in
 //! flight as the most clients the closed loop had (refresh: one per chain), as a relying
 //! party's connection pool would (not the number at the best rate: which number wins
 //! changes from run to run, and so did the headroom the open loop had for a stall): a request due while they are all taken waits
@@ -366,27 +366,57 @@ where
 {
     let permits = Arc::new(tokio::sync::Semaphore::new(states.len()));
     let pool = Arc::new(Mutex::new(states));
+    let kept = Arc::clone(&pool);
     let before = CpuSnapshot::take(cpu);
     let start = Instant::now() + Duration::from_millis(2);
     let n = (rate * secs) as u32;
     let every = Duration::from_secs_f64(1.0 / rate);
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
-        let due = start + every * i;
-        if due > Instant::now() {
-            tokio::time::sleep_until(due.into()).await;
+    // The schedule is kept by a thread of its own. On tokio's timer, which ticks once a
+    // millisecond, each millisecond's requests went out together and up to a millisecond
+    // late, and the lateness counted in every latency. The thread sleeps at least `SLOT`
+    // and sends whatever has come due, with one hand-over to the runtime per wake-up: a
+    // wake-up per request took CPU that the machine, near its peak, did not have.
+    const SLOT: Duration = Duration::from_micros(200);
+    let runtime = tokio::runtime::Handle::current();
+    let (done, mut results) = tokio::sync::mpsc::unbounded_channel();
+    let pacer = std::thread::spawn(move || {
+        let mut i = 0;
+        while i < n {
+            let now = Instant::now();
+            let next = start + every * i;
+            if next > now {
+                std::thread::sleep((next - now).max(SLOT));
+            }
+            let now = Instant::now();
+            let mut due = Vec::new();
+            while i < n && start + every * i <= now {
+                due.push(start + every * i);
+                i += 1;
+            }
+            let (op, permits, pool, done) = (op.clone(), Arc::clone(&permits), Arc::clone(&pool), done.clone());
+            runtime.spawn(async move {
+                for due in due {
+                    let (op, permits, pool, done) = (op.clone(), Arc::clone(&permits), Arc::clone(&pool), done.clone());
+                    tokio::spawn(async move {
+                        let _permit = permits.acquire().await.unwrap();
+                        let state = pool.lock().unwrap().pop().unwrap();
+                        let (state, r) = op(state).await;
+                        let latency = due.elapsed();
+                        pool.lock().unwrap().push(state);
+                        let _ = done.send((due - start, latency, r));
+                    });
+                }
+            });
         }
-        let (op, permits, pool) = (op.clone(), Arc::clone(&permits), Arc::clone(&pool));
-        tasks.spawn(async move {
-            let _permit = permits.acquire().await.unwrap();
-            let state = pool.lock().unwrap().pop().unwrap();
-            let (state, r) = op(state).await;
-            let latency = due.elapsed();
-            pool.lock().unwrap().push(state);
-            (due - start, latency, r)
-        });
+    });
+    let mut traced = Vec::with_capacity(n as usize);
+    while traced.len() < n as usize {
+        match results.recv().await {
+            Some(r) => traced.push(r),
+            None => break,
+        }
     }
-    let traced = tasks.join_all().await;
+    pacer.join().unwrap();
     let elapsed = start.elapsed();
     if let Ok(prefix) = std::env::var("WARDGATE_BENCH_TRACE") {
         use std::io::Write as _;
@@ -399,7 +429,7 @@ where
     }
     let results = traced.into_iter().map(|(_, lat, r)| (lat, r)).collect();
     let run = Run::new(results, elapsed, CpuSnapshot::take(cpu).since(before));
-    let states = std::mem::take(&mut *pool.lock().unwrap());
+    let states = std::mem::take(&mut *kept.lock().unwrap());
     (run, states)
 }
 
