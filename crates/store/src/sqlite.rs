@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Connection as _, QueryBuilder, Sqlite, SqlitePool, Transaction};
 use time::OffsetDateTime;
 use tokio::sync::{Mutex, MutexGuard};
@@ -302,6 +304,11 @@ impl SqliteStore {
         read: impl AsyncFnOnce(&mut SqliteConnection) -> Result<T, sqlx::Error>,
     ) -> Result<T, StoreError> {
         self.readers.read(read).await.map_err(err)
+    }
+
+    /// The row a joined point read finds for a token's digest, if any.
+    async fn row_by_digest(&self, sql: &'static str, digest: &[u8; 32]) -> Result<Option<SqliteRow>, StoreError> {
+        self.read(async |c| sqlx::query(sql).bind(digest.as_slice()).fetch_optional(c).await).await
     }
 
     /// From now on every flush of the log fails, as on a dead disk.
@@ -1989,14 +1996,7 @@ impl Store for SqliteStore {
     }
 
     async fn session_and_user(&self, digest: &[u8; 32]) -> Result<Option<(Session, User)>, StoreError> {
-        let row = self
-            .read(async |c| {
-                sqlx::query(common::select_session_and_user!("WHERE s.digest = $1"))
-                    .bind(digest.to_vec())
-                    .fetch_optional(c)
-                    .await
-            })
-            .await?;
+        let row = self.row_by_digest(common::select_session_and_user!("WHERE s.digest = $1"), digest).await?;
         row.as_ref().map(common::session_and_user).transpose()
     }
 
@@ -2400,14 +2400,7 @@ impl Store for SqliteStore {
     }
 
     async fn auth_code_with_user(&self, digest: &[u8; 32]) -> Result<Option<(AuthCode, Option<User>)>, StoreError> {
-        let row = self
-            .read(async |c| {
-                sqlx::query(common::select_code_and_user!("WHERE c.digest = $1"))
-                    .bind(digest.to_vec())
-                    .fetch_optional(c)
-                    .await
-            })
-            .await?;
+        let row = self.row_by_digest(common::select_code_and_user!("WHERE c.digest = $1"), digest).await?;
         row.as_ref().map(common::code_and_user).transpose()
     }
 
@@ -2455,14 +2448,7 @@ impl Store for SqliteStore {
     }
 
     async fn refresh_holder(&self, digest: &[u8; 32]) -> Result<Option<RefreshHolder>, StoreError> {
-        let row = self
-            .read(async |c| {
-                sqlx::query(common::select_refresh_holder!("WHERE t.digest = $1"))
-                    .bind(digest.to_vec())
-                    .fetch_optional(c)
-                    .await
-            })
-            .await?;
+        let row = self.row_by_digest(common::select_refresh_holder!("WHERE t.digest = $1"), digest).await?;
         row.as_ref().map(common::refresh_holder).transpose()
     }
 
