@@ -3734,6 +3734,17 @@ mod tests {
         assert_eq!(level, 1, "NORMAL: the commit itself does not wait for the disk");
     }
 
+    /// The workspace's `.cargo/config.toml` passes SQLite its build flags through
+    /// `LIBSQLITE3_FLAGS`. SQLite reports only one of the two (`HAVE_FDATASYNC` is not a
+    /// compile option it lists), so this shows that the variable reached the build.
+    #[tokio::test]
+    async fn sqlite_is_built_with_the_workspace_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("w.db"), "n1").await.unwrap();
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options").fetch_all(&store.pool).await.unwrap();
+        assert!(options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"), "{options:?}");
+    }
+
     /// After a failed flush the kernel may have dropped the log's pages; building on them
     /// would acknowledge records the disk never got, so the store takes no more writes.
     #[tokio::test]
