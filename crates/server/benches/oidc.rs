@@ -16,8 +16,8 @@
 //! group commit answers each client once its batch is on disk and keeps cores idle until
 //! more clients share each commit. Then open-loop at 80 % of the sustained rate (requests
 //! sent on a fixed schedule, kept by a thread of its own; latency counted from the
-//! scheduled time, so a slow answer delays nothing and hides nothing). The open loop keeps at most as many requests in
-//! flight as the most clients the closed loop had (refresh: one per chain), as a relying
+//! scheduled time, so a slow answer delays nothing and hides nothing). The open loop
+//! keeps at most as many requests in flight as the most clients the closed loop had (refresh: one per chain), as a relying
 //! party's connection pool would (not the number at the best rate: which number wins
 //! changes from run to run, and so did the headroom the open loop had for a stall): a request due while they are all taken waits
 //! for one, and the wait counts in its latency. Unbounded, the load generator opened a
