@@ -163,6 +163,7 @@ fn main() {
     let secs = env("WARDGATE_BENCH_SECS", 10);
     let connections = env("WARDGATE_BENCH_CONNECTIONS", 32);
     let dir = tempfile::tempdir().unwrap();
+    println!("{}", common::disk::flush_floor(dir.path(), 500));
     let (nginx, port) = nginx_return_200(&dir.path().join("nginx"));
     let slow_port = slow_upstream();
     // The server gets its own two-thread runtime; wrk and nginx are separate processes.

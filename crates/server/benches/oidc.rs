@@ -43,6 +43,9 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[path = "common/disk.rs"]
+mod disk;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::BufRead as _;
@@ -799,6 +802,7 @@ fn main() {
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
+    println!("{}", disk::flush_floor(dir.path(), 500));
     let (node, client_id, secret) = server_rt.block_on(start_wardgate(dir.path()));
     let node_provider = start_oidc_provider(&secret);
     if let Err(why) = &node_provider {

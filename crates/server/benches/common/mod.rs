@@ -13,6 +13,8 @@ use wardgate_core::passphrase;
 use wardgate_core::settings::Settings;
 use wardgate_server::{Installation, OpenMode};
 
+pub mod disk;
+
 pub const PASS: &str = "tidal cobalt lantern orchard";
 
 pub fn env(name: &str, default: usize) -> usize {
