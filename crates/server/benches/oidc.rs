@@ -17,12 +17,16 @@
 //! more clients share each commit. Then open-loop at 80 % of the sustained rate (requests
 //! sent on a fixed schedule, kept by a thread of its own; latency counted from the
 //! scheduled time, so a slow answer delays nothing and hides nothing). The open loop
-//! keeps at most as many requests in flight as the most clients the closed loop had (refresh: one per chain), as a relying
-//! party's connection pool would (not the number at the best rate: which number wins
-//! changes from run to run, and so did the headroom the open loop had for a stall): a request due while they are all taken waits
-//! for one, and the wait counts in its latency. Unbounded, the load generator opened a
-//! connection for every request that found none idle — thousands once a queue formed —
-//! and spent the shared cores on that instead of on requests.
+//! keeps at most as many requests in flight as the most clients the closed loop had
+//! (refresh: one per chain), as a relying party's connection pool would. Not the number at
+//! the best rate: which number wins changes from run to run, and so did the headroom the
+//! open loop had for a stall. A request due while they are all taken waits for one, and
+//! the wait counts in its latency. Unbounded, the load generator opened a connection for
+//! every request that found none idle — thousands once a queue formed — and spent the
+//! shared cores on that instead of on requests.
+//!
+//! Before any of it, the disk's own `fdatasync` time in the data directory is printed:
+//! every grant waits for at least one flush, so no p99 below can be under that floor's.
 //!
 //! Server CPU is read from /proc: Wardgate runs in this process on its own runtime (threads
 //! `wardgate-server`, plus SQLite's `sqlx-sqlite-worker-*`); the load generator on another
